@@ -1,0 +1,374 @@
+"""A local OpenAI-compatible HTTP server (FastAPI + uvicorn) serving pluggable backends on 127.0.0.1.
+
+    with serve_openai_compatible({"my-teacher": backend}) as base_url:   # "http://127.0.0.1:<port>/v1"
+        client = openai.OpenAI(base_url=base_url, api_key="unused")
+
+It lets the smoke profile (and the tests) drive the very same client code as a real endpoint: `/v1/models`,
+`/v1/chat/completions` and the Batch API's `/v1/files` (upload, metadata, content) and `/v1/batches` (create,
+retrieve, cancel). The server runs in a background thread on a free port, is checked for readiness before the
+`with` body starts, and is shut down when the body ends, also when it raises.
+
+A backend is any object with
+    complete(messages, max_tokens, temperature, stop) -> Completion
+and optionally
+    complete_batch(requests: list[dict]) -> list[Completion]     # dicts: messages, max_tokens, temperature, stop
+Concurrent chat requests to a backend with `complete_batch` are micro-batched (collected for `batch_window_s`,
+up to `max_batch_size`), and a Batch API job sends all of a model's lines through `complete_batch`: one batched
+`generate` call instead of one per request. A backend may raise `ServerFault` to answer with an arbitrary status,
+headers and (possibly malformed) body after a delay: that is how tests inject 429s, 500s, timeouts and bad JSON.
+Server-wide `latency_s` and `rpm_limit` (429 with `Retry-After` above it) model a rate-limited remote endpoint.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol
+
+# Module level (not inside build_app): FastAPI resolves the endpoints' string annotations in this namespace.
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+__all__ = ["Completion", "Backend", "ServerFault", "build_app", "serve_openai_compatible"]
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str = "stop"          # "stop" | "length" | "content_filter"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Backend(Protocol):
+    def complete(self, messages: list[dict], max_tokens: int, temperature: float,
+                 stop: list[str] | None) -> Completion: ...
+
+
+class ServerFault(Exception):
+    """Raised by a backend to make the server answer `status_code` with `body` (str: sent verbatim)."""
+
+    def __init__(self, status_code: int = 500, body: str | dict | None = None, headers: dict | None = None,
+                 delay_s: float = 0.0):
+        super().__init__(f"injected fault {status_code}")
+        self.status_code, self.headers, self.delay_s = status_code, headers or {}, delay_s
+        self.body = body if body is not None else {"error": {"message": f"injected {status_code}",
+                                                             "type": "server_error"}}
+
+
+def _request_dict(body: dict) -> dict:
+    stop = body.get("stop")
+    return {"messages": body.get("messages") or [],
+            "max_tokens": int(body.get("max_tokens") or body.get("max_completion_tokens") or 256),
+            "temperature": float(body.get("temperature") if body.get("temperature") is not None else 1.0),
+            "stop": [stop] if isinstance(stop, str) else stop}
+
+
+def _chat_body(model: str, c: Completion) -> dict:
+    return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": c.text},
+                         "finish_reason": c.finish_reason, "logprobs": None}],
+            "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+                      "total_tokens": c.prompt_tokens + c.completion_tokens}}
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error"):
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+def _run_batch(backend, requests: list[dict]) -> list[Completion | Exception]:
+    """One backend call for many requests; per-request exceptions when the backend only has `complete`."""
+    if hasattr(backend, "complete_batch"):
+        try:
+            return list(backend.complete_batch(requests))
+        except Exception as exc:  # noqa: BLE001 - reported per request
+            return [exc] * len(requests)
+    out: list[Completion | Exception] = []
+    for r in requests:
+        try:
+            out.append(backend.complete(r["messages"], r["max_tokens"], r["temperature"], r["stop"]))
+        except Exception as exc:  # noqa: BLE001
+            out.append(exc)
+    return out
+
+
+@dataclass
+class _State:
+    backends: dict[str, Any]
+    latency_s: float = 0.0
+    rpm_limit: float | None = None
+    batch_window_s: float = 0.01
+    max_batch_size: int = 16
+    files: dict[str, dict] = field(default_factory=dict)
+    batches: dict[str, dict] = field(default_factory=dict)
+    recent: deque = field(default_factory=deque)
+    queues: dict[str, asyncio.Queue] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=lambda: {"chat_requests": 0, "rate_limited": 0})
+
+
+class _MicroBatcher:
+    """Collects concurrent chat requests for one backend and answers them with one `complete_batch` call."""
+
+    def __init__(self, backend, window_s: float, max_size: int):
+        self.backend, self.window_s, self.max_size = backend, window_s, max_size
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.task: asyncio.Task | None = None
+
+    async def submit(self, request: dict) -> Completion:
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._loop())
+        fut = asyncio.get_running_loop().create_future()
+        await self.queue.put((request, fut))
+        result = await fut
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _loop(self) -> None:
+        while True:
+            items = [await self.queue.get()]
+            deadline = time.monotonic() + self.window_s
+            while len(items) < self.max_size and (left := deadline - time.monotonic()) > 0:
+                try:
+                    items.append(await asyncio.wait_for(self.queue.get(), left))
+                except asyncio.TimeoutError:
+                    break
+            results = await asyncio.to_thread(_run_batch, self.backend, [r for r, _ in items])
+            for (_, fut), res in zip(items, results):
+                if not fut.done():
+                    fut.set_result(res)
+
+
+def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float | None = None,
+              batch_window_s: float = 0.01, max_batch_size: int = 16):
+    """The FastAPI app (exposed for tests that want to mount it elsewhere). `app.state.orca` holds the state."""
+    if not backends:
+        raise ValueError("serve_openai_compatible: at least one backend is needed, e.g. {'model-name': backend}")
+    state = _State(dict(backends), latency_s, rpm_limit, batch_window_s, max_batch_size)
+    batchers: dict[str, _MicroBatcher] = {}
+    app = FastAPI(title="orca-notebooks local OpenAI-compatible server")
+    app.state.orca = state
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "local"}
+                                           for m in state.backends]}
+
+    def rate_limited() -> float | None:
+        """Seconds to wait if one more request would exceed `rpm_limit` over the last 60 s, else None."""
+        if not state.rpm_limit:
+            return None
+        now = time.monotonic()
+        while state.recent and now - state.recent[0] > 60.0:
+            state.recent.popleft()
+        if len(state.recent) >= state.rpm_limit:
+            return max(0.0, 60.0 - (now - state.recent[0]))
+        state.recent.append(now)
+        return None
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        state.stats["chat_requests"] += 1
+        try:
+            body = json.loads(await request.body())
+        except json.JSONDecodeError:
+            return _error(400, "request body is not valid JSON")
+        model = body.get("model")
+        if model not in state.backends:
+            return _error(404, f"model {model!r} not served here; have {sorted(state.backends)}",
+                          "model_not_found")
+        if body.get("stream"):
+            return _error(400, "stream=true is not supported by the local server")
+        wait = rate_limited()
+        if wait is not None:
+            state.stats["rate_limited"] += 1
+            resp = _error(429, "rate limit reached (requests per minute)", "rate_limit_exceeded")
+            resp.headers["Retry-After"] = f"{wait:.3f}"
+            return resp
+        if state.latency_s:
+            await asyncio.sleep(state.latency_s)
+        backend = state.backends[model]
+        req = _request_dict(body)
+        try:
+            if hasattr(backend, "complete_batch"):
+                if model not in batchers:
+                    batchers[model] = _MicroBatcher(backend, state.batch_window_s, state.max_batch_size)
+                completion = await batchers[model].submit(req)
+            else:
+                completion = await asyncio.to_thread(backend.complete, req["messages"], req["max_tokens"],
+                                                     req["temperature"], req["stop"])
+        except ServerFault as fault:
+            if fault.delay_s:
+                await asyncio.sleep(fault.delay_s)
+            content = fault.body if isinstance(fault.body, str) else json.dumps(fault.body)
+            return Response(content, status_code=fault.status_code, headers=fault.headers,
+                            media_type="application/json")
+        except Exception as exc:  # noqa: BLE001 - a backend bug becomes a 500, the server stays up
+            return _error(500, f"backend {model!r} failed: {type(exc).__name__}: {exc}", "server_error")
+        return JSONResponse(_chat_body(model, completion))
+
+    # ---- Batch API: files ------------------------------------------------------------------------------
+    def file_object(fid: str) -> dict:
+        f = state.files[fid]
+        return {"id": fid, "object": "file", "bytes": len(f["content"]), "created_at": f["created_at"],
+                "filename": f["filename"], "purpose": f["purpose"], "status": "processed"}
+
+    def add_file(content: bytes, filename: str, purpose: str) -> str:
+        fid = f"file-{uuid.uuid4().hex[:24]}"
+        state.files[fid] = {"content": content, "filename": filename, "purpose": purpose,
+                            "created_at": int(time.time())}
+        return fid
+
+    @app.post("/v1/files")
+    async def upload(file: UploadFile = File(...), purpose: str = Form(...)):
+        return file_object(add_file(await file.read(), file.filename or "upload.jsonl", purpose))
+
+    @app.get("/v1/files/{fid}")
+    async def file_meta(fid: str):
+        return file_object(fid) if fid in state.files else _error(404, f"no file {fid!r}")
+
+    @app.get("/v1/files/{fid}/content")
+    async def file_content(fid: str):
+        if fid not in state.files:
+            return _error(404, f"no file {fid!r}")
+        return Response(state.files[fid]["content"], media_type="application/octet-stream")
+
+    # ---- Batch API: batches ----------------------------------------------------------------------------
+    def process_batch(bid: str) -> None:
+        """Run every line of a batch (grouped per model, through complete_batch); write output/error files."""
+        batch = state.batches[bid]
+        lines = state.files[batch["input_file_id"]]["content"].decode().splitlines()
+        batch.update(status="in_progress", in_progress_at=int(time.time()))
+        outputs, errors, per_model = [], [], {}
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            item: Any = None
+            try:
+                item = json.loads(line)
+                model = item["body"]["model"]
+                if model not in state.backends:
+                    raise KeyError(f"model {model!r} not served")
+                per_model.setdefault(model, []).append(item)
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                cid = item.get("custom_id") if isinstance(item, dict) else None
+                errors.append({"id": f"batch_req_{uuid.uuid4().hex[:16]}", "custom_id": cid, "response": None,
+                               "error": {"code": "invalid_request", "message": f"line {n}: {exc}"}})
+        batch["request_counts"]["total"] = sum(map(len, per_model.values())) + len(errors)
+        for model, items in per_model.items():
+            if batch["status"] == "cancelling":
+                break
+            results = _run_batch(state.backends[model], [_request_dict(i["body"]) for i in items])
+            for item, res in zip(items, results):
+                rid = f"batch_req_{uuid.uuid4().hex[:16]}"
+                if isinstance(res, Completion):
+                    outputs.append({"id": rid, "custom_id": item.get("custom_id"), "error": None, "response": {
+                        "status_code": 200, "request_id": rid, "body": _chat_body(model, res)}})
+                else:
+                    status = res.status_code if isinstance(res, ServerFault) else 500
+                    body = res.body if isinstance(res, ServerFault) else {"error": {"message": str(res)}}
+                    errors.append({"id": rid, "custom_id": item.get("custom_id"), "error": None, "response": {
+                        "status_code": status, "request_id": rid, "body": body}})
+        batch["request_counts"].update(completed=len(outputs), failed=len(errors))
+        if outputs:
+            batch["output_file_id"] = add_file("".join(json.dumps(o) + "\n" for o in outputs).encode(),
+                                               f"{bid}_output.jsonl", "batch_output")
+        if errors:
+            batch["error_file_id"] = add_file("".join(json.dumps(e) + "\n" for e in errors).encode(),
+                                              f"{bid}_error.jsonl", "batch_output")
+        final = "cancelled" if batch["status"] == "cancelling" else "completed"
+        batch.update(status=final, **{f"{final}_at": int(time.time())})
+
+    @app.post("/v1/batches")
+    async def create_batch(request: Request):
+        body = json.loads(await request.body())
+        fid = body.get("input_file_id")
+        if fid not in state.files:
+            return _error(404, f"input_file_id {fid!r}: no such file")
+        if body.get("endpoint") != "/v1/chat/completions":
+            return _error(400, f"endpoint {body.get('endpoint')!r}: only /v1/chat/completions is served")
+        bid = f"batch_{uuid.uuid4().hex[:24]}"
+        state.batches[bid] = {
+            "id": bid, "object": "batch", "endpoint": body["endpoint"], "errors": None, "input_file_id": fid,
+            "completion_window": body.get("completion_window", "24h"), "status": "validating",
+            "output_file_id": None, "error_file_id": None, "created_at": int(time.time()),
+            "metadata": body.get("metadata"), "request_counts": {"total": 0, "completed": 0, "failed": 0}}
+        asyncio.get_running_loop().run_in_executor(None, process_batch, bid)
+        return state.batches[bid]
+
+    @app.get("/v1/batches/{bid}")
+    async def get_batch(bid: str):
+        return state.batches[bid] if bid in state.batches else _error(404, f"no batch {bid!r}")
+
+    @app.post("/v1/batches/{bid}/cancel")
+    async def cancel_batch(bid: str):
+        if bid not in state.batches:
+            return _error(404, f"no batch {bid!r}")
+        batch = state.batches[bid]
+        if batch["status"] in ("validating", "in_progress"):
+            batch["status"] = "cancelling"
+        return batch
+
+    return app
+
+
+def _free_socket(host: str, port: int | None) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port or 0))          # port 0: the OS picks a free port; we keep the socket, so no race
+    return sock
+
+
+@contextlib.contextmanager
+def serve_openai_compatible(backends: dict[str, Any], *, host: str = "127.0.0.1", port: int | None = None,
+                            latency_s: float = 0.0, rpm_limit: float | None = None,
+                            batch_window_s: float = 0.01, max_batch_size: int = 16,
+                            ready_timeout_s: float = 30.0, log_level: str = "warning") -> Iterator[str]:
+    """Serve `backends` ({model name: backend}) on `host`; yield the base URL `http://host:port/v1`.
+
+    The server is up (GET /v1/models answered) before the body runs, and stopped when it ends or raises.
+    The app's state (request counts, files, batches) is reachable as `serve_openai_compatible.last_app`.
+    """
+    import httpx
+    import uvicorn
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"serve_openai_compatible: host {host!r}: only loopback addresses are allowed")
+    app = build_app(backends, latency_s=latency_s, rpm_limit=rpm_limit, batch_window_s=batch_window_s,
+                    max_batch_size=max_batch_size)
+    serve_openai_compatible.last_app = app
+    sock = _free_socket(host, port)
+    bound_port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=2,
+                            lifespan="off", limit_concurrency=None, backlog=2048)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
+                              name=f"openai-compatible-{bound_port}")
+    thread.start()
+    base_url = f"http://{host}:{bound_port}/v1"
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            if not thread.is_alive():
+                raise RuntimeError(f"local OpenAI-compatible server on {host}:{bound_port} exited at start-up")
+            try:
+                if httpx.get(f"{base_url}/models", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"local OpenAI-compatible server on {host}:{bound_port} not ready after "
+                                   f"{ready_timeout_s:.0f}s")
+            time.sleep(0.05)
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
