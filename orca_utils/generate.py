@@ -1,0 +1,306 @@
+"""Model backends behind one interface: a local Hugging Face causal LM or any OpenAI-compatible endpoint.
+
+Both backends answer `generate(conversations, max_new_tokens, stop=None, system_message=None) -> list[str]`, where
+a conversation is a list of chat messages (`{"role": ..., "content": ...}`) or a plain string (one user turn).
+Decoding is greedy (the paper's evaluation). The optional `system_message` is prepended to conversations that have
+none; the default is no system message, as in the paper's evaluation.
+
+`HFBackend` renders each conversation with the tokenizer's chat template, left-pads a batch (prompts sorted by
+length, so batches carry little padding), and stops a sequence at EOS or at the first stop string; the returned text
+is cut before the stop string. `HFBackend.loglikelihood` scores continuations given a context (the way
+lm-evaluation-harness scores multiple choice), batched. Both backends also expose the local-server contract
+(`complete`, `complete_batch` returning objects with `text, finish_reason, prompt_tokens, completion_tokens`), so an
+`HFBackend` can be served by `orca_utils.local_server` as a stand-in teacher.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from typing import Any, Sequence, Union
+
+__all__ = ["Completion", "HFBackend", "OpenAIBackend", "Conversation", "to_messages", "cut_at_stop"]
+
+from .local_server import Completion   # the one result type: text, finish_reason, prompt/completion tokens
+
+Conversation = Union[str, Sequence[dict]]
+
+
+def to_messages(conversation: Conversation, system_message: str | None = None) -> list[dict]:
+    """A conversation as chat messages; `system_message` (if non-empty) is prepended when there is no system turn."""
+    if isinstance(conversation, str):
+        messages = [{"role": "user", "content": conversation}]
+    else:
+        messages = [dict(m) for m in conversation]
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or "role" not in m or "content" not in m:
+                raise ValueError(f"conversation message {i}: expected a dict with 'role' and 'content', got {m!r}")
+    if system_message and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system_message})
+    return messages
+
+
+def cut_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:
+    """`text` cut before the earliest stop string; also whether a stop string was found."""
+    cut = len(text)
+    for s in stop or ():
+        if s:
+            i = text.find(s)
+            if i != -1:
+                cut = min(cut, i)
+    return text[:cut], cut < len(text)
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False)
+
+
+class HFBackend:
+    """A Hugging Face causal LM: batched greedy generation with left padding, and batched log-likelihoods.
+
+    `model` is a model spec for `orca_utils.models` (local dir, hub id, `.gguf`, `pkg:`/`shared:` spec) or an
+    already loaded `(model, tokenizer)` pair. `max_len_tokens` caps prompt + generation (prompts are cut from the
+    left, keeping the question's end and the generation prompt).
+    """
+
+    def __init__(self, model: str | tuple[Any, Any], *, batch_size: int = 16, device: str = "auto",
+                 dtype: Any = None, max_len_tokens: int | None = None, progress: bool = True,
+                 label: str | None = None):
+        import torch
+
+        from .models import load_model_and_tokenizer, pick_device
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+        if isinstance(model, (tuple, list)):
+            if len(model) != 2:
+                raise ValueError("model: expected a spec string or a (model, tokenizer) pair")
+            self.model, self.tokenizer = model
+            self.label = label or getattr(self.model.config, "_name_or_path", None) or type(self.model).__name__
+        else:
+            self.model, self.tokenizer = load_model_and_tokenizer(model, dtype=dtype, device=device)
+            self.label = label or model
+        if device != "auto" or not isinstance(model, (tuple, list)):
+            self.model.to(pick_device(device))
+        self.model.eval()
+        self.device = next(self.model.parameters()).device
+        self.batch_size = batch_size
+        self.progress = progress
+        limit = max_len_tokens or getattr(self.model.config, "max_position_embeddings", None) or 2048
+        self.max_len_tokens = int(limit)
+        tok = self.tokenizer
+        self.eos_ids = self._eos_ids()
+        # Padding never reaches the model's attention (masked), so any id works; we do not mutate the tokenizer.
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[0]
+        self._torch = torch
+
+    # ------------------------------------------------------------------ prompts
+    def _eos_ids(self) -> list[int]:
+        ids = []
+        for source in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
+            if source is None:
+                continue
+            ids.extend(source if isinstance(source, (list, tuple)) else [source])
+        if not ids:
+            raise ValueError(f"{self.label}: the tokenizer defines no eos token; cannot stop generation")
+        return list(dict.fromkeys(int(i) for i in ids))
+
+    def render(self, conversation: Conversation, system_message: str | None = None) -> str:
+        """The prompt text the model sees: the chat template with the generation prompt, or a plain fallback."""
+        messages = to_messages(conversation, system_message)
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # Base models without a template (e.g. LLaMA-13B before tuning): a plain transcript.
+        parts = [f"{m['content']}\n" if m["role"] == "system" else
+                 f"### {m['role'].capitalize()}:\n{m['content']}\n" for m in messages]
+        return "\n".join(parts) + "\n### Assistant:\n"
+
+    def _encode(self, text: str) -> list[int]:
+        # Chat templates already hold BOS where the model wants it; plain prompts get the tokenizer's default.
+        special = not getattr(self.tokenizer, "chat_template", None)
+        return self.tokenizer(text, add_special_tokens=special)["input_ids"]
+
+    def _left_pad(self, rows: list[list[int]]):
+        torch = self._torch
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+                mask[i, width - len(r):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # ------------------------------------------------------------------ generation
+    def generate_completions(self, conversations: Sequence[Conversation], max_new_tokens: int = 256,
+                             stop: Sequence[str] | None = None, system_message: str | None = None,
+                             batch_size: int | None = None) -> list[Completion]:
+        """Greedy completions with their finish reasons and token counts, in the order given."""
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens: expected >= 1, got {max_new_tokens}")
+        torch = self._torch
+        stop = [s for s in (stop or []) if s]
+        budget = self.max_len_tokens - max_new_tokens
+        if budget < 8:
+            raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in "
+                             f"max_len_tokens={self.max_len_tokens}")
+        encoded = [self._encode(self.render(c, system_message))[-budget:] for c in conversations]
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))   # longest first: similar lengths
+        size = batch_size or self.batch_size
+        batches = [order[i:i + size] for i in range(0, len(order), size)]
+        out: list[Completion | None] = [None] * len(encoded)
+        gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, temperature=None,
+                          top_p=None, top_k=None, pad_token_id=self.pad_id, eos_token_id=self.eos_ids)
+        if stop:
+            gen_kwargs.update(stop_strings=stop, tokenizer=self.tokenizer)
+        for batch in _progress(batches, len(batches), f"generate ({self.label})", self.progress):
+            ids, mask = self._left_pad([encoded[i] for i in batch])
+            with torch.inference_mode():
+                seqs = self.model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
+            new = seqs[:, ids.shape[1]:].tolist()
+            for row, i in zip(new, batch):
+                n_tokens, hit_eos = len(row), False
+                for j, t in enumerate(row):
+                    if t in self.eos_ids:
+                        n_tokens, hit_eos = j, True
+                        break
+                text = self.tokenizer.decode(row[:n_tokens], skip_special_tokens=True)
+                text, hit_stop = cut_at_stop(text, stop)
+                if hit_stop:   # tokens after a stop string are padding; count what was really generated
+                    n_tokens = len([t for t in row[:n_tokens] if t != self.pad_id]) or n_tokens
+                reason = "stop" if hit_eos or hit_stop else "length"
+                out[i] = Completion(text.strip(), reason, len(encoded[i]), n_tokens)
+        return out  # type: ignore[return-value]
+
+    def generate(self, conversations: Sequence[Conversation], max_new_tokens: int = 256,
+                 stop: Sequence[str] | None = None, system_message: str | None = None) -> list[str]:
+        """Greedy generations (texts cut before the first stop string), in the order given."""
+        return [c.text for c in self.generate_completions(conversations, max_new_tokens, stop, system_message)]
+
+    # local_server contract
+    def complete(self, messages: list[dict], max_tokens: int, temperature: float = 0.0,
+                 stop: list[str] | None = None) -> Completion:
+        return self.generate_completions([messages], max_tokens, stop)[0]
+
+    def complete_batch(self, requests: list[dict]) -> list[Completion]:
+        """Requests (`messages`, `max_tokens`, `stop`) grouped by their settings and generated in batches."""
+        out: list[Completion | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((int(r.get("max_tokens") or 256), tuple(r.get("stop") or ())), []).append(i)
+        for (max_tokens, stop), idx in groups.items():
+            done = self.generate_completions([requests[i]["messages"] for i in idx], max_tokens, list(stop))
+            for i, c in zip(idx, done):
+                out[i] = c
+        return out  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ scoring
+    def loglikelihood(self, requests: Sequence[tuple[Conversation, str]],
+                      system_message: str | None = None) -> list[float]:
+        """Sum of log-probabilities of each `continuation` after its context (rendered with the chat template).
+
+        As in lm-evaluation-harness, the continuation's tokens are those of `context + continuation` beyond the
+        context's tokens (a leading space moves into the continuation). Batched with right padding.
+        """
+        torch = self._torch
+        rows: list[tuple[list[int], int]] = []          # (tokens, number of continuation tokens)
+        for context, continuation in requests:
+            ctx = self.render(context, system_message) if not isinstance(context, str) else context
+            n_spaces = len(ctx) - len(ctx.rstrip(" "))
+            if n_spaces:
+                ctx, continuation = ctx[:-n_spaces], ctx[-n_spaces:] + continuation
+            ctx_ids = self._encode(ctx)
+            whole = self._encode(ctx + continuation)
+            n_cont = len(whole) - len(ctx_ids)
+            if whole[:len(ctx_ids)] != ctx_ids or n_cont < 1:    # tokenizer merged across the boundary
+                cont_ids = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+                whole, n_cont = ctx_ids + cont_ids, len(cont_ids)
+            if n_cont < 1:
+                raise ValueError(f"loglikelihood: empty continuation {continuation!r}")
+            rows.append((whole[-self.max_len_tokens:], n_cont))
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        out = [0.0] * len(rows)
+        for batch in _progress(batches, len(batches), f"loglikelihood ({self.label})", self.progress):
+            width = max(len(rows[i][0]) for i in batch)
+            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for k, i in enumerate(batch):
+                toks = rows[i][0]
+                ids[k, :len(toks)] = torch.tensor(toks)
+                mask[k, :len(toks)] = 1
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            logprobs = torch.log_softmax(logits.float(), dim=-1)
+            for k, i in enumerate(batch):
+                toks, n_cont = rows[i]
+                n = len(toks)
+                positions = torch.arange(n - n_cont - 1, n - 1, device=logprobs.device)
+                targets = torch.tensor(toks[n - n_cont:], device=logprobs.device)
+                out[i] = float(logprobs[k, positions, targets].sum())
+        return out
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat endpoint (OpenAI, Azure, vLLM, llama.cpp server, Ollama, our local server).
+
+    The key is read from the environment variable named `api_key_env` (never passed as a value). A local endpoint
+    (127.0.0.1 / localhost) needs no key. Requests run `concurrency` at a time; the `openai` client retries
+    rate limits and server errors `max_retries` times with backoff.
+    """
+
+    def __init__(self, base_url: str | None, model: str, *, api_key_env: str = "OPENAI_API_KEY",
+                 timeout_s: float = 120.0, max_retries: int = 5, concurrency: int = 4, progress: bool = True,
+                 label: str | None = None):
+        from openai import OpenAI
+
+        key = os.environ.get(api_key_env)
+        local = bool(base_url) and any(h in base_url for h in ("127.0.0.1", "localhost", "[::1]"))
+        if not key and not local:
+            raise RuntimeError(f"OpenAIBackend({model!r}): environment variable {api_key_env} is not set; "
+                               f"export it (the key is never read from params)")
+        self.client = OpenAI(base_url=base_url, api_key=key or "local-no-key", timeout=timeout_s,
+                             max_retries=max_retries)
+        self.model, self.base_url = model, base_url
+        self.concurrency = max(1, concurrency)
+        self.progress = progress
+        self.label = label or model
+
+    def complete(self, messages: list[dict], max_tokens: int, temperature: float = 0.0,
+                 stop: list[str] | None = None) -> Completion:
+        stop = [s for s in (stop or []) if s]
+        resp = self.client.chat.completions.create(model=self.model, messages=messages, max_tokens=max_tokens,
+                                                   temperature=temperature, stop=stop[:4] or None)
+        choice = resp.choices[0]
+        text, hit = cut_at_stop(choice.message.content or "", stop)   # servers may only honour 4 stop strings
+        usage = resp.usage
+        return Completion(text.strip(), "stop" if hit else (choice.finish_reason or "stop"),
+                          getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
+
+    def generate_completions(self, conversations: Sequence[Conversation], max_new_tokens: int = 256,
+                             stop: Sequence[str] | None = None, system_message: str | None = None
+                             ) -> list[Completion]:
+        messages = [to_messages(c, system_message) for c in conversations]
+        out: list[Completion | None] = [None] * len(messages)
+        with concurrent.futures.ThreadPoolExecutor(self.concurrency) as pool:
+            futures = {pool.submit(self.complete, m, max_new_tokens, 0.0, list(stop or [])): i
+                       for i, m in enumerate(messages)}
+            for fut in _progress(concurrent.futures.as_completed(futures), len(futures),
+                                 f"generate ({self.label})", self.progress):
+                out[futures[fut]] = fut.result()
+        return out  # type: ignore[return-value]
+
+    def generate(self, conversations: Sequence[Conversation], max_new_tokens: int = 256,
+                 stop: Sequence[str] | None = None, system_message: str | None = None) -> list[str]:
+        return [c.text for c in self.generate_completions(conversations, max_new_tokens, stop, system_message)]
+
+    def complete_batch(self, requests: list[dict]) -> list[Completion]:
+        return [self.complete(r["messages"], int(r.get("max_tokens") or 256), float(r.get("temperature") or 0.0),
+                              r.get("stop")) for r in requests]
+
+    def loglikelihood(self, requests, system_message=None):
+        raise NotImplementedError(f"{self.label}: chat endpoints return no prompt log-probabilities; score this "
+                                  f"model in generation mode (mode='generate')")
