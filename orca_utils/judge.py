@@ -1,0 +1,231 @@
+"""Pairwise judging of open-ended answers, Vicuna style, with both answer orders (paper section 4).
+
+The judge sees a question and two answers and replies with one line holding two scores (1-10), one per answer,
+then an explanation. That is the review prompt Vicuna's 2023 GPT-4 evaluation used and the Orca paper reused:
+FastChat `fastchat/eval/table/prompt.jsonl`, prompt 1 ("general"; the same text lives in FastChat's
+`fastchat/eval/eval_gpt_review.py` era code). None of the eight templates in FastChat's later `judge_prompts.jsonl`
+(dataset `fastchat_judge`: `pair-v2`, `pair-math-v1`, their multi-turn forms, and the `single-*` ratings) gives two
+scores: the pairwise ones return a verdict `[[A]]/[[B]]/[[C]]` and the single ones one `[[rating]]` per answer.
+So `VICUNA_V1` below carries the Vicuna text verbatim; `list_fastchat_templates` shows the file's templates and
+their output formats so the notebook can say why they were not used.
+
+Score of a candidate = (sum of its scores) / (sum of the reference's scores) x 100, over the prompts whose verdict
+parsed. Each prompt is judged twice, candidate first and reference first; both percentages, their mean, the flip
+rate (how often the winner changes with the order: position bias) and the mean answer length of each side are
+reported. Parsing is strict (`parse_scores`); an unparseable reply is asked again once, with the reply and a format
+reminder appended, then recorded as `unparseable` with its raw text: never guessed.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+__all__ = ["JudgeTemplate", "VICUNA_V1", "VerdictParseError", "ChatFn", "list_fastchat_templates",
+           "build_judge_messages", "parse_scores", "judge_pairs", "aggregate_verdicts", "ORDERS"]
+
+
+@dataclass(frozen=True)
+class JudgeTemplate:
+    name: str
+    system: str
+    prompt_template: str      # fields {question}, {answer_1}, {answer_2}, {criteria}
+    criteria: str
+    source: str
+
+
+VICUNA_V1 = JudgeTemplate(
+    name="vicuna-v1-general",
+    system="You are a helpful and precise assistant for checking the quality of the answer.",
+    prompt_template=("[Question]\n{question}\n\n[The Start of Assistant 1's Answer]\n{answer_1}\n\n"
+                     "[The End of Assistant 1's Answer]\n\n[The Start of Assistant 2's Answer]\n{answer_2}\n\n"
+                     "[The End of Assistant 2's Answer]\n\n[System]\n{criteria}\n\n"),
+    criteria=("We would like to request your feedback on the performance of two AI assistants in response to the "
+              "user question displayed above.\nPlease rate the helpfulness, relevance, accuracy, level of details "
+              "of their responses. Each assistant receives an overall score on a scale of 1 to 10, where a higher "
+              "score indicates better overall performance.\nPlease first output a single line containing only two "
+              "values indicating the scores for Assistant 1 and 2, respectively. The two scores are separated by a "
+              "space. In the subsequent line, please provide a comprehensive explanation of your evaluation, "
+              "avoiding any potential bias and ensuring that the order in which the responses were presented does "
+              "not affect your judgment."),
+    source="lm-sys/FastChat fastchat/eval/table/prompt.jsonl, prompt_id 1 'general' (Vicuna's GPT-4 review prompt)",
+)
+
+RETRY_REMINDER = ("Your reply could not be read. Reply with exactly one line containing only the two scores "
+                  "(1 to 10) for Assistant 1 and Assistant 2, separated by a space, for example: 8 6")
+
+ORDERS = ("candidate_first", "reference_first")
+
+# A chat function sends a batch of message lists and returns, per request, (text or None, status); status "ok"
+# means the text is the model's reply. The teacher client (orca_utils.teacher) is adapted to this in the notebook.
+ChatFn = Callable[[list[list[dict]]], list[tuple[str | None, str]]]
+
+
+class VerdictParseError(ValueError):
+    """A judge reply that does not hold two scores in the required format."""
+
+
+def list_fastchat_templates(path: str | Path) -> pd.DataFrame:
+    """The templates of FastChat's `judge_prompts.jsonl`: name, type, output format, scores per reply."""
+    rows = []
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        d = json.loads(line)
+        if "name" not in d or "output_format" not in d:
+            raise ValueError(f"{path}:{i}: expected 'name' and 'output_format', got {sorted(d)}")
+        fmt = d["output_format"]
+        rows.append({"name": d["name"], "type": d.get("type", ""), "category": d.get("category", ""),
+                     "output_format": fmt, "gives_two_scores": fmt not in ("[[A]]", "[[rating]]")})
+    return pd.DataFrame(rows)
+
+
+def build_judge_messages(question: str, answer_1: str, answer_2: str,
+                         template: JudgeTemplate = VICUNA_V1) -> list[dict]:
+    """The judge's chat request: system message and the filled review prompt (answer_1 is shown first)."""
+    user = template.prompt_template.format(question=question, answer_1=answer_1, answer_2=answer_2,
+                                           criteria=template.criteria)
+    return [{"role": "system", "content": template.system}, {"role": "user", "content": user}]
+
+
+_NUM = r"(10(?:\.0+)?|\d(?:\.\d+)?)"
+_SCORE_LINE = re.compile(rf"^{_NUM}(?:\s*,\s*|\s+){_NUM}$")
+
+
+def parse_scores(text: str | None) -> tuple[float, float]:
+    """The two scores (Assistant 1, Assistant 2) from the first non-empty line of a judge reply.
+
+    Strict: that line must be exactly two numbers in [0, 10] separated by spaces or one comma (Vicuna's own
+    parser accepted the same), optionally wrapped in `**` bold markers. Anything else raises VerdictParseError:
+    "Assistant 1: 8" lines, scores out of range, three numbers, prose before the scores, an empty reply.
+    """
+    if text is None or not text.strip():
+        raise VerdictParseError("empty reply")
+    first = next(line for line in text.splitlines() if line.strip()).strip()
+    if first.startswith("**") and first.endswith("**") and len(first) > 4:
+        first = first[2:-2].strip()
+    match = _SCORE_LINE.match(first)
+    if not match:
+        raise VerdictParseError(f"first line is not two scores: {first[:80]!r}")
+    return float(match.group(1)), float(match.group(2))
+
+
+def _ask(chat: ChatFn, requests: list[list[dict]]) -> list[tuple[str | None, str]]:
+    replies = chat(requests) if requests else []
+    if len(replies) != len(requests):
+        raise RuntimeError(f"chat function returned {len(replies)} replies for {len(requests)} requests")
+    return replies
+
+
+def judge_pairs(pairs: pd.DataFrame, chat: ChatFn, template: JudgeTemplate = VICUNA_V1,
+                retries: int = 1) -> pd.DataFrame:
+    """Judge every row of `pairs` (columns id, set, prompt, candidate, reference) in both orders.
+
+    Returns one row per (id, order): id, set, order, status (`ok` | `unparseable` | `error: ...`), attempts,
+    candidate_score, reference_score (NaN unless ok), raw (the last reply, kept for inspection).
+    """
+    needed = {"id", "set", "prompt", "candidate", "reference"}
+    if not needed <= set(pairs.columns):
+        raise ValueError(f"pairs: missing columns {sorted(needed - set(pairs.columns))}")
+    jobs = []
+    for row in pairs.itertuples(index=False):
+        for order in ORDERS:
+            a1, a2 = (row.candidate, row.reference) if order == "candidate_first" else (row.reference, row.candidate)
+            jobs.append({"id": row.id, "set": row.set, "order": order,
+                         "messages": build_judge_messages(row.prompt, a1, a2, template)})
+    results = [{"status": "pending", "attempts": 0, "raw": None, "scores": None} for _ in jobs]
+    todo = list(range(len(jobs)))
+    for attempt in range(retries + 1):
+        requests = []
+        for i in todo:
+            messages = jobs[i]["messages"]
+            if attempt > 0:   # a retry re-asks with the unreadable reply and a reminder (also misses any cache)
+                messages = [*messages, {"role": "assistant", "content": results[i]["raw"] or ""},
+                            {"role": "user", "content": RETRY_REMINDER}]
+            requests.append(messages)
+        retry = []
+        for i, (text, status) in zip(todo, _ask(chat, requests)):
+            res = results[i]
+            res["attempts"] += 1
+            if status != "ok":
+                res.update(status=f"error: {status}", raw=text)
+                continue
+            res["raw"] = text
+            try:
+                res.update(scores=parse_scores(text), status="ok")
+            except VerdictParseError:
+                res["status"] = "unparseable"
+                retry.append(i)
+        todo = retry
+        if not todo:
+            break
+    rows = []
+    for job, res in zip(jobs, results):
+        s1, s2 = res["scores"] if res["scores"] else (float("nan"), float("nan"))
+        cand, ref = (s1, s2) if job["order"] == "candidate_first" else (s2, s1)
+        rows.append({"id": job["id"], "set": job["set"], "order": job["order"], "status": res["status"],
+                     "attempts": res["attempts"], "candidate_score": cand, "reference_score": ref,
+                     "raw": res["raw"]})
+    return pd.DataFrame(rows)
+
+
+def _words(texts: Sequence[str]) -> float:
+    return float(pd.Series([len(str(t).split()) for t in texts]).mean()) if len(texts) else float("nan")
+
+
+def _relative(df: pd.DataFrame) -> float:
+    ok = df[df["status"] == "ok"]
+    total_ref = ok["reference_score"].sum()
+    return float(100.0 * ok["candidate_score"].sum() / total_ref) if len(ok) and total_ref > 0 else float("nan")
+
+
+def _summarise(verdicts: pd.DataFrame, pairs: pd.DataFrame, name: str) -> dict:
+    by_order = {o: verdicts[verdicts["order"] == o].set_index("id") for o in ORDERS}
+    cf, rf = by_order["candidate_first"], by_order["reference_first"]
+    both = cf.index[(cf["status"] == "ok") & (rf.reindex(cf.index)["status"] == "ok")]
+    sign_cf = (cf.loc[both, "candidate_score"] - cf.loc[both, "reference_score"]).apply(_sign)
+    sign_rf = (rf.loc[both, "candidate_score"] - rf.loc[both, "reference_score"]).apply(_sign)
+    # position 1 wins: the candidate won in candidate_first, or the reference won in reference_first
+    first_wins = (sign_cf > 0).sum() + (sign_rf < 0).sum()
+    rel = {o: _relative(by_order[o]) for o in ORDERS}
+    n_rows = len(pairs)
+    out = {"set": name, "n_prompts": n_rows}
+    for o in ORDERS:
+        out[f"n_parsed_{o}"] = int((by_order[o]["status"] == "ok").sum())
+    out.update({
+        "n_unparseable": int((verdicts["status"] == "unparseable").sum()),
+        "n_errors": int(verdicts["status"].str.startswith("error").sum()),
+        "n_retried": int((verdicts["attempts"] > 1).sum()),
+        "relative_candidate_first_pct": rel["candidate_first"],
+        "relative_reference_first_pct": rel["reference_first"],
+        "relative_mean_pct": float(pd.Series(list(rel.values())).mean(skipna=False)),
+        "n_paired": int(len(both)),
+        "flip_rate": float((sign_cf != sign_rf).mean()) if len(both) else float("nan"),
+        "first_position_win_rate": float(first_wins / (2 * len(both))) if len(both) else float("nan"),
+        "candidate_len_words": _words(list(pairs["candidate"])),
+        "reference_len_words": _words(list(pairs["reference"])),
+    })
+    return out
+
+
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def aggregate_verdicts(verdicts: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per prompt set and overall (`all`): both orders' relative scores (%), their mean, flip rate, lengths.
+
+    `relative_*_pct` is candidate total / reference total x 100 over that order's parsed verdicts (NaN when none
+    parsed); `relative_mean_pct` is the mean of the two orders (NaN when either is NaN: an order with no parsed
+    verdict is not silently dropped). `flip_rate` is the share of prompts, among those parsed in both orders,
+    whose winner (candidate, reference or tie) changes with the order; `first_position_win_rate` is the share of
+    those verdicts won by whichever answer was shown first (0.5 minus half the tie rate when there is no bias).
+    """
+    rows = [_summarise(verdicts[verdicts["set"] == s], pairs[pairs["set"] == s], s)
+            for s in pairs["set"].drop_duplicates()]
+    rows.append(_summarise(verdicts, pairs, "all"))
+    return pd.DataFrame(rows)
