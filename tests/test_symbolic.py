@@ -1,0 +1,104 @@
+"""The symbolic BBH solvers and teacher: correct on every real BBH item (scored by the project's extractor),
+fresh training problems never equal a BBH test item, and the teacher serves through the local server."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from orca_utils import symbolic as S
+from orca_utils.data import DatasetNotFoundError, resolve_dataset
+from orca_utils.extract import score_prediction
+from orca_utils.symbolic_teacher import SYSTEM_MESSAGES, SymbolicTeacher, style_of
+
+
+def _bbh(task: str) -> list[dict]:
+    try:
+        path = resolve_dataset("bbh", offline=True).path
+    except DatasetNotFoundError:
+        pytest.skip("BBH data not available")
+    return json.loads((path / f"{task}.json").read_text())["examples"]
+
+
+@pytest.mark.parametrize("task", S.TASKS)
+@pytest.mark.parametrize("style", S.STYLES)
+def test_solver_correct_on_every_real_bbh_item_through_the_extractor(task, style):
+    items = _bbh(task)
+    assert len(items) == 250
+    wrong = [e for e in items
+             if not score_prediction(S.explain(task, e["input"], style), e["target"], S.ANSWER_KINDS[task])[0]]
+    assert not wrong, f"{task}/{style}: {len(wrong)} wrong, first {wrong[0]}"
+
+
+@pytest.mark.parametrize("task", S.TASKS)
+def test_detect_task_on_real_items(task):
+    assert {S.detect_task(e["input"]) for e in _bbh(task)} == {task}
+
+
+@pytest.mark.parametrize("task", S.TASKS)
+def test_generated_problems_are_fresh_and_solvable(task):
+    bbh_inputs = {e["input"] for e in _bbh(task)}
+    problems = S.generate_problems(task, 300, seed=3, exclude=bbh_inputs)
+    assert len(set(problems)) == 300
+    assert not set(problems) & bbh_inputs
+    assert {S.detect_task(p) for p in problems} == {task}
+    for p in problems[:50]:
+        S.solve(task, p)                                   # raises on a malformed problem
+    assert problems == S.generate_problems(task, 300, seed=3, exclude=bbh_inputs)   # reproducible
+    assert problems != S.generate_problems(task, 300, seed=4, exclude=bbh_inputs)
+
+
+def test_exclusion_really_excludes():
+    first = S.generate_problems("boolean_expressions", 20, seed=0)
+    again = S.generate_problems("boolean_expressions", 20, seed=0, exclude=set(first[:10]))
+    assert not set(again) & set(first[:10])
+
+
+def test_styles_grow_in_detail():
+    text = "((-1 + 2 + 9 * 5) - (-2 + -4 + -4 * -7)) ="
+    answer, short, full = (S.explain("multistep_arithmetic_two", text, s) for s in S.STYLES)
+    assert answer == "So the answer is 24."
+    assert len(answer) < len(short) < len(full)
+    assert "9 * 5" in full and "45" in full and full.endswith("So the answer is 24.")
+
+
+def test_boolean_trace_steps_follow_precedence():
+    sol = S.solve("boolean_expressions", "not ( True ) and ( True ) is")
+    assert sol.answer == "False"
+    assert sol.steps[0] == "not ( True ) and ( True )"
+    assert sol.steps[-1] == "= False"
+
+
+def test_bad_input_names_the_problem():
+    with pytest.raises(ValueError, match="not a boolean_expressions problem"):
+        S.solve("boolean_expressions", "True and maybe is")
+    with pytest.raises(ValueError, match="unknown symbolic task"):
+        S.solve("word_sorting", "Sort the following words alphabetically: List: b a")
+    with pytest.raises(ValueError, match="unknown object_counting item"):
+        S.solve("object_counting", "I have a unicorn, and a cat. How many animals do I have?")
+    with pytest.raises(ValueError, match="explanation style"):
+        S.explain("boolean_expressions", "True is", "verbose")
+
+
+def test_style_of_system_messages():
+    for style, message in SYSTEM_MESSAGES.items():
+        assert style_of(message) == style
+    assert style_of("") == "full"
+    assert style_of("Be concise.") == "short"
+    assert style_of("Give the final answer only.") == "answer"
+
+
+def test_teacher_served_through_the_local_server():
+    openai = pytest.importorskip("openai")
+    from orca_utils.local_server import serve_openai_compatible
+
+    problem = S.generate_input("object_counting", random.Random(0))
+    with serve_openai_compatible({"symbolic-teacher": SymbolicTeacher()}) as base_url:
+        client = openai.OpenAI(base_url=base_url, api_key="unused")
+        for style, message in SYSTEM_MESSAGES.items():
+            reply = client.chat.completions.create(
+                model="symbolic-teacher", max_tokens=512, temperature=0.0,
+                messages=[{"role": "system", "content": message}, {"role": "user", "content": problem}])
+            assert reply.choices[0].message.content == S.explain("object_counting", problem, style)
+            assert reply.choices[0].finish_reason == "stop"
