@@ -46,16 +46,114 @@ class SamplingParams(CommonParams):
     """01_sampling (issue 3)."""
 
 
+class TeacherEndpointParams(Strict):
+    """How the teacher client reaches an OpenAI-compatible endpoint, and its throughput limits (orca_utils.teacher)."""
+
+    base_url: str | None = Field(None, description="null: api.openai.com; else any compatible /v1 URL (vLLM, "
+                                 "llama.cpp server, Ollama) or the Azure endpoint")
+    api_type: Literal["openai", "azure"] = "openai"
+    azure_api_version: str = Field("2024-10-21", min_length=1, description="only for api_type=azure")
+    api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the env var holding the key (never the key)")
+    concurrency: int = Field(16, ge=1, le=4096, description="requests in flight at once")
+    rpm: float = Field(3500, gt=0, description="requests per minute budget (your account's limit)")
+    tpm: float = Field(90000, gt=0, description="tokens per minute budget (prompt + max_tokens per request)")
+    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
+    max_retries: int = Field(6, ge=0, description="retries on 429/5xx/timeouts/connection errors/bad JSON")
+    backoff_base_s: float = Field(1.0, gt=0, description="first backoff; doubles per retry, with full jitter")
+    backoff_max_s: float = Field(60.0, gt=0)
+    retry_errors: bool = Field(True, description="re-send requests whose cached status is `error`")
+    batch_mode: bool = Field(False, description="use the Batch API (50% price, up to 24 h) instead of chat calls")
+    batch_max_enqueued_tokens: int = Field(2_000_000, ge=1, description="cap per batch (prompt + max_tokens)")
+    batch_max_requests: int = Field(50_000, ge=1, description="lines per batch file (OpenAI: 50,000)")
+    batch_poll_interval_s: float = Field(30.0, gt=0)
+    batch_max_rounds: int = Field(3, ge=1, description="batches per request before its status stays `error`")
+    batch_price_factor: float = Field(0.5, gt=0, le=1, description="Batch API price relative to chat")
+
+    _check_env = field_validator("api_key_env")(classmethod(lambda cls, v: check_env_name(v)))
+
+
+class TeacherModelParams(Strict):
+    """One progressive stage's teacher: the model asked, its sampling settings and its price."""
+
+    label: str = Field(..., min_length=1, description="human label in tables and figures (never claim GPT-4 for "
+                       "an offline stand-in)")
+    model: str = Field(..., min_length=1, description="model name sent to the endpoint")
+    offline_backend: Literal["none", "data", "local_llm"] = Field(
+        "none", description="none: a real endpoint; data / local_llm: an offline teacher behind the local server")
+    local_model: str | None = Field(None, description="model spec of the local_llm teacher (null: student_model)")
+    local_batch_size: int = Field(8, ge=1, description="generation batch of the local_llm teacher")
+    max_queries: int | None = Field(None, ge=1, description="first N queries of the stage (smoke cap); null: all")
+    max_tokens: int = Field(1024, ge=1, description="explicit max_tokens on every request")
+    temperature: float = Field(0.0, ge=0, le=2)
+    stop: list[str] = Field(default_factory=list, description="explicit stop strings sent on every request")
+    price_input_usd_per_1k: float = Field(0.0, ge=0, description="USD per 1,000 prompt tokens")
+    price_output_usd_per_1k: float = Field(0.0, ge=0, description="USD per 1,000 completion tokens")
+    expected_completion_tokens: int | None = Field(None, ge=1, description="for the cost estimate; null: max_tokens")
+
+
 class AugmentationParams(CommonParams):
-    """02_augmentation (issue 4)."""
+    """02_augmentation (issue 4): teacher responses for 01's queries, stage 1 and stage 2."""
+
+    endpoint: TeacherEndpointParams = Field(default_factory=TeacherEndpointParams)
+    stage1: TeacherModelParams = Field(default_factory=lambda: TeacherModelParams(
+        label="data teacher (FLAN-v2 references and CoT rationales)", model="data-teacher",
+        offline_backend="data", max_tokens=256))
+    stage2: TeacherModelParams = Field(default_factory=lambda: TeacherModelParams(
+        label="SmolLM2-135M-Instruct (local stand-in teacher)", model="smollm2-135m-instruct",
+        offline_backend="local_llm", max_queries=24, max_tokens=48))
+    max_cost_usd: float = Field(0.0, ge=0, description="stop before the estimated or spent cost exceeds this; "
+                                "0 with all prices 0 (offline) is fine")
+    cache_file: str = Field("teacher_cache.sqlite", min_length=1, description="in the notebook's output folder")
+    token_counter: str | None = Field(None, description="tokenizer spec for cost estimates; null: llama_tokenizer")
+    samples_shown: int = Field(3, ge=0, description="sample responses printed per stage")
 
 
 class PackingParams(CommonParams):
     """03_packing (issue 5)."""
 
 
+class TrainingStageParams(Strict):
+    """One progressive-learning stage (paper: stage 1 FLAN-5M/ChatGPT, stage 2 FLAN-1M/GPT-4, 4 epochs each)."""
+
+    epochs: float = Field(1.0, gt=0, description="passes over this stage's training set (paper: 4)")
+    max_steps: int = Field(-1, ge=-1, description="optimizer steps cap; -1: run `epochs` in full (smoke caps it)")
+    max_train_samples: int | None = Field(None, ge=1, description="use only the first N rows (smoke); null: all")
+    learning_rate: float = Field(2e-5, gt=0, description="peak LR; NOT from the paper (it gives none)")
+
+
 class TrainingParams(CommonParams):
-    """04_training (issue 6)."""
+    """04_training (issue 6). The paper gives no lr, batch size, optimizer or warmup: defaults here are ours."""
+
+    max_len_tokens: int = Field(256, ge=16, description="packed sequence length (paper: 2048)")
+    packer: Literal["paper", "bfd", "trl_bfd", "none"] = Field(
+        "paper", description="paper: shuffle + fill in order (03's packer); bfd: 03's best-fit decreasing; "
+        "trl_bfd: TRL's own BFD packing; none: one padded sample per row (the baseline)")
+    stage1: TrainingStageParams = Field(default_factory=TrainingStageParams)
+    stage2: TrainingStageParams = Field(default_factory=TrainingStageParams)
+    per_device_batch_size: int = Field(2, ge=1, description="packed rows per device per micro-step")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, le=0.5)
+    weight_decay: float = Field(0.0, ge=0)
+    optimizer: str = Field("adamw_torch", min_length=1, description="a transformers `optim` name")
+    max_grad_norm: float = Field(1.0, gt=0)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    gradient_checkpointing: bool = False
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto", description="auto: flash_attention_2 when installed on CUDA, else sdpa")
+    save_steps: int = Field(50, ge=1, description="checkpoint every N optimizer steps")
+    save_total_limit: int = Field(2, ge=1)
+    eval_steps: int = Field(50, ge=1, description="held-out loss every N optimizer steps (and at the end)")
+    logging_steps: int = Field(1, ge=1)
+    heldout_fraction: float = Field(0.05, gt=0, lt=0.5, description="rows of each stage held out for eval loss")
+    max_heldout_samples: int = Field(256, ge=1)
+    resume: bool = Field(True, description="resume a stage from its last checkpoint when one exists")
+    launcher: Literal["in_process", "accelerate"] = Field(
+        "in_process", description="accelerate: the notebook runs `accelerate launch` as a subprocess")
+    accelerate_config: str | None = Field(None, description="params/accelerate/<file>.yaml for launcher=accelerate")
+    num_processes: int = Field(1, ge=1, description="processes per node for launcher=accelerate")
+    num_generation_examples: int = Field(3, ge=0, description="held-out prompts generated before/after training")
+    generation_max_new_tokens: int = Field(32, ge=1)
 
 
 class AgievalParams(CommonParams):

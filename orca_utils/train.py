@@ -1,0 +1,293 @@
+"""Explanation tuning (Orca §3.2): progressive, packed, resumable training of the student, multi-GPU ready.
+
+Engine: TRL's `SFTTrainer` (on transformers' `Trainer` + accelerate), behind the thin adapter `train_stage`. What
+this module adds is only what the paper needs and TRL does not do for us:
+- the data: notebook 02's teacher tables, serialized by `orca_utils.tokens` (loss on the response and its EOS only,
+  a pad token distinct from EOS) and packed by notebook 03's packer (`packer: paper`, shuffle-and-fill as in the
+  paper, or `bfd`); TRL's own best-fit-decreasing packing is `packer: trl_bfd`; `none` is one padded sample per row;
+- packed rows go through TRL's padding-free collator: per-sample position ids and no attention across samples (on
+  CPU/SDPA transformers builds a block-diagonal mask from the position ids; on GPU FlashAttention varlen uses the
+  sequence boundaries), labels masked at each sample start;
+- progressive learning: stage 1 trains `cfg.student_model` on `train_stage1.parquet` and saves `student_stage1/`;
+  stage 2 starts from `student_stage1/` on `train_stage2.parquet` and saves `student/` (both loadable HF dirs with
+  the tokenizer);
+- checkpoints every `save_steps` under `checkpoints/stage{N}-{params hash}/`, resumed exactly by `Trainer`
+  (model, optimizer, scheduler, RNG states, data position) when `resume` is on;
+- per-stage results (`stage{N}_result.json`: losses, held-out loss, steps, useful tokens/s) and a per-rank log of
+  which samples each batch held (`data_log/stage{N}_rank{r}.jsonl`).
+
+Entry point (also under `accelerate launch`, which is how the paper profile scales out; see params/accelerate/):
+    python -m orca_utils.train --profile smoke --stage 1 [--run-dir DIR] [--params-override KEY=VALUE ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import load_profile, params_hash
+from .paths import PARAMS_DIR, REPO_ROOT
+from .runs import Run, profile_root, seed_everything
+from .schemas import TrainingParams
+from .train_data import (RecordingCollator, pack_samples_into_rows, read_stage_table, rows_to_dataset,
+                         split_heldout, tokenize_rows)
+
+__all__ = ["NOTEBOOK", "stage_model_dir", "checkpoint_dir", "load_student", "prepare_stage_data", "train_stage",
+           "launch_command", "launch_stage", "read_stage_result", "main"]
+
+NOTEBOOK = "04_training"
+
+
+def stage_model_dir(run: Run, stage: int) -> Path:
+    """`student_stage1/` after stage 1, `student/` (the final student) after stage 2."""
+    return run.dir / ("student_stage1" if stage == 1 else "student")
+
+
+def checkpoint_dir(run: Run, stage: int) -> Path:
+    """Keyed by the params hash: checkpoints of other params are kept, never resumed into this run."""
+    return run.dir / "checkpoints" / f"stage{stage}-{params_hash(run.cfg)}"
+
+
+def _stage_cfg(cfg: TrainingParams, stage: int):
+    if stage not in (1, 2):
+        raise ValueError(f"stage {stage}: expected 1 or 2")
+    return cfg.stage1 if stage == 1 else cfg.stage2
+
+
+def _attn_implementation(cfg: TrainingParams) -> str:
+    if cfg.attn_implementation != "auto":
+        return cfg.attn_implementation
+    import importlib.util
+
+    import torch
+
+    if cfg.device in ("cuda", "auto") and torch.cuda.is_available() and importlib.util.find_spec("flash_attn"):
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def load_student(cfg: TrainingParams, run: Run, stage: int):
+    """Stage 1: `cfg.student_model` with a distinct pad token added (embeddings resized); stage 2: `student_stage1/`."""
+    import torch
+
+    from . import tokens
+    from .models import load_model
+
+    if stage == 1:
+        spec = cfg.student_model
+    else:
+        previous = stage_model_dir(run, 1)
+        if not (previous / "config.json").exists():
+            raise FileNotFoundError(f"stage 2 starts from stage 1's weights, but {previous} holds no model: run "
+                                    f"`python -m orca_utils.train --profile {cfg.profile} --stage 1` first")
+        spec = str(previous)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+    tokenizer = tokens.load_padded_tokenizer(spec)
+    model = load_model(spec, dtype=dtype, device="cpu", attn_implementation=_attn_implementation(cfg))
+    tokens.resize_embeddings(model, tokenizer)
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id, "pad must differ from EOS, or EOS gets masked"
+    return model, tokenizer
+
+
+def prepare_stage_data(cfg: TrainingParams, upstream: Path, stage: int, tokenizer) -> dict[str, Any]:
+    """Train/held-out rows for one stage, plus counts (samples, truncated, rows, fill) for the notebook."""
+    scfg = _stage_cfg(cfg, stage)
+    df = read_stage_table(upstream, stage)
+    train_df, heldout_df = split_heldout(df, cfg.heldout_fraction, cfg.max_heldout_samples, cfg.seed + stage)
+    if scfg.max_train_samples:
+        train_df = train_df.head(scfg.max_train_samples)
+    train_samples, train_counts = tokenize_rows(train_df, tokenizer, cfg.max_len_tokens)
+    eval_samples, _ = tokenize_rows(heldout_df, tokenizer, cfg.max_len_tokens)
+    train_rows = pack_samples_into_rows(train_samples, cfg.max_len_tokens, cfg.packer, cfg.seed + stage)
+    eval_rows = pack_samples_into_rows(eval_samples, cfg.max_len_tokens, cfg.packer, cfg.seed + stage)
+    tokens_total = sum(len(s.input_ids) for s in train_samples)
+    stats = {"samples": len(train_samples), "heldout_samples": len(eval_samples), "rows": len(train_rows),
+             "tokens": tokens_total, "trainable_tokens": sum(s.n_trainable for s in train_samples),
+             "samples_per_row": len(train_samples) / len(train_rows),
+             "fill": tokens_total / (len(train_rows) * cfg.max_len_tokens), **train_counts}
+    return {"train_rows": train_rows, "eval_rows": eval_rows, "heldout": heldout_df, "stats": stats}
+
+
+def _sft_config(cfg: TrainingParams, stage: int, output_dir: Path):
+    from trl import SFTConfig
+
+    scfg = _stage_cfg(cfg, stage)
+    packed_here = cfg.packer in ("paper", "bfd")
+    return SFTConfig(
+        output_dir=str(output_dir), seed=cfg.seed, data_seed=cfg.seed,
+        num_train_epochs=scfg.epochs, max_steps=scfg.max_steps, learning_rate=scfg.learning_rate,
+        per_device_train_batch_size=cfg.per_device_batch_size, per_device_eval_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, optim=cfg.optimizer,
+        max_grad_norm=cfg.max_grad_norm, bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
+        gradient_checkpointing=cfg.gradient_checkpointing, use_cpu=cfg.device == "cpu",
+        logging_steps=cfg.logging_steps, eval_strategy="steps", eval_steps=cfg.eval_steps,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
+        report_to="none", include_num_input_tokens_seen="non_padding", remove_unused_columns=False,
+        dataloader_num_workers=0, disable_tqdm=False,
+        # Our rows are tokenized and (for paper/bfd) packed already: TRL must not re-process them.
+        dataset_kwargs={"skip_prepare_dataset": cfg.packer != "trl_bfd"},
+        packing=cfg.packer == "trl_bfd", packing_strategy="bfd", padding_free=packed_here,
+        max_length=None if packed_here else cfg.max_len_tokens,
+    )
+
+
+def _trainer_class():
+    """SFTTrainer that logs which samples each training batch held, per rank (eval batches are not logged)."""
+    from transformers import TrainerCallback
+    from trl import SFTTrainer
+
+    class OrcaSFTTrainer(SFTTrainer):
+        data_log_path: Path | None = None
+
+        def get_train_dataloader(self):
+            plain = self.data_collator
+            self.data_collator = RecordingCollator(plain, self.data_log_path, self.args.process_index)
+            try:
+                return super().get_train_dataloader()
+            finally:
+                self.data_collator = plain
+
+    class StepTimer(TrainerCallback):
+        """Wall time inside optimizer steps only (no eval, no checkpoint saving): the tokens/s denominator."""
+
+        def __init__(self):
+            self.seconds, self.t0, self.tokens0 = 0.0, None, None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.tokens0 = state.num_input_tokens_seen
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.t0 is not None:
+                self.seconds += time.perf_counter() - self.t0
+
+    return OrcaSFTTrainer, StepTimer
+
+
+def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None = None, log=print) -> dict:
+    """Train one stage in this process (or this rank of an accelerate launch); return its result dict."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    seed_everything(cfg.seed)
+    upstream = Path(upstream) if upstream else run.upstream("02_augmentation")
+    model, tokenizer = load_student(cfg, run, stage)
+    data = prepare_stage_data(cfg, upstream, stage, tokenizer)
+    out = checkpoint_dir(run, stage)
+    trainer_cls, timer_cls = _trainer_class()
+    timer = timer_cls()
+    trainer = trainer_cls(model=model, args=_sft_config(cfg, stage, out), processing_class=tokenizer,
+                          train_dataset=rows_to_dataset(data["train_rows"]),
+                          eval_dataset=rows_to_dataset(data["eval_rows"]), callbacks=[timer])
+    rank = trainer.args.process_index
+    trainer.data_log_path = run.dir / "data_log" / f"stage{stage}_rank{rank}.jsonl"
+    last = get_last_checkpoint(str(out)) if cfg.resume and out.exists() else None
+    if last is None and trainer.data_log_path.exists():
+        trainer.data_log_path.unlink()
+    log(f"stage {stage}: {data['stats']['samples']} samples in {data['stats']['rows']} rows "
+        f"(packer {cfg.packer}, max_len {cfg.max_len_tokens}); " + (f"resuming {last}" if last else "from scratch"))
+    t0 = time.perf_counter()
+    train_out = trainer.train(resume_from_checkpoint=last)
+    wall = time.perf_counter() - t0
+    eval_loss = trainer.evaluate()["eval_loss"]
+    target = stage_model_dir(run, stage)
+    trainer.save_model(str(target))          # main process only; FSDP/ZeRO-3 gather the full state dict
+    trainer.accelerator.wait_for_everyone()
+    history = trainer.state.log_history
+    tokens = trainer.state.num_input_tokens_seen - (timer.tokens0 or 0)
+    train_losses = [h["loss"] for h in history if "loss" in h]
+    result = {
+        "stage": stage, "student_dir": target.name, "steps": trainer.state.global_step,
+        "train_loss_final": train_losses[-1] if train_losses else None, "train_loss_mean": train_out.training_loss,
+        "eval_loss_final": eval_loss, "useful_tokens": tokens, "step_seconds": timer.seconds, "wall_seconds": wall,
+        "tokens_per_s": tokens / timer.seconds if timer.seconds else None, "resumed_from": Path(last).name if last
+        else None, "world_size": trainer.args.world_size, "data": data["stats"], "history": history,
+        "packer": cfg.packer, "attn_implementation": model.config._attn_implementation,
+    }
+    if trainer.is_world_process_zero():
+        (run.dir / f"stage{stage}_result.json").write_text(json.dumps(result, indent=2, default=str))
+    log(f"stage {stage}: {result['steps']} steps, train loss {result['train_loss_final']}, held-out "
+        f"{eval_loss:.4f}, {result['tokens_per_s'] or 0:.0f} useful tokens/s -> {target}")
+    return result
+
+
+def read_stage_result(run: Run, stage: int) -> dict:
+    path = run.dir / f"stage{stage}_result.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: stage {stage} has not finished in this run folder")
+    return json.loads(path.read_text())
+
+
+def launch_command(cfg: TrainingParams, run: Run, stage: int, overrides: list[str] | None = None,
+                   accelerate_args: list[str] | None = None) -> list[str]:
+    """`accelerate launch [--config_file params/accelerate/X] -m orca_utils.train ...` for this run."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if cfg.accelerate_config:
+        config = Path(cfg.accelerate_config)
+        config = config if config.is_absolute() else (PARAMS_DIR / "accelerate" / config.name
+                                                      if not (REPO_ROOT / config).exists() else REPO_ROOT / config)
+        if not config.exists():
+            raise FileNotFoundError(f"accelerate_config {cfg.accelerate_config!r}: not found (looked at {config})")
+        cmd += ["--config_file", str(config)]
+    cmd += ["--num_processes", str(cfg.num_processes), *(accelerate_args or [])]
+    cmd += ["-m", "orca_utils.train", "--profile", cfg.profile, "--stage", str(stage), "--run-dir", str(run.root)]
+    for item in overrides or []:
+        cmd += ["--params-override", item]
+    return cmd
+
+
+def launch_stage(cfg: TrainingParams, run: Run, stage: int, overrides: list[str] | None = None,
+                 accelerate_args: list[str] | None = None, log=print) -> dict:
+    """Run one stage under `accelerate launch` as a subprocess, streaming its log; return its result."""
+    cmd = launch_command(cfg, run, stage, overrides, accelerate_args)
+    log("$ " + " ".join(cmd))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                          cwd=REPO_ROOT) as proc:
+        tail: list[str] = []
+        for line in proc.stdout:
+            log(line.rstrip())
+            tail = (tail + [line])[-40:]
+    if proc.returncode != 0:
+        raise RuntimeError(f"accelerate launch for stage {stage} exited {proc.returncode}:\n{''.join(tail)}")
+    return read_stage_result(run, stage)
+
+
+def _run_for(profile: str, run_dir: str | None, overrides: list[str]) -> tuple[TrainingParams, Run]:
+    all_cfgs = load_profile(profile, overrides=overrides)
+    cfg = all_cfgs[NOTEBOOK]
+    if cfg.offline:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    run = Run(notebook=NOTEBOOK, cfg=cfg, root=profile_root(cfg, run_dir), all_cfgs=all_cfgs)
+    run.dir.mkdir(parents=True, exist_ok=True)
+    return cfg, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orca_utils.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--stage", type=int, choices=(1, 2), required=True)
+    parser.add_argument("--run-dir", help="outputs folder of the run (default: outputs/<profile>)")
+    parser.add_argument("--params-override", action="append", default=[], metavar="KEY=VALUE",
+                        help="e.g. 04_training.stage1.max_steps=5; repeatable")
+    args = parser.parse_args(argv)
+    from .config import ConfigError
+
+    try:
+        cfg, run = _run_for(args.profile, args.run_dir, args.params_override)
+    except ConfigError as exc:
+        print(f"params error: {exc}", file=sys.stderr)
+        return 2
+    train_stage(cfg, run, args.stage)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
