@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 __all__ = ["JudgeTemplate", "VICUNA_V1", "VerdictParseError", "ChatFn", "list_fastchat_templates",
-           "build_judge_messages", "parse_scores", "judge_pairs", "aggregate_verdicts", "ORDERS"]
+           "build_judge_messages", "parse_scores", "ask_with_retry", "judge_pairs", "aggregate_verdicts", "ORDERS"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,42 @@ def _ask(chat: ChatFn, requests: list[list[dict]]) -> list[tuple[str | None, str
     return replies
 
 
+def ask_with_retry(chat: ChatFn, requests: list[list[dict]], parse: Callable[[str | None], object],
+                   reminder: str, retries: int = 1) -> list[dict]:
+    """Send `requests`; re-ask those whose reply `parse` rejects (VerdictParseError), at most `retries` times.
+
+    A retry appends the unreadable reply and `reminder` to the conversation (so it also misses any response cache).
+    Returns per request: status (`ok` | `unparseable` | `error: <status>`), attempts, raw (last reply), parsed.
+    """
+    results = [{"status": "pending", "attempts": 0, "raw": None, "parsed": None} for _ in requests]
+    todo = list(range(len(requests)))
+    for attempt in range(retries + 1):
+        batch = []
+        for i in todo:
+            messages = requests[i]
+            if attempt > 0:
+                messages = [*messages, {"role": "assistant", "content": results[i]["raw"] or ""},
+                            {"role": "user", "content": reminder}]
+            batch.append(messages)
+        retry = []
+        for i, (text, status) in zip(todo, _ask(chat, batch)):
+            res = results[i]
+            res["attempts"] += 1
+            if status != "ok":
+                res.update(status=f"error: {status}", raw=text)
+                continue
+            res["raw"] = text
+            try:
+                res.update(parsed=parse(text), status="ok")
+            except VerdictParseError:
+                res["status"] = "unparseable"
+                retry.append(i)
+        todo = retry
+        if not todo:
+            break
+    return results
+
+
 def judge_pairs(pairs: pd.DataFrame, chat: ChatFn, template: JudgeTemplate = VICUNA_V1,
                 retries: int = 1) -> pd.DataFrame:
     """Judge every row of `pairs` (columns id, set, prompt, candidate, reference) in both orders.
@@ -137,32 +173,9 @@ def judge_pairs(pairs: pd.DataFrame, chat: ChatFn, template: JudgeTemplate = VIC
             a1, a2 = (row.candidate, row.reference) if order == "candidate_first" else (row.reference, row.candidate)
             jobs.append({"id": row.id, "set": row.set, "order": order,
                          "messages": build_judge_messages(row.prompt, a1, a2, template)})
-    results = [{"status": "pending", "attempts": 0, "raw": None, "scores": None} for _ in jobs]
-    todo = list(range(len(jobs)))
-    for attempt in range(retries + 1):
-        requests = []
-        for i in todo:
-            messages = jobs[i]["messages"]
-            if attempt > 0:   # a retry re-asks with the unreadable reply and a reminder (also misses any cache)
-                messages = [*messages, {"role": "assistant", "content": results[i]["raw"] or ""},
-                            {"role": "user", "content": RETRY_REMINDER}]
-            requests.append(messages)
-        retry = []
-        for i, (text, status) in zip(todo, _ask(chat, requests)):
-            res = results[i]
-            res["attempts"] += 1
-            if status != "ok":
-                res.update(status=f"error: {status}", raw=text)
-                continue
-            res["raw"] = text
-            try:
-                res.update(scores=parse_scores(text), status="ok")
-            except VerdictParseError:
-                res["status"] = "unparseable"
-                retry.append(i)
-        todo = retry
-        if not todo:
-            break
+    results = ask_with_retry(chat, [j["messages"] for j in jobs], parse_scores, RETRY_REMINDER, retries)
+    for res in results:
+        res["scores"] = res.pop("parsed")
     rows = []
     for job, res in zip(jobs, results):
         s1, s2 = res["scores"] if res["scores"] else (float("nan"), float("nan"))
