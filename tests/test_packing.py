@@ -1,0 +1,137 @@
+"""orca_utils.packing: both packers keep every sample exactly once within max_len; inputs keep the content."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from orca_utils.packing import lower_bound_sequences, pack_best_fit, pack_lengths, pack_paper, packed_inputs
+from orca_utils.tokens import IGNORE_INDEX, load_padded_tokenizer, tokenize_samples
+
+
+def _brute_force_bfd_rooms(lengths, max_len):
+    rooms = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        fits = [b for b, r in enumerate(rooms) if r >= lengths[i]]
+        if fits:
+            best = min(fits, key=lambda b: rooms[b])
+            rooms[best] -= lengths[i]
+        else:
+            rooms.append(max_len - lengths[i])
+    return sorted(rooms)
+
+
+def _check_plan(plan, lengths, max_len):
+    assert np.array_equal(np.sort(plan.order), np.arange(len(lengths)))          # each sample exactly once
+    assert plan.seq_offsets[0] == 0 and plan.seq_offsets[-1] == len(lengths)
+    assert (np.diff(plan.seq_offsets) >= 1).all()                                   # no empty sequence
+    assert (plan.sequence_lengths <= max_len).all()
+    assert plan.sequence_lengths.sum() == lengths.sum()
+    assert plan.n_sequences >= lower_bound_sequences(lengths, max_len)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_packers_keep_every_sample_once(seed):
+    rng = np.random.default_rng(seed)
+    max_len = int(rng.integers(50, 300))
+    lengths = rng.integers(1, max_len + 1, size=int(rng.integers(1, 400)))
+    for plan in (pack_paper(lengths, max_len, seed=seed), pack_best_fit(lengths, max_len)):
+        _check_plan(plan, lengths, max_len)
+
+
+def test_paper_method_is_seeded_shuffle_then_next_fit():
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 100, size=300)
+    plan = pack_paper(lengths, 100, seed=7)
+    assert np.array_equal(plan.order, np.random.default_rng(7).permutation(300))   # order preserved
+    fills = plan.sequence_lengths
+    first_of_next = lengths[plan.order[plan.seq_offsets[1:-1]]]
+    assert (fills[:-1] + first_of_next > 100).all()       # a new sequence only when the next sample did not fit
+    assert np.array_equal(pack_paper(lengths, 100, seed=7).order, plan.order)
+    assert not np.array_equal(pack_paper(lengths, 100, seed=8).order, plan.order)
+
+
+def test_best_fit_equals_item_by_item_bfd_and_beats_the_paper():
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        max_len = int(rng.integers(20, 120))
+        lengths = rng.integers(1, max_len + 1, size=int(rng.integers(1, 120)))
+        plan = pack_best_fit(lengths, max_len)
+        assert sorted((max_len - plan.sequence_lengths).tolist()) == _brute_force_bfd_rooms(lengths.tolist(), max_len)
+    lengths = np.clip(rng.lognormal(5.5, 0.8, 20_000).astype(int), 1, 2048)
+    bfd, paper = pack_best_fit(lengths, 2048), pack_paper(lengths, 2048)
+    assert bfd.n_sequences <= paper.n_sequences and bfd.padding_fraction < paper.padding_fraction
+    assert bfd.n_sequences <= 1.01 * bfd.lower_bound
+
+
+def test_oversize_samples_error_or_drop_counted():
+    lengths = np.array([5, 12, 3, 11, 7])
+    with pytest.raises(ValueError, match="2 sample.*longer than max_len=10"):
+        pack_best_fit(lengths, 10)
+    for method in ("paper", "best_fit"):
+        plan = pack_lengths(lengths, 10, method=method, oversize="drop")
+        assert plan.dropped.tolist() == [1, 3] and plan.summary()["dropped"] == 2
+        assert sorted(plan.order.tolist()) == [0, 2, 4]
+    with pytest.raises(ValueError, match="length < 1"):
+        pack_paper(np.array([3, 0]), 10)
+    with pytest.raises(ValueError, match="integer"):
+        pack_paper(np.array([1.5]), 10)
+
+
+def test_metrics():
+    plan = pack_best_fit(np.array([6, 4, 5, 5]), 10)
+    assert plan.n_sequences == 2 == plan.lower_bound
+    assert plan.packing_factor == 2.0 and plan.padding_fraction == 0.0
+    paper = pack_paper(np.array([6, 5, 4, 5]), 10, seed=0)     # order 6,5 | 4,5 | ... never pairs 6 with 4
+    assert paper.total_tokens == 20 and paper.padding_fraction == 1 - 20 / (10 * paper.n_sequences)
+
+
+@pytest.fixture(scope="module")
+def samples():
+    tok = load_padded_tokenizer("shared:tokenizers/llama")
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "42", "delta", "step", "answer"]
+    users = [" ".join(rng.choice(words, int(rng.integers(1, 40)))) for _ in range(60)]
+    responses = [" ".join(rng.choice(words, int(rng.integers(1, 60)))) for _ in range(60)]
+    return tokenize_samples(tok, [""] * 60, users, responses, max_len_tokens=128)
+
+
+def test_packed_inputs_preserve_content_and_restart_positions(samples):
+    plan = pack_best_fit(samples.lengths, 256)
+    batch = packed_inputs(plan, samples)
+    labels_all = samples.labels_flat()
+    seen = []
+    for row in range(plan.n_sequences):
+        cu = batch["cu_seqlens"][row]
+        for k, sid in enumerate(plan.sequence(row)):
+            lo, hi = int(cu[k]), int(cu[k + 1])
+            a, b = samples.offsets[sid], samples.offsets[sid + 1]
+            assert batch["input_ids"][row, lo:hi].tolist() == samples.input_ids[a:b].tolist()
+            assert batch["labels"][row, lo:hi].tolist() == labels_all[a:b].tolist()
+            assert batch["position_ids"][row, lo:hi].tolist() == list(range(hi - lo))
+            seen.append(int(sid))
+        n = int(cu[-1])
+        assert (batch["input_ids"][row, n:] == samples.pad_token_id).all()
+        assert (batch["labels"][row, n:] == IGNORE_INDEX).all()
+        assert batch["attention_mask"][row].sum() == n and batch["position_ids"][row, n:n + 1].tolist() in ([0], [])
+    assert sorted(seen) == list(range(len(samples)))
+    with pytest.raises(ValueError, match="not made from these samples"):
+        packed_inputs(pack_best_fit(samples.lengths[:-1], 256), samples)
+
+
+def test_position_ids_isolate_packed_samples_in_transformers(samples):
+    """Packed logits equal per-sample logits: position_ids restart, no attention_mask, no cache (training)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=32001, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4)).eval()
+    plan = pack_paper(samples.lengths, 256, seed=0)
+    batch = packed_inputs(plan, samples, seqs=[0], pad_to_max_len=False)
+    with torch.no_grad():
+        packed = model(input_ids=torch.tensor(batch["input_ids"]),
+                       position_ids=torch.tensor(batch["position_ids"]), use_cache=False).logits[0]
+        cu = batch["cu_seqlens"][0]
+        for k, sid in enumerate(plan.sequence(0)):
+            alone = model(input_ids=torch.tensor([samples.sample(int(sid))["input_ids"]])).logits[0]
+            torch.testing.assert_close(packed[int(cu[k]):int(cu[k + 1])], alone, atol=1e-4, rtol=1e-4)
