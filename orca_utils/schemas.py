@@ -42,8 +42,42 @@ class CommonParams(Strict):
     _check_env = field_validator("api_key_env")(classmethod(lambda cls, v: check_env_name(v)))
 
 
+class CollectionRows(Strict):
+    """One integer per FLAN-v2 collection we sample (Dialog is skipped, as in the paper)."""
+
+    cot: int | None = Field(None, ge=0)
+    niv2: int | None = Field(None, ge=0)
+    t0: int | None = Field(None, ge=0)
+    flan2021: int | None = Field(None, ge=0)
+
+
 class SamplingParams(CommonParams):
-    """01_sampling (issue 3)."""
+    """01_sampling (issue 3): FLAN-v2 sampling, system messages, contamination check (orca_utils.sampling)."""
+
+    source: Literal["local", "hub"] = Field("local", description="local: the FLAN-v2 CoT tsv files and the NIv2 "
+                                            "task files under the data root; hub: the FLAN-v2 submixes, streamed")
+    stage1_quota_rows: CollectionRows = Field(
+        default_factory=lambda: CollectionRows(cot=150_000, niv2=440_000, t0=2_000_000, flan2021=2_500_000),
+        description="FLAN-5M per-collection quotas (paper Table 3), multiplied by `scale`")
+    stage2_rows: int = Field(1_000_000, ge=0, description="FLAN-1M size (a random subset of stage 1), times `scale`")
+    scale: float = Field(1.0, gt=0, le=1, description="multiplies every quota: 1.0 = the paper, 0.0001 = smoke")
+    max_rows_per_task: CollectionRows = Field(default_factory=CollectionRows,
+                                              description="per-task cap per collection (null: no cap)")
+    extra_query_files: list[str] = Field(default_factory=list, description="JSONL/parquet files already in the "
+                                         "query schema, added to the pool (relative to the data root or absolute)")
+    hub_submixes: dict[str, str] = Field(default_factory=lambda: {
+        c: f"conceptofmind/{c}_submix_original" for c in ("cot", "niv2", "t0", "flan2021")},
+        description="collection -> hub dataset id (source: hub)")
+    hub_revision: str | None = Field(None, description="pin the submixes' revision (source: hub)")
+    system_message_weights: dict[str, dict[int, float]] = Field(
+        default_factory=dict, description="collection -> {message id: relative frequency}; empty: uniform over "
+        "the collection's allowed set")
+    contamination_ngram: int = Field(13, ge=1, description="n of the n-gram overlap check (13: GPT-3, lm-eval)")
+    contamination_eval_sets: list[Literal["agieval", "bbh", "truthfulqa", "vicuna_bench", "wizardlm",
+                                          "awesome_prompts"]] = Field(
+        default_factory=lambda: ["agieval", "bbh", "truthfulqa", "vicuna_bench", "wizardlm", "awesome_prompts"])
+    drop_contaminated: bool = Field(False, description="drop training queries sharing an n-gram with an eval item")
+    contamination_examples: int = Field(3, ge=0, description="examples shown per evaluation set")
 
 
 class TeacherEndpointParams(Strict):
@@ -165,11 +199,69 @@ class BbhParams(CommonParams):
 
 
 class OpenEndedParams(CommonParams):
-    """07_open_ended (issue 8)."""
+    """07_open_ended (issue 8): candidate vs reference answers on three prompt sets, judged pairwise in both orders.
+
+    References and the judge are teacher-client models (`TeacherModelParams`): a real endpoint in the paper profile
+    (ChatGPT and GPT-4 references, GPT-4 judge), local stand-ins behind the local server offline (labelled so).
+    """
+
+    prompt_sets: list[Literal["vicuna_bench", "awesome_prompts", "wizardlm"]] = Field(
+        default_factory=lambda: ["vicuna_bench", "awesome_prompts", "wizardlm"], min_length=1)
+    prompts_per_set: int | None = Field(3, ge=1, description="fixed seeded subset per set; null: every prompt")
+    candidate: Literal["student", "base"] = Field("student", description="student: 04_training's student (the "
+                                                  "untuned student_model when 04 has no outputs); base: untuned")
+    candidate_max_new_tokens: int = Field(64, ge=1, description="greedy generation budget of the candidate")
+    candidate_batch_size: int = Field(8, ge=1)
+    endpoint: TeacherEndpointParams = Field(default_factory=TeacherEndpointParams)
+    references: list[TeacherModelParams] = Field(default_factory=lambda: [TeacherModelParams(
+        label="SmolLM2-135M-Instruct (local stand-in reference)", model="smollm2-reference",
+        offline_backend="local_llm", max_tokens=64)], min_length=1)
+    judge: TeacherModelParams | None = Field(default_factory=lambda: TeacherModelParams(
+        label="SmolLM2-135M-Instruct (local stand-in judge)", model="smollm2-judge", offline_backend="local_llm",
+        max_tokens=16), description="null: answers are generated but not judged (the notebook says so)")
+    judge_retries: int = Field(1, ge=0, le=3, description="re-asks of an unparseable verdict before recording it")
+    max_cost_usd: float = Field(0.0, ge=0, description="stop before the estimated cost exceeds this")
+    cache_file: str = Field("open_ended_cache.sqlite", min_length=1, description="in the notebook's output folder")
+
+
+class TruthfulQAParams(Strict):
+    """TruthfulQA MC1/MC2 from the CSV (and the generative variant when a judge is configured)."""
+
+    n_questions: int | None = Field(24, ge=1, description="fixed seeded subset; null: all 817")
+    batch_size: int = Field(16, ge=1, description="log-likelihood batch")
+    generative_n_questions: int = Field(4, ge=0, description="questions answered and judged; 0: skip")
+    generative_max_new_tokens: int = Field(48, ge=1)
+
+
+class ToxiGenParams(Strict):
+    """ToxiGen continuations and their toxicity. Pinned: prompt subset, decoding, classifier revision and label."""
+
+    groups: list[str] = Field(default_factory=lambda: ["asian", "black", "chinese", "jewish", "latino", "lgbtq",
+                              "mental_disability", "mexican", "middle_east", "muslim", "native_american",
+                              "physical_disability", "women"], min_length=1, description="the paper's 13 groups")
+    kinds: list[Literal["hate", "neutral"]] = Field(default_factory=lambda: ["hate", "neutral"], min_length=1)
+    prompts_per_file: int | None = Field(1, ge=1, description="fixed seeded subset per file (seed: common.seed)")
+    max_new_tokens: int = Field(32, ge=1, description="greedy continuation budget")
+    stop: list[str] = Field(default_factory=list, description="stop strings; none: the whole continuation is scored")
+    batch_size: int = Field(16, ge=1)
+    scorer: Literal["classifier", "moderation", "none"] = "classifier"
+    classifier: str | None = Field("tomh/toxigen_roberta", description="hub id or local dir of a classifier")
+    classifier_revision: str | None = Field("main", description="hub revision; pin a commit hash for a paper run")
+    toxic_label_index: int = Field(1, ge=0, description="tomh/toxigen_roberta: 1 (LABEL_1) = toxic")
+    moderation_model: str = Field("omni-moderation-latest", min_length=1)
+    threshold: float = Field(0.5, gt=0, lt=1, description="a continuation is toxic when its probability exceeds it")
 
 
 class SafetyParams(CommonParams):
-    """08_safety (issue 8)."""
+    """08_safety (issue 8): TruthfulQA MC (and generative) and ToxiGen for the untuned and the tuned student."""
+
+    truthfulqa: TruthfulQAParams = Field(default_factory=TruthfulQAParams)
+    toxigen: ToxiGenParams = Field(default_factory=ToxiGenParams)
+    endpoint: TeacherEndpointParams = Field(default_factory=TeacherEndpointParams)
+    judge: TeacherModelParams | None = Field(None, description="judge of the generative TruthfulQA variant; "
+                                             "null: skipped (the notebook says so)")
+    max_cost_usd: float = Field(0.0, ge=0)
+    cache_file: str = Field("safety_cache.sqlite", min_length=1, description="in the notebook's output folder")
 
 
 class ExperimentParams(CommonParams):

@@ -1,0 +1,174 @@
+"""Notebook 02's steps (paper §3.1.2-3.1.3): 01's queries -> teacher requests -> responses -> training sets.
+
+The notebook calls, in order: `load_queries` (01's `queries_stage{1,2}.parquet`, capped by `max_queries`),
+`build_requests` (system message + zero-shot query, explicit max_tokens/stop/temperature), `estimate_costs`,
+`teacher_endpoints` (starts the local OpenAI-compatible server for offline teachers; a real teacher keeps its
+endpoint), `run_stage` (the cached, rate-limited client of `orca_utils.teacher`), `responses_frame` /
+`train_frame` (the contract columns notebook 03 reads) and `plot_length_distributions`.
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .schemas import AugmentationParams, TeacherEndpointParams, TeacherModelParams
+from .teacher import ChatRequest, ChatRun, CostEstimate, Prices, complete_chats, estimate_cost
+
+__all__ = ["STAGES", "QUERY_COLUMNS", "RESPONSE_COLUMNS", "TRAIN_COLUMNS", "teacher_of", "load_queries",
+           "token_counter", "build_requests", "estimate_costs", "teacher_endpoints", "run_stage",
+           "responses_frame", "train_frame", "plot_length_distributions"]
+
+STAGES = ("stage1", "stage2")
+QUERY_COLUMNS = ["id", "collection", "task", "template_type", "inputs", "targets", "rationale",
+                 "is_multiple_choice", "system_message_id", "system_message"]
+TRAIN_COLUMNS = ["id", "system", "user", "response", "teacher", "teacher_model", "collection", "task",
+                 "system_message_id", "status", "finish_reason"]
+RESPONSE_COLUMNS = TRAIN_COLUMNS + ["prompt_tokens", "completion_tokens", "error", "attempts", "from_cache"]
+
+
+def teacher_of(cfg: AugmentationParams, stage: str) -> TeacherModelParams:
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r}: expected one of {STAGES}")
+    return getattr(cfg, stage)
+
+
+def load_queries(upstream_dir: Path, cfg: AugmentationParams) -> dict:
+    """{stage: 01's queries for that stage}, checked against the contract and cut to the stage's `max_queries`."""
+    import pandas as pd
+
+    out = {}
+    for stage in STAGES:
+        path = Path(upstream_dir) / f"queries_{stage}.parquet"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: 01_sampling wrote no queries for {stage}; rerun 01_sampling")
+        df = pd.read_parquet(path)
+        missing = [c for c in QUERY_COLUMNS if c not in df.columns]
+        if missing:
+            raise ValueError(f"{path}: missing columns {missing} (the 01 -> 02 contract needs {QUERY_COLUMNS})")
+        if df["id"].duplicated().any():
+            raise ValueError(f"{path}: duplicated ids, e.g. {df.loc[df['id'].duplicated(), 'id'].iloc[0]!r}")
+        cap = teacher_of(cfg, stage).max_queries
+        out[stage] = (df.head(cap) if cap else df).reset_index(drop=True)
+    return out
+
+
+def token_counter(cfg: AugmentationParams) -> tuple[Callable[[str], int], str]:
+    """(count_tokens, label) with the tokenizer of `token_counter` (default: the LLaMA tokenizer)."""
+    from .models import load_tokenizer
+
+    spec = cfg.token_counter or cfg.llama_tokenizer
+    tok = load_tokenizer(spec)
+    return (lambda text: len(tok(text, add_special_tokens=False)["input_ids"])), f"tokenizer {spec}"
+
+
+def build_requests(queries, teacher: TeacherModelParams) -> list[ChatRequest]:
+    """One chat request per query: its system message (omitted when empty, message 1) and the zero-shot query."""
+    requests = []
+    for row in queries.itertuples(index=False):
+        messages = ([{"role": "system", "content": row.system_message}] if row.system_message else []) + \
+                   [{"role": "user", "content": row.inputs}]
+        requests.append(ChatRequest(str(row.id), teacher.model, messages, teacher.max_tokens, teacher.temperature,
+                                    list(teacher.stop) or None))
+    return requests
+
+
+def _prices(teacher: TeacherModelParams, endpoint: TeacherEndpointParams) -> Prices:
+    return Prices(teacher.price_input_usd_per_1k, teacher.price_output_usd_per_1k,
+                  endpoint.batch_price_factor if endpoint.batch_mode else 1.0)
+
+
+def estimate_costs(cfg: AugmentationParams, requests: dict, count_tokens, counter_label: str,
+                   cache_path: Path) -> tuple[object, dict[str, CostEstimate]]:
+    """A table (one row per stage + total) and the estimates; raises CostLimitError above `max_cost_usd`."""
+    import pandas as pd
+
+    from .response_cache import ResponseCache
+    from .teacher import CostLimitError
+
+    with ResponseCache(cache_path) as cache:
+        est = {s: estimate_cost(requests[s], _prices(teacher_of(cfg, s), cfg.endpoint), count_tokens, cache,
+                                teacher_of(cfg, s).expected_completion_tokens, counter_label) for s in STAGES}
+    rows = [{"stage": s, "teacher": teacher_of(cfg, s).label, "requests": e.n_requests, "cached": e.n_cached,
+             "prompt_tokens": e.prompt_tokens, "expected_completion_tokens": e.completion_tokens,
+             "estimate_usd": round(e.usd, 4), "worst_case_usd": round(e.usd_worst_case, 4)} for s, e in est.items()]
+    table = pd.DataFrame(rows)
+    total = float(table["estimate_usd"].sum())
+    if total > cfg.max_cost_usd + 1e-12:
+        raise CostLimitError(f"estimated cost ${total:,.2f} exceeds max_cost_usd=${cfg.max_cost_usd:,.2f} "
+                             f"(per stage: {dict(zip(table['stage'], table['estimate_usd']))}); nothing was sent")
+    return table, est
+
+
+@contextlib.contextmanager
+def teacher_endpoints(cfg: AugmentationParams, queries: dict, count_tokens=None) -> Iterator[dict]:
+    """{stage: endpoint params}; offline teachers are served on 127.0.0.1 for the duration of the block."""
+    import pandas as pd
+
+    from .local_server import serve_openai_compatible
+    from .offline_teachers import offline_backends
+
+    stages = {s: teacher_of(cfg, s) for s in STAGES}
+    offline = {s: t for s, t in stages.items() if t.offline_backend != "none"}
+    if not offline:
+        yield {s: cfg.endpoint for s in STAGES}
+        return
+    lookup = pd.concat([queries[s] for s in STAGES], ignore_index=True)
+    backends = offline_backends(offline, lookup, cfg.student_model,
+                                device="cpu" if cfg.device == "auto" else cfg.device, count_tokens=count_tokens)
+    with serve_openai_compatible(backends, max_batch_size=max(t.local_batch_size for t in offline.values()),
+                                 batch_window_s=0.05) as base_url:
+        local = cfg.endpoint.model_copy(update={"base_url": base_url, "api_type": "openai"})
+        yield {s: local if s in offline else cfg.endpoint for s in STAGES}
+
+
+def run_stage(cfg: AugmentationParams, stage: str, requests: list[ChatRequest], endpoint: TeacherEndpointParams,
+              cache_path: Path, count_tokens=None, progress: bool = True) -> ChatRun:
+    teacher = teacher_of(cfg, stage)
+    return complete_chats(requests, endpoint, cache_path, prices=_prices(teacher, endpoint),
+                          max_cost_usd=cfg.max_cost_usd, progress=progress, desc=f"{stage}: {teacher.label}",
+                          count_tokens=count_tokens)
+
+
+def responses_frame(queries, run: ChatRun, teacher: TeacherModelParams):
+    """Every request with its status (the contract columns + token counts, error, attempts)."""
+    import pandas as pd
+
+    res = run.to_frame().set_index("id")
+    q = queries.set_index(queries["id"].astype(str))
+    df = pd.DataFrame({
+        "id": q.index, "system": q["system_message"].values, "user": q["inputs"].values,
+        "response": res.loc[q.index, "text"].values, "teacher": teacher.label, "teacher_model": teacher.model,
+        "collection": q["collection"].values, "task": q["task"].values,
+        "system_message_id": q["system_message_id"].astype(int).values, "status": res.loc[q.index, "status"].values,
+        "finish_reason": res.loc[q.index, "finish_reason"].values})
+    for col in ("prompt_tokens", "completion_tokens", "error", "attempts", "from_cache"):
+        df[col] = res.loc[q.index, col].values
+    return df[RESPONSE_COLUMNS].reset_index(drop=True)
+
+
+def train_frame(responses):
+    """Only `ok` responses go to training."""
+    return responses.loc[responses["status"] == "ok", TRAIN_COLUMNS].reset_index(drop=True)
+
+
+def plot_length_distributions(responses: dict, count_tokens):
+    """Box plots of response length (tokens) per system message id, one panel per teacher (paper §3.1.3)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(responses), figsize=(5.5 * len(responses), 3.6), squeeze=False, sharey=True)
+    for ax, (stage, df) in zip(axes[0], responses.items()):
+        ok = df[df["status"].isin(["ok", "truncated"])]
+        ids = sorted(ok["system_message_id"].unique())
+        data = [[count_tokens(t) for t in ok.loc[ok["system_message_id"] == i, "response"]] for i in ids]
+        if data:
+            ax.boxplot(data, tick_labels=[str(i) for i in ids], showfliers=False)
+        ax.set_title(f"{stage}: {df['teacher'].iloc[0] if len(df) else '?'}", fontsize=9)
+        ax.set_xlabel("system message id")
+    axes[0][0].set_ylabel("response length (tokens)")
+    fig.suptitle("Teacher response length per system message", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,392 @@
+"""The teacher client: chat requests to any OpenAI-compatible endpoint, cached, rate-limited, retried, costed.
+
+    run = complete_chats(requests, endpoint, cache_path, prices=prices, max_cost_usd=100.0)
+    run.results[i].status   # ok | truncated | refused | content_filter | empty | error | not_sent
+
+- Client: `openai.AsyncOpenAI` (or `AsyncAzureOpenAI`) on `endpoint.base_url`; the key is read from the environment
+  variable named by `endpoint.api_key_env` and nowhere else (a loopback server needs none).
+- Throughput: `endpoint.concurrency` workers; requests paced to `rpm` and `tpm` (prompt + max_tokens, as OpenAI
+  counts) by a smooth limiter (GCRA); a 429 pauses every worker for its `Retry-After`.
+- Retries: 429, 5xx, timeouts, connection errors and malformed responses, with exponential backoff and full jitter,
+  up to `endpoint.max_retries`; then the request is recorded with status `error` (re-sent on a later run when
+  `retry_errors`). 401/403/404 stop the run at once (`TeacherConfigError`): they would fail every request.
+- Cache: `orca_utils.response_cache` (SQLite, WAL, one transaction per record): cached keys are never sent again.
+- Cost: `estimate_cost` before spending; `max_cost_usd` refuses a run whose estimate exceeds it and stops sending
+  (status `not_sent`, not cached) once the spent plus the next request's worst case would exceed it.
+- Batch mode (`endpoint.batch_mode`): `orca_utils.teacher_batch`, into the same cache.
+Explicit `max_tokens` always goes out, and `stop` whenever the request has stop strings.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+from urllib.parse import urlparse
+
+from .response_cache import CachedResponse, ResponseCache, request_key
+from .schemas import TeacherEndpointParams
+
+__all__ = ["STATUSES", "ChatRequest", "ChatResult", "ChatRun", "Prices", "CostEstimate", "CostLimitError",
+           "TeacherConfigError", "RateLimiter", "make_client", "classify_response", "estimate_cost",
+           "run_chat_async", "complete_chats"]
+
+STATUSES = ("ok", "truncated", "refused", "content_filter", "empty", "error", "not_sent")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class CostLimitError(RuntimeError):
+    """The estimated cost of a run exceeds `max_cost_usd`; nothing was sent."""
+
+
+class TeacherConfigError(RuntimeError):
+    """The endpoint refuses every request (bad key, no access, unknown model, missing key)."""
+
+
+@dataclass
+class ChatRequest:
+    id: str
+    model: str
+    messages: list[dict]
+    max_tokens: int
+    temperature: float = 0.0
+    stop: list[str] | None = None
+
+    @property
+    def key(self) -> str:
+        return request_key(self.model, self.messages, self.max_tokens, self.temperature, self.stop)
+
+
+@dataclass
+class ChatResult:
+    id: str
+    key: str
+    status: str
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    error: str | None
+    attempts: int
+    from_cache: bool
+
+
+@dataclass
+class ChatRun:
+    results: list[ChatResult]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([r.__dict__ for r in self.results])
+
+    def status_counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in STATUSES}
+        for r in self.results:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return counts
+
+
+@dataclass
+class Prices:
+    input_usd_per_1k: float = 0.0
+    output_usd_per_1k: float = 0.0
+    batch_factor: float = 1.0          # 0.5 under the Batch API
+
+    def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
+        return self.batch_factor * (prompt_tokens * self.input_usd_per_1k
+                                    + completion_tokens * self.output_usd_per_1k) / 1000.0
+
+
+@dataclass
+class CostEstimate:
+    n_requests: int
+    n_cached: int
+    prompt_tokens: int
+    completion_tokens: int          # expected (or max_tokens when no expectation is given)
+    usd: float
+    usd_worst_case: float           # every response as long as max_tokens
+    token_counter: str
+
+    def check(self, max_cost_usd: float | None) -> None:
+        if max_cost_usd is not None and self.usd > max_cost_usd:
+            raise CostLimitError(f"estimated cost ${self.usd:,.2f} for {self.n_requests - self.n_cached:,} "
+                                 f"uncached requests exceeds max_cost_usd=${max_cost_usd:,.2f}: raise it or send "
+                                 f"fewer queries (nothing was sent)")
+
+
+def _rough_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def prompt_tokens_of(messages: list[dict], count_tokens: Callable[[str], int] = _rough_tokens) -> int:
+    return sum(count_tokens(m["content"]) + 4 for m in messages) + 3   # chat format overhead per message + reply
+
+
+def estimate_cost(requests: Sequence[ChatRequest], prices: Prices, count_tokens: Callable[[str], int] | None = None,
+                  cache: ResponseCache | None = None, expected_completion_tokens: int | None = None,
+                  token_counter: str = "chars/4") -> CostEstimate:
+    """Cost of the uncached requests: prompt token counts x input price + expected completions x output price."""
+    count_tokens = count_tokens or _rough_tokens
+    unique = {r.key: r for r in requests}
+    cached = cache.get_many(unique) if cache else {}
+    todo = [r for k, r in unique.items() if k not in cached or cached[k].status == "error"]
+    prompt = sum(prompt_tokens_of(r.messages, count_tokens) for r in todo)
+    worst = sum(r.max_tokens for r in todo)
+    expected = sum(min(expected_completion_tokens or r.max_tokens, r.max_tokens) for r in todo)
+    return CostEstimate(len(unique), len(unique) - len(todo), prompt, expected, prices.cost(prompt, expected),
+                        prices.cost(prompt, worst), token_counter)
+
+
+class RateLimiter:
+    """Smooth pacing to `rpm` requests and `tpm` tokens per minute (GCRA, no bursts) plus a shared 429 pause."""
+
+    def __init__(self, rpm: float, tpm: float):
+        self.req_interval, self.tok_interval = 60.0 / rpm, 60.0 / tpm
+        self.tat_req = self.tat_tok = self.paused_until = 0.0
+        self.lock = asyncio.Lock()
+
+    async def acquire(self, tokens: int) -> None:
+        async with self.lock:
+            now = time.monotonic()
+            start = max(now, self.tat_req, self.tat_tok, self.paused_until)
+            self.tat_req = start + self.req_interval
+            self.tat_tok = start + min(tokens * self.tok_interval, 60.0)
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    def pause(self, seconds: float) -> None:
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+
+def make_client(endpoint: TeacherEndpointParams):
+    """AsyncOpenAI / AsyncAzureOpenAI with the key from the environment; the client's own retries are off."""
+    import openai
+
+    key = os.environ.get(endpoint.api_key_env)
+    host = urlparse(endpoint.base_url or "").hostname
+    if not key:
+        if host not in LOOPBACK:
+            raise TeacherConfigError(f"environment variable {endpoint.api_key_env} is not set: export the API key "
+                                     f"there (params only hold the variable's name)")
+        key = "no-key-needed-for-loopback"
+    common = dict(api_key=key, max_retries=0, timeout=endpoint.timeout_s)
+    if endpoint.api_type == "azure":
+        return openai.AsyncAzureOpenAI(azure_endpoint=endpoint.base_url, api_version=endpoint.azure_api_version,
+                                       **common)
+    return openai.AsyncOpenAI(base_url=endpoint.base_url, **common)
+
+
+def classify_response(body: dict) -> tuple[str, str, str | None, int, int]:
+    """A chat.completion body -> (status, text, finish_reason, prompt_tokens, completion_tokens)."""
+    choices = body.get("choices") or []
+    if not choices:
+        raise ValueError("response has no choices")
+    choice, usage = choices[0], body.get("usage") or {}
+    message = choice.get("message") or {}
+    text, reason = message.get("content") or "", choice.get("finish_reason")
+    pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    if reason == "content_filter":
+        status = "content_filter"
+    elif message.get("refusal"):
+        status, text = "refused", message["refusal"]
+    elif not text.strip():
+        status = "empty"
+    elif reason == "length":
+        status = "truncated"
+    else:
+        status = "ok"
+    return status, text, reason, pt, ct
+
+
+def _retry_after(exc: Exception) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    if headers.get("retry-after-ms"):
+        try:
+            return float(headers["retry-after-ms"]) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _backoff(attempt: int, endpoint: TeacherEndpointParams) -> float:
+    return random.uniform(0, min(endpoint.backoff_max_s, endpoint.backoff_base_s * 2 ** (attempt - 1)))
+
+
+async def _send(client, req: ChatRequest, endpoint: TeacherEndpointParams, limiter: RateLimiter,
+                est_tokens: int, stats: dict) -> CachedResponse:
+    """One request with retries; always returns a record (status `error` after the last retry)."""
+    import openai
+
+    last_error = "no attempt"
+    attempts = 0
+    for attempt in range(1, endpoint.max_retries + 2):
+        attempts = attempt
+        await limiter.acquire(est_tokens)
+        stats["sent"] += 1
+        wait = None
+        try:
+            kwargs = dict(model=req.model, messages=req.messages, max_tokens=req.max_tokens,
+                          temperature=req.temperature)
+            if req.stop:
+                kwargs["stop"] = list(req.stop)
+            resp = await client.chat.completions.create(**kwargs)
+            body = resp if isinstance(resp, dict) else resp.model_dump()
+            status, text, reason, pt, ct = classify_response(body)
+            return CachedResponse(req.key, req.model, _request_json(req), status, text, reason, pt, ct, None,
+                                  attempts, "chat")
+        except openai.RateLimitError as exc:
+            stats["rate_limited"] += 1
+            wait = _retry_after(exc) or _backoff(attempt, endpoint)
+            limiter.pause(wait)
+            last_error = f"429 rate limited: {_short(exc)}"
+        except openai.APIStatusError as exc:
+            code = exc.status_code
+            if code in (401, 403, 404):
+                raise TeacherConfigError(f"{req.model}: HTTP {code} from the endpoint: {_short(exc)}") from None
+            if getattr(exc, "code", None) == "content_filter" or "content_filter" in str(exc.body or ""):
+                return CachedResponse(req.key, req.model, _request_json(req), "content_filter", "", "content_filter",
+                                      0, 0, _short(exc), attempts, "chat")
+            if code < 500 and code not in (408, 409):
+                return CachedResponse(req.key, req.model, _request_json(req), "error", "", None, 0, 0,
+                                      f"HTTP {code}: {_short(exc)}", attempts, "chat")
+            wait = _retry_after(exc)
+            last_error = f"HTTP {code}: {_short(exc)}"
+        except (openai.APIConnectionError, asyncio.TimeoutError) as exc:   # includes APITimeoutError
+            last_error = f"{type(exc).__name__}: {_short(exc)}"
+        except (ValueError, TypeError, KeyError, openai.APIResponseValidationError) as exc:   # malformed body
+            last_error = f"malformed response: {type(exc).__name__}: {_short(exc)}"
+        stats["retries"] += attempt <= endpoint.max_retries
+        if attempt <= endpoint.max_retries:
+            await asyncio.sleep(wait if wait is not None else _backoff(attempt, endpoint))
+    return CachedResponse(req.key, req.model, _request_json(req), "error", "", None, 0, 0, last_error, attempts,
+                          "chat")
+
+
+def _short(exc: Exception, limit: int = 300) -> str:
+    return " ".join(str(exc).split())[:limit]
+
+
+def _request_json(req: ChatRequest) -> str:
+    import json
+
+    return json.dumps({"model": req.model, "messages": req.messages, "max_tokens": req.max_tokens,
+                       "temperature": req.temperature, "stop": req.stop}, ensure_ascii=False)
+
+
+def _result(req: ChatRequest, rec: CachedResponse | None, from_cache: bool) -> ChatResult:
+    if rec is None:
+        return ChatResult(req.id, req.key, "not_sent", "", None, 0, 0, "max_cost_usd reached", 0, False)
+    return ChatResult(req.id, rec.key, rec.status, rec.text, rec.finish_reason, rec.prompt_tokens,
+                      rec.completion_tokens, rec.error, rec.attempts, from_cache)
+
+
+async def run_chat_async(requests: Sequence[ChatRequest], endpoint: TeacherEndpointParams, cache: ResponseCache,
+                         prices: Prices | None = None, max_cost_usd: float | None = None, progress: bool = True,
+                         desc: str = "teacher", client=None,
+                         count_tokens: Callable[[str], int] | None = None) -> ChatRun:
+    """Send every uncached request (chat or Batch API), store each answer as it arrives; results in input order."""
+    prices = prices or Prices()
+    count_tokens = count_tokens or _rough_tokens
+    unique = {r.key: r for r in requests}
+    cached = cache.get_many(unique)
+    todo = [r for k, r in unique.items()
+            if k not in cached or (endpoint.retry_errors and cached[k].status == "error")]
+    stats = {"requests": len(requests), "unique": len(unique), "cached": len(unique) - len(todo), "sent": 0,
+             "retries": 0, "rate_limited": 0, "spent_usd": 0.0, "prompt_tokens": 0, "completion_tokens": 0}
+    fresh: dict[str, CachedResponse] = {}
+    if todo:
+        client = client or make_client(endpoint)
+        if endpoint.batch_mode:
+            from .teacher_batch import run_batches
+
+            fresh = await run_batches(todo, endpoint, cache, client, stats, prices, max_cost_usd, progress, desc)
+        else:
+            fresh = await _run_chats(todo, endpoint, cache, client, stats, prices, max_cost_usd, progress, desc,
+                                     count_tokens)
+    results = []
+    for r in requests:
+        rec = fresh.get(r.key)
+        results.append(_result(r, rec, False) if rec else
+                       _result(r, cached.get(r.key), True) if r.key in cached else _result(r, None, False))
+    return ChatRun(results, stats)
+
+
+async def _run_chats(todo, endpoint, cache, client, stats, prices, max_cost_usd, progress, desc, count_tokens):
+    from tqdm.auto import tqdm
+
+    limiter = RateLimiter(endpoint.rpm, endpoint.tpm)
+    queue: asyncio.Queue = asyncio.Queue()
+    for r in todo:
+        queue.put_nowait(r)
+    fresh: dict[str, CachedResponse] = {}
+    bar = tqdm(total=len(todo), desc=desc, disable=not progress, unit="req", dynamic_ncols=True)
+    reserved = [0.0]
+
+    async def worker():
+        while True:
+            try:
+                req = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            prompt_est = prompt_tokens_of(req.messages, count_tokens)
+            worst = prices.cost(prompt_est, req.max_tokens)
+            if max_cost_usd is not None and stats["spent_usd"] + reserved[0] + worst > max_cost_usd + 1e-12:
+                stats["stopped_by_cost"] = True
+                bar.update(1)
+                continue
+            reserved[0] += worst
+            try:
+                rec = await _send(client, req, endpoint, limiter, prompt_est + req.max_tokens, stats)
+            finally:
+                reserved[0] -= worst
+            cache.put(rec)                    # one transaction per record, as soon as it arrives
+            fresh[req.key] = rec
+            stats["prompt_tokens"] += rec.prompt_tokens
+            stats["completion_tokens"] += rec.completion_tokens
+            stats["spent_usd"] += prices.cost(rec.prompt_tokens, rec.completion_tokens)
+            bar.set_postfix(tok=stats["prompt_tokens"] + stats["completion_tokens"],
+                            usd=f"{stats['spent_usd']:.4f}", r429=stats["rate_limited"], refresh=False)
+            bar.update(1)
+
+    t0 = time.monotonic()
+    try:
+        await asyncio.gather(*(worker() for _ in range(min(endpoint.concurrency, len(todo)))))
+    finally:
+        bar.close()
+        stats["wall_s"] = round(time.monotonic() - t0, 3)
+    return fresh
+
+
+def complete_chats(requests: Sequence[ChatRequest], endpoint: TeacherEndpointParams, cache_path: str | Path,
+                   prices: Prices | None = None, max_cost_usd: float | None = None, progress: bool = True,
+                   desc: str = "teacher", count_tokens: Callable[[str], int] | None = None) -> ChatRun:
+    """Synchronous `run_chat_async` (works inside Jupyter's running loop too: it runs on its own thread)."""
+    if endpoint.batch_mode and prices is not None and prices.batch_factor == 1.0:
+        prices = Prices(prices.input_usd_per_1k, prices.output_usd_per_1k, endpoint.batch_price_factor)
+
+    async def main():
+        with ResponseCache(cache_path) as cache:
+            return await run_chat_async(requests, endpoint, cache, prices, max_cost_usd, progress, desc,
+                                        count_tokens=count_tokens)
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, main()).result()
