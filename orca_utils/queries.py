@@ -1,0 +1,123 @@
+"""Notebook 01's steps, each one call: the query pool from the params, the two sampled stages with their system
+messages, the collections table beside the paper's Table 3, and the system-message frequency figure.
+
+The pieces live in `flan` (loaders), `sampling` (quotas, caps, stages), `system_messages` and `contamination`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import resolve_data_root, resolve_dataset
+from .flan import COLLECTIONS, LoadReport, load_cot_dir, load_niv2_dir, load_schema_file, load_task_list
+from .reference import format_paper_value, paper_block
+from .sampling import SampleResult, load_hub_collection, sample_stages
+from .schemas import SamplingParams
+from .system_messages import SYSTEM_MESSAGES, assign_system_messages
+
+__all__ = ["OUTPUT_COLUMNS", "load_pool", "sample_queries", "collections_table", "plot_system_message_frequencies"]
+
+OUTPUT_COLUMNS = ["id", "collection", "task", "template_type", "inputs", "targets", "rationale", "is_multiple_choice",
+                  "system_message_id", "system_message"]
+_PAPER_NAMES = {"cot": "CoT", "niv2": "NIV2", "t0": "T0", "flan2021": "FLAN2021"}
+
+
+def _quotas(cfg: SamplingParams) -> dict[str, int]:
+    return {c: v for c, v in cfg.stage1_quota_rows.model_dump().items() if v is not None}
+
+
+def load_pool(cfg: SamplingParams) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """(pool of queries, load report per source, reason per collection with no source).
+
+    `source: local` reads the CoT tsv files and NIv2 task files under the data root; `source: hub` streams the
+    submixes (per task at most min(cap, quota) random rows are kept). `extra_query_files` are added in both cases."""
+    frames, reports, unavailable = [], [], {}
+    if cfg.source == "local":
+        for name, loader, collection in (("flan_cot", load_cot_dir, "cot"), ("niv2", load_niv2_dir, "niv2")):
+            df, rep = loader(resolve_dataset(name, cfg.data_dir, cfg.offline).path)
+            frames.append(df)
+            reports.append(rep)
+        for c in ("t0", "flan2021"):
+            unavailable[c] = "no local copy (the offline data holds FLAN-v2 CoT and an NIv2 sample only)"
+    else:
+        for c, quota in _quotas(cfg).items():
+            hub_id = cfg.hub_submixes.get(c)
+            if not hub_id:
+                unavailable[c] = "no hub submix configured"
+                continue
+            rep = LoadReport(source=hub_id, collection=c)
+            cap = getattr(cfg.max_rows_per_task, c)
+            frames.append(load_hub_collection(c, hub_id, quota=max(1, round(quota * cfg.scale)),
+                                              max_rows_per_task=cap, seed=cfg.seed, revision=cfg.hub_revision,
+                                              report=rep))
+            reports.append(rep)
+    root = resolve_data_root(cfg.data_dir)
+    for name in cfg.extra_query_files:
+        path = Path(name) if Path(name).is_absolute() or root is None else root / name
+        df, rep = load_schema_file(path)
+        frames.append(df)
+        reports.append(rep)
+    pool = pd.concat(frames, ignore_index=True)
+    dup = pool["id"].duplicated()
+    if dup.any():
+        raise ValueError(f"query pool: {int(dup.sum())} duplicate ids, e.g. {pool['id'][dup].iloc[0]!r}")
+    return pool, pd.DataFrame([r.as_row() for r in reports]), unavailable
+
+
+def sample_queries(pool: pd.DataFrame, cfg: SamplingParams, unavailable: dict[str, str] | None = None
+                   ) -> SampleResult:
+    """Stage 1 and 2 with a system message per query; stage 2 rows keep the message they have in stage 1."""
+    result = sample_stages(pool, _quotas(cfg), scale=cfg.scale, stage2_rows=cfg.stage2_rows,
+                           max_rows_per_task=cfg.max_rows_per_task.model_dump(), seed=cfg.seed,
+                           unavailable=unavailable)
+    s1 = result.stage1.copy()
+    s1["system_message_id"] = assign_system_messages(s1["collection"], s1["is_multiple_choice"], cfg.seed,
+                                                     cfg.system_message_weights)
+    s1["system_message"] = s1["system_message_id"].map(SYSTEM_MESSAGES)
+    msg = s1.set_index("id")["system_message_id"]
+    s2 = result.stage2.copy()
+    s2["system_message_id"] = s2["id"].map(msg).astype(np.int64)
+    s2["system_message"] = s2["system_message_id"].map(SYSTEM_MESSAGES)
+    return SampleResult(s1[OUTPUT_COLUMNS], s2[OUTPUT_COLUMNS], result.report, result.excluded)
+
+
+def collections_table(result: SampleResult, task_list_path: str | Path | None) -> pd.DataFrame:
+    """Per collection: the paper's Table 3 (algorithm, original size, sampled), FLAN-v2's task count, ours."""
+    block = paper_block("flan_sampling")
+    paper = {row["collection"]: row for row in block["table"]}
+    tasks = load_task_list(task_list_path).groupby("collection").size() if task_list_path else pd.Series(dtype=int)
+    rows = []
+    for rec in result.report.itertuples(index=False):
+        p = paper.get(_PAPER_NAMES[rec.collection], {})
+        rows.append({"collection": rec.collection,
+                     "paper: algorithm": format_paper_value(p.get("sampling_algorithm"), block["status"]),
+                     "paper: original size": format_paper_value(p.get("original_size"), block["status"]),
+                     "paper: sampled (FLAN-5M)": format_paper_value(p.get("sampled"), block["status"], digits=0),
+                     "FLAN-v2 tasks listed": int(tasks.get(rec.collection, 0)),
+                     "tasks here": rec.tasks_available, "rows here": rec.rows_available,
+                     "quota (scaled)": rec.quota_stage1, "stage 1": rec.stage1, "stage 2": rec.stage2,
+                     "status": rec.status})
+    return pd.DataFrame(rows)
+
+
+def plot_system_message_frequencies(stage: pd.DataFrame, title: str):
+    """The paper-style figure: relative frequency of each system message (1..16) within each collection."""
+    import matplotlib.pyplot as plt
+
+    present = [c for c in COLLECTIONS if (stage["collection"] == c).any()]
+    fig, axes = plt.subplots(len(present), 1, figsize=(8, 1.9 * max(1, len(present)) + 0.6), sharex=True,
+                             squeeze=False)
+    ids = np.arange(1, 17)
+    for ax, c in zip(axes[:, 0], present):
+        counts = stage.loc[stage["collection"] == c, "system_message_id"].value_counts()
+        freq = np.array([counts.get(i, 0) for i in ids]) / max(1, counts.sum())
+        ax.bar(ids, freq, color="tab:blue")
+        ax.set_ylabel(f"{c}\n(n={int(counts.sum())})")
+        ax.set_ylim(0, max(0.05, freq.max() * 1.15))
+    axes[-1, 0].set_xticks(ids)
+    axes[-1, 0].set_xlabel("system message id (paper Table 2)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
