@@ -119,5 +119,5 @@ def plot_system_message_frequencies(stage: pd.DataFrame, title: str):
     axes[-1, 0].set_xticks(ids)
     axes[-1, 0].set_xlabel("system message id (paper Table 2)")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))      # room at the bottom for run.save_fig's provenance line
     return fig
