@@ -83,11 +83,20 @@ def sample_queries(pool: pd.DataFrame, cfg: SamplingParams, unavailable: dict[st
     return SampleResult(s1[OUTPUT_COLUMNS], s2[OUTPUT_COLUMNS], result.report, result.excluded)
 
 
-def collections_table(result: SampleResult, task_list_path: str | Path | None) -> pd.DataFrame:
-    """Per collection: the paper's Table 3 (algorithm, original size, sampled), FLAN-v2's task count, ours."""
+def _task_list_path(cfg: SamplingParams) -> Path | None:
+    try:
+        return resolve_dataset("flan", cfg.data_dir, cfg.offline).path / "flan_collection_info.csv"
+    except FileNotFoundError:
+        return None
+
+
+def collections_table(result: SampleResult, cfg: SamplingParams) -> pd.DataFrame:
+    """Per collection: the paper's Table 3 (algorithm, original size, sampled), FLAN-v2's task count (from its task
+    list under the data root; 0 when the list is not available), and what we have and sampled."""
     block = paper_block("flan_sampling")
     paper = {row["collection"]: row for row in block["table"]}
-    tasks = load_task_list(task_list_path).groupby("collection").size() if task_list_path else pd.Series(dtype=int)
+    path = _task_list_path(cfg)
+    tasks = load_task_list(path).groupby("collection").size() if path and path.exists() else pd.Series(dtype=int)
     rows = []
     for rec in result.report.itertuples(index=False):
         p = paper.get(_PAPER_NAMES[rec.collection], {})

@@ -218,3 +218,17 @@ def test_loaders_on_the_real_local_files(shared_data):
     assert res.report.set_index("collection")["stage1"].to_dict() == {"cot": 150, "niv2": 440, "t0": 0,
                                                                       "flan2021": 0}
     assert res.excluded["Big-Bench task"] == 29
+
+
+def test_sample_queries_output_contract():
+    from orca_utils.config import load_notebook_config
+    from orca_utils.queries import OUTPUT_COLUMNS, sample_queries
+
+    cfg = load_notebook_config("01_sampling", "smoke", overrides="01_sampling.scale=0.0005")
+    res = sample_queries(fixture_pool(), cfg)
+    s1, s2 = res.stage1, res.stage2
+    assert list(s1.columns) == OUTPUT_COLUMNS and s1["id"].is_unique and len(s2) > 0
+    assert s1["system_message_id"].between(1, 16).all()
+    assert (s1["system_message"] == s1["system_message_id"].map(SYSTEM_MESSAGES)).all()
+    same = s2.merge(s1[["id", "system_message_id"]], on="id", suffixes=("", "_1"))
+    assert len(same) == len(s2) and (same["system_message_id"] == same["system_message_id_1"]).all()
