@@ -38,7 +38,7 @@ from .train_data import (RecordingCollator, pack_samples_into_rows, read_stage_t
                          split_heldout, tokenize_rows)
 
 __all__ = ["NOTEBOOK", "stage_model_dir", "checkpoint_dir", "load_student", "prepare_stage_data", "train_stage",
-           "launch_command", "launch_stage", "read_stage_result", "main"]
+           "launch_command", "launch_env", "launch_stage", "read_stage_result", "main"]
 
 NOTEBOOK = "04_training"
 
@@ -145,6 +145,12 @@ def _trainer_class():
     class OrcaSFTTrainer(SFTTrainer):
         data_log_path: Path | None = None
 
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            # No KV cache in training: transformers derives the block-diagonal (per-sample) mask from the position
+            # ids only when no cache is built; with one, packed samples would attend to each other.
+            inputs["use_cache"] = False
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
         def get_train_dataloader(self):
             plain = self.data_collator
             self.data_collator = RecordingCollator(plain, self.data_log_path, self.args.process_index)
@@ -236,6 +242,11 @@ def launch_command(cfg: TrainingParams, run: Run, stage: int, overrides: list[st
         if not config.exists():
             raise FileNotFoundError(f"accelerate_config {cfg.accelerate_config!r}: not found (looked at {config})")
         cmd += ["--config_file", str(config)]
+    elif cfg.device == "cpu" and cfg.num_processes > 1:
+        # `accelerate launch --cpu` uses accelerate's single-process launcher (accelerate 1.15 spawns several CPU
+        # ranks only through mpirun); the torchrun launcher with ACCELERATE_USE_CPU=1 (see `launch_env`) gives
+        # N CPU ranks over gloo: the same distributed code path as the GPU profile.
+        cmd += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     cmd += ["--num_processes", str(cfg.num_processes), *(accelerate_args or [])]
     cmd += ["-m", "orca_utils.train", "--profile", cfg.profile, "--stage", str(stage), "--run-dir", str(run.root)]
     for item in overrides or []:
@@ -243,12 +254,19 @@ def launch_command(cfg: TrainingParams, run: Run, stage: int, overrides: list[st
     return cmd
 
 
+def launch_env(cfg: TrainingParams) -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if cfg.device == "cpu":
+        env["ACCELERATE_USE_CPU"] = "1"
+    return env
+
+
 def launch_stage(cfg: TrainingParams, run: Run, stage: int, overrides: list[str] | None = None,
                  accelerate_args: list[str] | None = None, log=print) -> dict:
     """Run one stage under `accelerate launch` as a subprocess, streaming its log; return its result."""
     cmd = launch_command(cfg, run, stage, overrides, accelerate_args)
     log("$ " + " ".join(cmd))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = launch_env(cfg)
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                           cwd=REPO_ROOT) as proc:
         tail: list[str] = []

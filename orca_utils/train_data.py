@@ -130,7 +130,11 @@ def count_useful_tokens(rows: list[dict]) -> int:
 
 
 class RecordingCollator:
-    """Wraps a collator: strips `sample_ids` and appends `{step, rank, sample_ids, tokens}` to a JSONL log."""
+    """Wraps a collator: strips `sample_ids` and appends `{call, rank, sample_ids, tokens}` to a JSONL log.
+
+    Line k is the k-th batch this rank collated; accelerate's loader collates one batch ahead (to know where the
+    epoch ends), so the last line may be a batch that no step consumed.
+    """
 
     def __init__(self, collator, log_path: Path | None, rank: int = 0):
         self.collator, self.log_path, self.rank, self.calls = collator, log_path, rank, 0
