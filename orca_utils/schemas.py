@@ -143,7 +143,25 @@ class AugmentationParams(CommonParams):
 
 
 class PackingParams(CommonParams):
-    """03_packing (issue 5)."""
+    """03_packing (issue 5): token lengths and packing of 02's training data (offline data when 02 has not run)."""
+
+    max_len_tokens: int = Field(2048, ge=16, description="sequence length the student trains on (paper: 2048)")
+    max_len_grid_tokens: list[int] = Field([512, 1024, 2048, 4096], min_length=1,
+                                           description="max_len values the packing analysis compares")
+    overflow: Literal["truncate_response", "drop"] = Field(
+        "truncate_response", description="samples longer than max_len: cut the response, or drop the sample")
+    sequences_per_step: int = Field(32, ge=1, description="packed sequences per optimizer step, for the "
+                                    "steps-per-epoch estimate (the paper's batch size is not available)")
+    fallback_rows: int | None = Field(3000, ge=1, description="rows of offline FLAN-v2 CoT/NIv2 data used when "
+                                      "02's train files are absent; null: all")
+    student_tokenizer: bool = Field(True, description="also measure lengths under the student's own tokenizer")
+
+    @field_validator("max_len_grid_tokens")
+    @classmethod
+    def _grid_positive(cls, value: list[int]) -> list[int]:
+        if any(v < 16 for v in value):
+            raise ValueError("every max_len in the grid must be >= 16 tokens")
+        return sorted(set(value))
 
 
 class TrainingStageParams(Strict):
@@ -265,11 +283,28 @@ class SafetyParams(CommonParams):
 
 
 class ExperimentParams(CommonParams):
-    """09_explanation_vs_answer (issue 9)."""
+    """09_explanation_vs_answer (issue 9): answer-only vs explanation vs progressive, same compute and problems."""
+
+    tasks: list[str] = Field(["boolean_expressions", "multistep_arithmetic_two", "object_counting",
+                              "dyck_languages"], min_length=1, description="symbolic BBH tasks (orca_utils.symbolic)")
+    seeds: list[int] = Field([0], min_length=1, description="one full run per seed; >= 2 seeds give t-intervals")
+    train_problems_per_task: int = Field(100, ge=1, description="fresh problems per task, the same for every variant")
+    train_tokens: int = Field(300_000, ge=1, description="token budget per variant (steps x batch x seq_len)")
+    seq_len_tokens: int = Field(512, ge=64, description="packed sequence length (characters)")
+    batch_size: int = Field(4, ge=1, description="packed sequences per optimizer step")
+    learning_rate: float = Field(3e-3, gt=0)
+    n_layers: int = Field(2, ge=1)
+    hidden_size: int = Field(128, ge=16)
+    n_heads: int = Field(4, ge=1)
+    eval_items_per_task: int | None = Field(20, ge=1, description="real BBH items per task (null: all 250)")
+    eval_max_new_tokens: int = Field(200, ge=8, description="generation cap; longer traces count as unfinished")
+    eval_batch_size: int = Field(80, ge=1)
 
 
 class ReportParams(CommonParams):
-    """10_report (issue 9)."""
+    """10_report (issue 9): one HTML (and PDF where possible) report from every notebook's outputs."""
+
+    pdf: bool = Field(True, description="also write report.pdf (matplotlib, no extra dependency)")
 
 
 # Ordered: the pipeline runs notebooks in this order; keys are the notebook file stems.

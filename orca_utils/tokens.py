@@ -199,6 +199,27 @@ def _rows(name: str, values: Sequence[Any], n: int) -> list[str]:
     return list(values)
 
 
+def apply_overflow(prompt_tokens, response_tokens, max_len_tokens: int, overflow: Overflow = "truncate_response",
+                   min_response_tokens: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The truncation policy on token counts: (status per row "ok"|"truncated"|"dropped", kept length per row).
+
+    `response_tokens` count the EOS. Dropped rows get length 0. `tokenize_samples` applies exactly this, so an
+    analysis at another max_len can reuse one tokenization's counts.
+    """
+    p_len, r_len = np.asarray(prompt_tokens, dtype=np.int64), np.asarray(response_tokens, dtype=np.int64)
+    if overflow not in ("truncate_response", "drop"):
+        raise ValueError(f"overflow {overflow!r}: expected 'truncate_response' or 'drop'")
+    too_long = p_len + r_len > max_len_tokens
+    status = np.full(len(p_len), "ok", dtype=object)
+    if overflow == "drop":
+        status[too_long] = "dropped"
+    else:
+        status[too_long] = "truncated"
+        status[too_long & (max_len_tokens - p_len < min_response_tokens)] = "dropped"
+    kept = np.where(status == "dropped", 0, np.minimum(p_len + r_len, max_len_tokens))
+    return status.astype(str), kept
+
+
 def tokenize_samples(tokenizer, system: Sequence[str], user: Sequence[str], response: Sequence[str], *,
                      max_len_tokens: int = 2048, overflow: Overflow = "truncate_response",
                      prompt_format: PromptFormat = "auto", system_turn: Literal["always", "if_nonempty"] = "always",
@@ -233,15 +254,9 @@ def tokenize_samples(tokenizer, system: Sequence[str], user: Sequence[str], resp
         response_ids += [ids + [eos] for ids in tokenizer(response[lo:hi], add_special_tokens=False)["input_ids"]]
     p_len = np.fromiter(map(len, prompt_ids), dtype=np.int64, count=n)
     r_len = np.fromiter(map(len, response_ids), dtype=np.int64, count=n)
-    too_long = p_len + r_len > max_len_tokens
-    status = np.full(n, "ok", dtype=object)
-    if overflow == "drop":
-        status[too_long] = "dropped"
-    else:
-        status[too_long] = "truncated"
-        status[too_long & (max_len_tokens - p_len < min_response_tokens)] = "dropped"
+    status, kept_len = apply_overflow(p_len, r_len, max_len_tokens, overflow, min_response_tokens)
     keep = np.flatnonzero(status != "dropped")
-    r_kept = np.minimum(r_len[keep], max_len_tokens - p_len[keep])
+    r_kept = kept_len[keep] - p_len[keep]
     flat = np.fromiter(chain.from_iterable(chain(prompt_ids[i], response_ids[i][:r]) for i, r in
                                            zip(keep.tolist(), r_kept.tolist())),
                        dtype=np.int32, count=int(p_len[keep].sum() + r_kept.sum()))
@@ -249,7 +264,7 @@ def tokenize_samples(tokenizer, system: Sequence[str], user: Sequence[str], resp
     np.cumsum(p_len[keep] + r_kept, out=offsets[1:])
     return TokenizedSamples(
         input_ids=flat, offsets=offsets, prompt_lengths=p_len[keep], source_index=keep,
-        prompt_tokens_all=p_len, response_tokens_all=r_len, status_all=status.astype(str),
+        prompt_tokens_all=p_len, response_tokens_all=r_len, status_all=status,
         max_len_tokens=max_len_tokens, overflow=overflow, prompt_format="chat_template" if chat else "orca_plain",
         pad_token_id=tokenizer.pad_token_id, eos_token_id=eos,
         meta={"tokenizer": getattr(tokenizer, "name_or_path", ""), "vocab_size": len(tokenizer),

@@ -1,0 +1,170 @@
+"""Notebook 03's analysis: which samples to measure, their token lengths, packing grids and paper-style figures.
+
+The samples are 02's training files (`train_stage1/2.parquet`) when 02 has run; otherwise an offline stand-in
+built from the data root: FLAN-v2 CoT rows with their human-written rationale (+ "So the answer is ...") as the
+response, and NIv2 instances with their reference output as the response, each paired with one of the paper's 16
+system messages as 01 would. The stand-in is labelled as such (`SampleSource.teacher`), never as a GPT model.
+Lengths come from `orca_utils.tokens` (the one serialization training uses) and packings from `orca_utils.packing`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .packing import pack_best_fit, pack_paper
+from .tokens import apply_overflow, tokenize_frame
+
+__all__ = ["SampleSource", "epoch_estimate", "length_summary", "load_samples", "measure_lengths", "packing_grid",
+           "plot_length_distributions", "plot_packing"]
+
+FALLBACK_TEACHER = "data teacher (FLAN-v2 CoT human rationales, NIv2 reference outputs; offline stand-in)"
+
+
+@dataclass
+class SampleSource:
+    frame: pd.DataFrame        # columns: system, user, response, collection, system_message_id, stage
+    origin: str                # "02_augmentation" | "offline FLAN-v2 data"
+    teacher: str               # human label of who wrote the responses
+
+
+def _offline_samples(cfg, rows: int | None) -> pd.DataFrame:
+    from .data import resolve_dataset
+    from .flan import load_cot_dir, load_niv2_dir
+    from .system_messages import SYSTEM_MESSAGES, assign_system_messages
+
+    cot, _ = load_cot_dir(resolve_dataset("flan_cot", cfg.data_dir, cfg.offline).path)
+    niv2, _ = load_niv2_dir(resolve_dataset("niv2", cfg.data_dir, cfg.offline).path)
+    cot = cot.assign(response=cot["rationale"].where(cot["rationale"] != "", "") + "\nSo the answer is "
+                     + cot["targets"] + ".")
+    niv2 = niv2.assign(response=niv2["targets"])
+    pool = pd.concat([cot, niv2], ignore_index=True)
+    if rows is not None and rows < len(pool):       # keep NIv2 (small) whole where possible, sample the rest
+        share = min(len(niv2), rows // 4)
+        pool = pd.concat([niv2.sample(share, random_state=cfg.seed),
+                          cot.sample(rows - share, random_state=cfg.seed)], ignore_index=True)
+    ids = assign_system_messages(pool["collection"], pool["is_multiple_choice"], seed=cfg.seed)
+    return pd.DataFrame({"system": [SYSTEM_MESSAGES[i] for i in ids], "user": pool["inputs"],
+                         "response": pool["response"].str.strip(), "collection": pool["collection"],
+                         "system_message_id": ids, "stage": 1})
+
+
+def load_samples(cfg, run, fallback_rows: int | None = None) -> SampleSource:
+    """02's training rows (both stages, column `stage`) if 02 ran with the current params, else the stand-in."""
+    folder = run.upstream("02_augmentation", required=False)
+    files = [folder / f"train_stage{k}.parquet" for k in (1, 2)] if folder else []
+    if files and all(f.exists() for f in files):
+        frames = [pd.read_parquet(f).assign(stage=k) for k, f in zip((1, 2), files)]
+        frame = pd.concat(frames, ignore_index=True)
+        teacher = "; ".join(f"stage {k}: {', '.join(sorted(map(str, f['teacher'].unique())))}"
+                            for k, f in zip((1, 2), frames) if len(f))
+        if len(frame):
+            return SampleSource(frame, "02_augmentation", teacher)
+    return SampleSource(_offline_samples(cfg, fallback_rows), "offline FLAN-v2 data", FALLBACK_TEACHER)
+
+
+def measure_lengths(frame: pd.DataFrame, tokenizer, max_len_tokens: int, overflow: str) -> pd.DataFrame:
+    """Per row: prompt and response tokens (response with its EOS), total, and its status at `max_len_tokens`."""
+    tokenized = tokenize_frame(tokenizer, frame, max_len_tokens=max_len_tokens, overflow=overflow, progress=False)
+    out = frame[["collection", "system_message_id", "stage"]].reset_index(drop=True).copy()
+    out["prompt_tokens"] = tokenized.prompt_tokens_all
+    out["response_tokens"] = tokenized.response_tokens_all
+    out["total_tokens"] = out["prompt_tokens"] + out["response_tokens"]
+    out["status"] = tokenized.status_all
+    return out
+
+
+def length_summary(lengths: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """count / mean / median / p90 / p99 / max of prompt, response and total tokens (optionally per group)."""
+    stats = {"mean": "mean", "median": "median", "p90": lambda x: x.quantile(0.9),
+             "p99": lambda x: x.quantile(0.99), "max": "max"}
+    groups = lengths.groupby(by) if by else [("all", lengths)]
+    rows = []
+    for key, part in groups:
+        row = {by or "group": key, "samples": len(part)}
+        for col in ("prompt_tokens", "response_tokens", "total_tokens"):
+            for name, fn in stats.items():
+                row[f"{col.split('_')[0]}_{name}"] = round(float(part[col].agg(fn)), 1)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def packing_grid(lengths_by_tokenizer: dict[str, pd.DataFrame], max_lens: list[int], overflow: str,
+                 seed: int) -> pd.DataFrame:
+    """Both packers at each max_len, per tokenizer. Overlong samples follow the tokenizer's truncation policy."""
+    rows = []
+    for name, lengths in lengths_by_tokenizer.items():
+        for max_len in max_lens:
+            status, kept = apply_overflow(lengths["prompt_tokens"], lengths["response_tokens"], max_len, overflow)
+            kept = kept[status != "dropped"]
+            for plan in (pack_paper(kept, max_len, seed=seed), pack_best_fit(kept, max_len)):
+                rows.append({"tokenizer": name, "max_len": max_len, "method": plan.method,
+                             "samples": plan.n_samples, "truncated": int((status == "truncated").sum()),
+                             "dropped": int((status == "dropped").sum()), "sequences": plan.n_sequences,
+                             "lower_bound": plan.lower_bound, "packing_factor": round(plan.packing_factor, 3),
+                             "padding_fraction": round(plan.padding_fraction, 4)})
+    return pd.DataFrame(rows)
+
+
+def epoch_estimate(grid: pd.DataFrame, lengths_by_tokenizer: dict[str, pd.DataFrame], max_len: int,
+                   sequences_per_step: int, epochs: float, overflow: str = "truncate_response") -> pd.DataFrame:
+    """Per tokenizer and packing method at `max_len`: tokens computed, tokens with a loss, optimizer steps."""
+    rows = []
+    for _, g in grid[grid["max_len"] == max_len].iterrows():
+        lengths = lengths_by_tokenizer[g["tokenizer"]]
+        status, kept = apply_overflow(lengths["prompt_tokens"], lengths["response_tokens"], max_len, overflow)
+        loss_tokens = int((kept - lengths["prompt_tokens"].to_numpy())[status != "dropped"].sum())
+        steps = int(np.ceil(g["sequences"] / sequences_per_step))
+        rows.append({"tokenizer": g["tokenizer"], "method": g["method"], "sequences": int(g["sequences"]),
+                     "tokens_per_epoch (padded)": int(g["sequences"]) * max_len,
+                     "loss_tokens_per_epoch": loss_tokens, "steps_per_epoch": steps,
+                     f"steps_{epochs:g}_epochs": int(np.ceil(steps * epochs))})
+    return pd.DataFrame(rows)
+
+
+def plot_length_distributions(lengths: pd.DataFrame, title: str):
+    """Paper-style panels: prompt vs response histogram, totals by collection, totals by system message."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    top = max(int(lengths["total_tokens"].quantile(0.995)), 8)
+    bins = np.linspace(0, top, 50)
+    for col, colour in (("prompt_tokens", "tab:blue"), ("response_tokens", "tab:orange")):
+        axes[0].hist(lengths[col].clip(upper=top), bins=bins, alpha=0.6, color=colour, label=col.split("_")[0])
+    axes[0].set(xlabel="tokens", ylabel="samples", title="prompt (system + user) vs response")
+    axes[0].legend()
+    groups = sorted(lengths["collection"].unique())
+    axes[1].boxplot([lengths.loc[lengths["collection"] == g, "total_tokens"] for g in groups],
+                    tick_labels=groups, showfliers=False)
+    axes[1].set(ylabel="tokens per sample", title="by collection")
+    ids = sorted(lengths["system_message_id"].unique())
+    axes[2].boxplot([lengths.loc[lengths["system_message_id"] == i, "response_tokens"] for i in ids],
+                    tick_labels=[str(i) for i in ids], showfliers=False)
+    axes[2].set(xlabel="system message id", ylabel="response tokens", title="responses by system message")
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def plot_packing(grid: pd.DataFrame, paper_factor: float | None, paper_label: str, title: str):
+    """Packing factor and padding fraction against max_len, one line per (tokenizer, method)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for (tok, method), part in grid.groupby(["tokenizer", "method"]):
+        style = "-" if method.startswith("best") else "--"
+        axes[0].plot(part["max_len"], part["packing_factor"], style, marker="o", label=f"{method} / {tok}")
+        axes[1].plot(part["max_len"], 100 * part["padding_fraction"], style, marker="o", label=f"{method} / {tok}")
+    if paper_factor is not None:
+        axes[0].scatter([2048], [paper_factor], marker="*", s=200, color="black", zorder=5, label=paper_label)
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(grid["max_len"].unique()), [str(v) for v in sorted(grid["max_len"].unique())])
+        ax.set_xlabel("max_len (tokens)")
+    axes[0].set(ylabel="samples per sequence", title="packing factor")
+    axes[1].set(ylabel="% of positions that are padding", title="padding")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
