@@ -104,6 +104,7 @@ class _State:
     backends: dict[str, Any]
     latency_s: float = 0.0
     rpm_limit: float | None = None
+    rate_window_s: float = 60.0
     batch_window_s: float = 0.01
     max_batch_size: int = 16
     files: dict[str, dict] = field(default_factory=dict)
@@ -147,11 +148,11 @@ class _MicroBatcher:
 
 
 def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float | None = None,
-              batch_window_s: float = 0.01, max_batch_size: int = 16):
+              batch_window_s: float = 0.01, max_batch_size: int = 16, rate_window_s: float = 60.0):
     """The FastAPI app (exposed for tests that want to mount it elsewhere). `app.state.orca` holds the state."""
     if not backends:
         raise ValueError("serve_openai_compatible: at least one backend is needed, e.g. {'model-name': backend}")
-    state = _State(dict(backends), latency_s, rpm_limit, batch_window_s, max_batch_size)
+    state = _State(dict(backends), latency_s, rpm_limit, rate_window_s, batch_window_s, max_batch_size)
     batchers: dict[str, _MicroBatcher] = {}
     app = FastAPI(title="orca-notebooks local OpenAI-compatible server")
     app.state.orca = state
@@ -162,14 +163,15 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
                                            for m in state.backends]}
 
     def rate_limited() -> float | None:
-        """Seconds to wait if one more request would exceed `rpm_limit` over the last 60 s, else None."""
+        """Seconds to wait if one more request would exceed `rpm_limit` (counted over the last `rate_window_s`
+        seconds, scaled: a 2 s window allows rpm_limit / 30 requests), else None."""
         if not state.rpm_limit:
             return None
-        now = time.monotonic()
-        while state.recent and now - state.recent[0] > 60.0:
+        now, window = time.monotonic(), state.rate_window_s
+        while state.recent and now - state.recent[0] > window:
             state.recent.popleft()
-        if len(state.recent) >= state.rpm_limit:
-            return max(0.0, 60.0 - (now - state.recent[0]))
+        if len(state.recent) >= max(1.0, state.rpm_limit * window / 60.0):
+            return max(0.001, window - (now - state.recent[0]))
         state.recent.append(now)
         return None
 
@@ -328,7 +330,7 @@ def _free_socket(host: str, port: int | None) -> socket.socket:
 
 @contextlib.contextmanager
 def serve_openai_compatible(backends: dict[str, Any], *, host: str = "127.0.0.1", port: int | None = None,
-                            latency_s: float = 0.0, rpm_limit: float | None = None,
+                            latency_s: float = 0.0, rpm_limit: float | None = None, rate_window_s: float = 60.0,
                             batch_window_s: float = 0.01, max_batch_size: int = 16,
                             ready_timeout_s: float = 30.0, log_level: str = "warning") -> Iterator[str]:
     """Serve `backends` ({model name: backend}) on `host`; yield the base URL `http://host:port/v1`.
@@ -342,7 +344,7 @@ def serve_openai_compatible(backends: dict[str, Any], *, host: str = "127.0.0.1"
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError(f"serve_openai_compatible: host {host!r}: only loopback addresses are allowed")
     app = build_app(backends, latency_s=latency_s, rpm_limit=rpm_limit, batch_window_s=batch_window_s,
-                    max_batch_size=max_batch_size)
+                    max_batch_size=max_batch_size, rate_window_s=rate_window_s)
     serve_openai_compatible.last_app = app
     sock = _free_socket(host, port)
     bound_port = sock.getsockname()[1]

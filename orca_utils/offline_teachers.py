@@ -14,11 +14,12 @@
 from __future__ import annotations
 
 import re
+import threading
 from typing import Callable, Iterable
 
 from .local_server import Completion, ServerFault
 
-__all__ = ["DataTeacher", "wants_explanation", "local_llm_teacher", "offline_backends"]
+__all__ = ["DataTeacher", "LazyBackend", "wants_explanation", "local_llm_teacher", "offline_backends"]
 
 _EXPLAIN = re.compile(r"explain|step-by-step|step by step|justify|detailed|describe|long answer|simple steps|"
                       r"break the definition", re.IGNORECASE)
@@ -90,11 +91,32 @@ class DataTeacher:
         return Completion(text, reason, prompt, self.count_tokens(text))
 
 
+class LazyBackend:
+    """Builds its backend on the first request: a fully cached rerun never loads the model."""
+
+    def __init__(self, factory: Callable[[], object]):
+        self.factory, self.backend, self.lock = factory, None, threading.Lock()
+
+    def _get(self):
+        with self.lock:
+            if self.backend is None:
+                self.backend = self.factory()
+            return self.backend
+
+    def complete(self, messages, max_tokens, temperature=0.0, stop=None) -> Completion:
+        return self._get().complete(messages, max_tokens, temperature, stop)
+
+    def complete_batch(self, requests: list[dict]) -> list[Completion]:
+        return self._get().complete_batch(requests)
+
+
 def local_llm_teacher(model_spec: str, batch_size: int = 8, device: str = "cpu", label: str | None = None):
-    """A HF causal LM as a teacher backend (`HFBackend`: chat template, batched greedy, left padding, stop)."""
+    """A HF causal LM as a teacher backend (`HFBackend`: chat template, batched greedy, left padding, stop),
+    loaded on its first request."""
     from .generate import HFBackend
 
-    return HFBackend(model_spec, batch_size=batch_size, device=device, progress=False, label=label)
+    return LazyBackend(lambda: HFBackend(model_spec, batch_size=batch_size, device=device, progress=False,
+                                         label=label))
 
 
 def offline_backends(stages: dict, queries, default_model_spec: str, device: str = "cpu",

@@ -153,13 +153,16 @@ class RateLimiter:
         self.lock = asyncio.Lock()
 
     async def acquire(self, tokens: int) -> None:
+        # The lock is held while waiting: requests leave one at a time, and the next slot is counted from the
+        # moment this one really leaves, less a small tolerance (a late wake-up never lets two requests out much
+        # closer than the interval, which a server counting over a sliding window would answer with 429).
         async with self.lock:
+            while (wait := max(self.tat_req, self.tat_tok, self.paused_until) - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
             now = time.monotonic()
-            start = max(now, self.tat_req, self.tat_tok, self.paused_until)
-            self.tat_req = start + self.req_interval
-            self.tat_tok = start + min(tokens * self.tok_interval, 60.0)
-        if start > now:
-            await asyncio.sleep(start - now)
+            # A wake-up later than the slot may catch up by at most a quarter interval (GCRA tolerance).
+            self.tat_req = max(self.tat_req, now - 0.25 * self.req_interval) + self.req_interval
+            self.tat_tok = max(self.tat_tok, now) + min(tokens * self.tok_interval, 60.0)
 
     def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, time.monotonic() + seconds)
