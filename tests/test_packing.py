@@ -1,10 +1,11 @@
-"""orca_utils.packing: both packers keep every sample exactly once within max_len; inputs keep the content."""
+"""orca_utils.packing: all packers keep every sample exactly once within max_len; inputs keep the content."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from orca_utils.packing import lower_bound_sequences, pack_best_fit, pack_lengths, pack_paper, packed_inputs
+from orca_utils.packing import (_bfd_sequence_count, _stable_argsort, lower_bound_sequences, pack_best_fit,
+                                pack_exact_fit, pack_lengths, pack_paper, packed_inputs)
 from orca_utils.tokens import IGNORE_INDEX, load_padded_tokenizer, tokenize_samples
 
 
@@ -34,7 +35,8 @@ def test_packers_keep_every_sample_once(seed):
     rng = np.random.default_rng(seed)
     max_len = int(rng.integers(50, 300))
     lengths = rng.integers(1, max_len + 1, size=int(rng.integers(1, 400)))
-    for plan in (pack_paper(lengths, max_len, seed=seed), pack_best_fit(lengths, max_len)):
+    for plan in (pack_paper(lengths, max_len, seed=seed), pack_best_fit(lengths, max_len),
+                 pack_exact_fit(lengths, max_len)):
         _check_plan(plan, lengths, max_len)
 
 
@@ -67,7 +69,7 @@ def test_oversize_samples_error_or_drop_counted():
     lengths = np.array([5, 12, 3, 11, 7])
     with pytest.raises(ValueError, match="2 sample.*longer than max_len=10"):
         pack_best_fit(lengths, 10)
-    for method in ("paper", "best_fit"):
+    for method in ("paper", "best_fit", "exact_fit"):
         plan = pack_lengths(lengths, 10, method=method, oversize="drop")
         assert plan.dropped.tolist() == [1, 3] and plan.summary()["dropped"] == 2
         assert sorted(plan.order.tolist()) == [0, 2, 4]
@@ -75,6 +77,51 @@ def test_oversize_samples_error_or_drop_counted():
         pack_paper(np.array([3, 0]), 10)
     with pytest.raises(ValueError, match="integer"):
         pack_paper(np.array([1.5]), 10)
+
+
+def test_exact_fit_is_valid_and_never_worse_than_bfd():
+    rng = np.random.default_rng(3)
+    for case in range(200):
+        max_len = int(rng.integers(10, 300))
+        n = int(rng.integers(1, 400))
+        lengths = (rng.integers(1, max_len + 1, size=n) if case % 2 else
+                   np.clip(rng.lognormal(np.log(max_len / 4), 0.8, n).astype(int), 1, max_len))
+        plan = pack_lengths(lengths, max_len, method="exact_fit")
+        _check_plan(plan, lengths, max_len)
+        assert plan.n_sequences <= pack_best_fit(lengths, max_len).n_sequences
+
+
+def test_exact_fit_completes_rooms_that_bfd_leaves_open():
+    # BFD: 6 | 5 | 3 -> room 4 of the 6 | 2, 2 -> the 5 | the last 2 opens a third sequence.
+    lengths = np.array([6, 5, 3, 2, 2, 2])
+    assert pack_best_fit(lengths, 10).n_sequences == 3
+    plan = pack_exact_fit(lengths, 10)
+    assert plan.n_sequences == 2 == plan.lower_bound and plan.padding_fraction == 0.0
+    assert sorted(sorted(lengths[plan.sequence(s)].tolist()) for s in range(2)) == [[2, 2, 6], [2, 3, 5]]
+    assert lengths[plan.sequence(0)][0] == 6                      # each sequence starts with the sample it was opened for
+
+
+def test_exact_fit_within_a_tenth_of_a_percent_of_the_bound_on_augmented_like_lengths():
+    rng = np.random.default_rng(3)                                # the benchmark's synthetic shape, 50k samples
+    lengths = np.clip((rng.lognormal(np.log(160), 0.7, 50_000) + rng.lognormal(np.log(280), 0.9, 50_000))
+                      .astype(np.int64), 8, 2048)
+    bound = lower_bound_sequences(lengths, 2048)
+    plan, bfd = pack_exact_fit(lengths, 2048), pack_best_fit(lengths, 2048)
+    _check_plan(plan, lengths, 2048)
+    assert plan.n_sequences <= bound * 1.001 < bfd.n_sequences
+
+
+def test_bfd_sequence_count_and_radix_argsort_match_the_reference():
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        max_len = int(rng.integers(5, 400))
+        lengths = rng.integers(1, max_len + 1, size=int(rng.integers(1, 300)))
+        counts = np.bincount(lengths, minlength=max_len + 1)
+        assert _bfd_sequence_count(counts, max_len) == pack_best_fit(lengths, max_len).n_sequences
+    for high in (50, 70_000, 1 << 40):
+        keys = rng.integers(0, high, size=5000)
+        assert np.array_equal(_stable_argsort(keys), np.argsort(keys, kind="stable"))
+    assert len(_stable_argsort(np.zeros(0, dtype=np.int64))) == 0
 
 
 def test_metrics():
