@@ -17,16 +17,17 @@ reminder appended, then recorded as `unparseable` with its raw text: never guess
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 
-__all__ = ["JudgeTemplate", "VICUNA_V1", "VerdictParseError", "ChatFn", "list_fastchat_templates",
-           "build_judge_messages", "parse_scores", "ask_with_retry", "judge_pairs", "aggregate_verdicts", "ORDERS"]
+__all__ = ["JudgeTemplate", "VICUNA_V1", "VerdictParseError", "ChatFn", "list_fastchat_templates", "load_fastchat_templates",
+           "build_judge_messages", "parse_scores", "ask_with_retry", "judge_pairs", "aggregate_verdicts", "ORDERS", "teacher_chat_fn", "serve_models"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,18 @@ def list_fastchat_templates(path: str | Path) -> pd.DataFrame:
         rows.append({"name": d["name"], "type": d.get("type", ""), "category": d.get("category", ""),
                      "output_format": fmt, "gives_two_scores": fmt not in ("[[A]]", "[[rating]]")})
     return pd.DataFrame(rows)
+
+
+def load_fastchat_templates(data_dir: str | None = None, offline: bool = False) -> pd.DataFrame:
+    """`list_fastchat_templates` on dataset `fastchat_judge` (its `judge_prompts.jsonl`)."""
+    from .data import resolve_dataset
+
+    root = Path(resolve_dataset("fastchat_judge", data_dir, offline).path)
+    hits = [root / "judge_prompts.jsonl"] if (root / "judge_prompts.jsonl").exists() else \
+        sorted(root.rglob("judge_prompts.jsonl"))
+    if not hits:
+        raise FileNotFoundError(f"fastchat_judge: no judge_prompts.jsonl under {root}")
+    return list_fastchat_templates(hits[0])
 
 
 def build_judge_messages(question: str, answer_1: str, answer_2: str,
@@ -242,3 +255,63 @@ def aggregate_verdicts(verdicts: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFr
             for s in pairs["set"].drop_duplicates()]
     rows.append(_summarise(verdicts, pairs, "all"))
     return pd.DataFrame(rows)
+
+
+def teacher_chat_fn(model, endpoint, cache_path, max_cost_usd: float | None = None, desc: str = "judge") -> ChatFn:
+    """A ChatFn over the teacher client (`orca_utils.teacher.complete_chats`: cache, rate limits, retries, cost).
+
+    `model` is a `TeacherModelParams`, `endpoint` a `TeacherEndpointParams`. A `truncated` reply (max_tokens hit)
+    still counts as a reply: the judge's scores are on its first line. Other statuses are returned as errors.
+    """
+    from .teacher import ChatRequest, Prices, complete_chats
+
+    counter = [0]
+
+    def chat(batch: list[list[dict]]) -> list[tuple[str | None, str]]:
+        requests = []
+        for messages in batch:
+            counter[0] += 1
+            requests.append(ChatRequest(id=f"{desc}-{counter[0]}", model=model.model, messages=messages,
+                                        max_tokens=model.max_tokens, temperature=model.temperature,
+                                        stop=list(model.stop) or None))
+        prices = Prices(model.price_input_usd_per_1k, model.price_output_usd_per_1k)
+        run = complete_chats(requests, endpoint, cache_path, prices=prices, max_cost_usd=max_cost_usd, desc=desc)
+        return [(r.text, "ok") if r.status in ("ok", "truncated") else
+                (r.text or None, r.status + (f" ({r.error})" if r.error else "")) for r in run.results]
+
+    return chat
+
+
+@contextlib.contextmanager
+def serve_models(models: Sequence, endpoint, default_model_spec: str, device: str = "cpu",
+                 loaded: dict | None = None) -> Iterator:
+    """The endpoint to send `models` (TeacherModelParams, None ignored) to.
+
+    Models with `offline_backend: local_llm` are served by a local OpenAI-compatible server for the body of the
+    `with` (the yielded endpoint points at it); one `HFBackend` per distinct model spec, or the one already in
+    `loaded` ({spec: backend}, e.g. the candidate), so a stand-in used as reference and judge is loaded once.
+    Requests are micro-batched by the server (one batched generate per burst). Real-endpoint models keep
+    `endpoint` as it is; mixing both kinds in one call is refused (they would need two endpoints).
+    """
+    models = [m for m in models if m is not None]
+    offline = [m for m in models if m.offline_backend != "none"]
+    if not offline:
+        yield endpoint
+        return
+    if len(offline) != len(models):
+        raise ValueError("serve_models: mix of offline stand-ins and real-endpoint models; use one kind per run")
+    if any(m.offline_backend == "data" for m in offline):
+        raise ValueError("serve_models: the data teacher answers FLAN queries only; use local_llm here")
+    from .generate import HFBackend
+    from .local_server import serve_openai_compatible
+
+    by_spec = dict(loaded or {})
+    backends = {}
+    batch = max(m.local_batch_size for m in offline)
+    for m in offline:
+        spec = m.local_model or default_model_spec
+        if spec not in by_spec:
+            by_spec[spec] = HFBackend(spec, batch_size=batch, device=device, progress=False, label=m.label)
+        backends[m.model] = by_spec[spec]
+    with serve_openai_compatible(backends, batch_window_s=0.05, max_batch_size=batch) as base_url:
+        yield endpoint.model_copy(update={"base_url": base_url})

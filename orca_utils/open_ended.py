@@ -116,7 +116,161 @@ def select_subset(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
 
 
 def load_prompt_sets(names: list[str] | tuple[str, ...], n_per_set: int | None, seed: int,
-                     data_dir: str | None = None, offline: bool = False) -> pd.DataFrame:
-    """The chosen sets, each cut to a fixed seeded subset, stacked into one table."""
-    frames = [select_subset(load_prompt_set(name, data_dir, offline), n_per_set, seed) for name in names]
+                     data_dir: str | None = None, offline: bool = False,
+                     max_prompt_chars: int | None = None) -> pd.DataFrame:
+    """The chosen sets, each cut to a fixed seeded subset, stacked into one table.
+
+    `max_prompt_chars` (a smoke-profile economy) draws each subset from the prompts at most that long only.
+    """
+    frames = []
+    for name in names:
+        df = load_prompt_set(name, data_dir, offline)
+        if max_prompt_chars is not None:
+            df = df[df["prompt"].str.len() <= max_prompt_chars]
+            if df.empty:
+                raise ValueError(f"{name}: no prompt is at most {max_prompt_chars} characters long")
+        frames.append(select_subset(df, n_per_set, seed))
     return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------- answers, pairs, paper numbers, figure
+
+def tuned_student(run) -> tuple[str, str] | None:
+    """(label, model spec) of notebook 04's student when 04 has current outputs, else None."""
+    folder = run.upstream("04_training", required=False)
+    if folder is None or not (Path(folder) / "student" / "config.json").exists():
+        return None
+    return f"student tuned by 04_training (from {run.cfg.base_model_label})", str(Path(folder) / "student")
+
+
+def pick_candidate(run, cfg) -> tuple[str, str]:
+    """The candidate model: 04's student when `cfg.candidate == "student"` and it exists, else the untuned one."""
+    student = tuned_student(run) if cfg.candidate == "student" else None
+    return student or (cfg.base_model_label, cfg.student_model)
+
+
+def generate_answers(prompts: pd.DataFrame, backend, max_new_tokens: int) -> pd.DataFrame:
+    """Greedy answers of a local model (an `HFBackend`) to each prompt: id, answer, finish_reason, n_tokens."""
+    done = backend.generate_completions(list(prompts["prompt"]), max_new_tokens)
+    return pd.DataFrame({"id": prompts["id"].values, "answer": [c.text for c in done],
+                         "finish_reason": [c.finish_reason for c in done],
+                         "n_tokens": [c.completion_tokens for c in done]})
+
+
+def answer_with_chat(prompts: pd.DataFrame, chat) -> pd.DataFrame:
+    """Answers through a ChatFn (the teacher client): id, answer, status; failed requests keep their status."""
+    replies = chat([[{"role": "user", "content": p}] for p in prompts["prompt"]])
+    return pd.DataFrame({"id": prompts["id"].values, "answer": [t or "" for t, _ in replies],
+                         "status": [s for _, s in replies]})
+
+
+def build_pairs(prompts: pd.DataFrame, candidates: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:
+    """Rows to judge: id, set, prompt, candidate, reference; prompts whose reference failed are dropped (counted
+    in `attrs["n_dropped"]`), an empty candidate stays (it deserves its low score)."""
+    df = prompts.merge(candidates[["id", "answer"]].rename(columns={"answer": "candidate"}), on="id") \
+        .merge(references[["id", "answer", "status"]].rename(columns={"answer": "reference"}), on="id")
+    ok = (df["status"] == "ok") & (df["reference"].str.strip() != "")
+    out = df[ok].drop(columns="status").reset_index(drop=True)
+    out.attrs["n_dropped"] = int((~ok).sum())
+    return out
+
+
+def paper_relative_scores() -> pd.DataFrame:
+    """The paper's relative scores (block `open_ended`, rows recalled: shown as unverified) per set and reference."""
+    from .reference import format_paper_value, paper_block
+
+    block = paper_block("open_ended")
+    recalled = block.get("table_recalled") or {}
+    status = recalled.get("status", "missing")
+    rows = []
+    for name, paper_name in [*PAPER_SET_NAMES.items(), ("all", "Average")]:
+        for ref in ("ChatGPT", "GPT-4"):
+            hit = next((r for r in recalled.get("rows", []) if r["dataset"] == paper_name and r["reference"] == ref),
+                       None)
+            for model in ("Orca-13B", "Vicuna-13B"):
+                value = hit.get(model) if hit else None
+                rows.append({"set": name, "paper_reference": ref, "paper_model": model, "value": value,
+                             "shown": format_paper_value(value, status if value is not None else None)})
+    return pd.DataFrame(rows)
+
+
+def plot_relative_scores(summary: pd.DataFrame, paper: pd.DataFrame):
+    """Bars per prompt set: our mean relative score per reference (whiskers: the two orders) beside the paper's
+    Orca-13B (hatched, recalled values marked unverified)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    sets = [s for s in summary["set"].drop_duplicates()]
+    refs = list(summary["reference"].drop_duplicates())
+    paper_refs = ["ChatGPT", "GPT-4"]
+    width = 0.8 / (len(refs) + len(paper_refs))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = np.arange(len(sets))
+    for k, ref in enumerate(refs):
+        part = summary[summary["reference"] == ref].set_index("set").reindex(sets)
+        lo = part[["relative_candidate_first_pct", "relative_reference_first_pct"]].min(axis=1)
+        hi = part[["relative_candidate_first_pct", "relative_reference_first_pct"]].max(axis=1)
+        mean = part["relative_mean_pct"]
+        ax.bar(x + k * width, mean.fillna(0), width, label=f"ours vs {ref}")
+        ax.errorbar(x + k * width, mean, yerr=[mean - lo, hi - mean], fmt="none", ecolor="k", capsize=3)
+        for xi, v in zip(x + k * width, mean):
+            if np.isnan(v):
+                ax.text(xi, 2, "no parsed\nverdict", ha="center", fontsize=6, rotation=90)
+    for j, ref in enumerate(paper_refs):
+        part = paper[(paper["paper_reference"] == ref) & (paper["paper_model"] == "Orca-13B")].set_index("set")
+        vals = part.reindex(sets)["value"].astype(float)
+        pos = x + (len(refs) + j) * width
+        ax.bar(pos, vals.fillna(0), width, hatch="//", alpha=0.5, label=f"paper Orca-13B vs {ref} (unverified)")
+    ax.axhline(100, color="0.5", lw=0.8, ls="--")
+    ax.set_xticks(x + width * (len(refs) + len(paper_refs) - 1) / 2, [PAPER_SET_NAMES.get(s, s) for s in sets])
+    ax.set_ylabel("candidate total / reference total (%)")
+    ax.set_title("Open-ended generation judged pairwise (mean of both orders)")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def judge_against_references(prompts: pd.DataFrame, candidates: pd.DataFrame, references: list, judge, endpoint,
+                             cache_path, max_cost_usd: float | None = None, retries: int = 1
+                             ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """For each reference model: its answers (teacher client, cached), then the judge in both orders.
+
+    Returns (reference answers, verdicts, per-set summary), each with a `reference` column (the model's label).
+    With `judge` None, only the answers are produced (verdicts and summary are empty).
+    """
+    from .judge import aggregate_verdicts, judge_pairs, teacher_chat_fn
+
+    answers, verdicts, summaries = [], [], []
+    for ref in references:
+        chat = teacher_chat_fn(ref, endpoint, cache_path, max_cost_usd, desc=f"reference {ref.model}")
+        refs = answer_with_chat(prompts, chat).assign(reference=ref.label)
+        answers.append(refs)
+        if judge is None:
+            continue
+        pairs = build_pairs(prompts, candidates, refs)
+        judge_chat = teacher_chat_fn(judge, endpoint, cache_path, max_cost_usd, desc=f"judge vs {ref.model}")
+        v = judge_pairs(pairs, judge_chat, retries=retries).assign(reference=ref.label)
+        s = aggregate_verdicts(v, pairs)
+        s.insert(0, "reference", ref.label)
+        s["n_reference_failed"] = pairs.attrs["n_dropped"]
+        verdicts.append(v)
+        summaries.append(s)
+    cat = lambda xs: pd.concat(xs, ignore_index=True) if xs else pd.DataFrame()  # noqa: E731
+    return cat(answers), cat(verdicts), cat(summaries)
+
+
+def summary_metrics(summary: pd.DataFrame, references: list) -> dict:
+    """Slash-path metrics `open_ended/<reference model>/<set>/<figure>`; NaN becomes None (valid JSON)."""
+    import math
+
+    names = {r.label: r.model for r in references}
+    keep = ["relative_candidate_first_pct", "relative_reference_first_pct", "relative_mean_pct", "flip_rate",
+            "first_position_win_rate", "n_prompts", "n_paired", "n_unparseable", "n_errors", "n_retried",
+            "candidate_len_words", "reference_len_words"]
+    out = {}
+    for row in summary.to_dict("records"):
+        for k in keep:
+            v = row[k]
+            out[f"open_ended/{names.get(row['reference'], row['reference'])}/{row['set']}/{k}"] = \
+                None if isinstance(v, float) and math.isnan(v) else v
+    return out

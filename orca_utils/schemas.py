@@ -208,11 +208,32 @@ class TrainingParams(CommonParams):
     generation_max_new_tokens: int = Field(32, ge=1)
 
 
-class AgievalParams(CommonParams):
+class ZeroShotEvalParams(CommonParams):
+    """Keys shared by 05_agieval and 06_bbh (issue 7): the zero-shot evaluation engine (orca_utils.eval_mcq)."""
+
+    n_items_per_task: int | None = Field(None, ge=1, description="fixed random subset per task; null: full sets")
+    tasks: list[str] | None = Field(None, description="task names to run; null: all of the benchmark's tasks")
+    mode: Literal["generate", "loglikelihood"] = Field("generate", description="generate: as the paper; "
+                                                       "loglikelihood: as lm-eval scores multiple choice")
+    max_new_tokens: int = Field(512, ge=1, le=8192)
+    batch_size: int = Field(16, ge=1)
+    max_len_tokens: int | None = Field(None, ge=64, description="prompt + generation cap; null: the model's")
+    system_message_id: int = Field(1, ge=1, le=16, description="paper's system message for the main table (1: empty)")
+    compare_system_message_ids: list[int] = Field(default_factory=lambda: [1, 5, 2],
+                                                  description="system-message comparison (paper Table 9)")
+    compare_n_items_per_task: int | None = Field(None, ge=1, description="subset for the comparison; null: all")
+    eval_base_model: bool = Field(True, description="also score the untuned student (before/after columns)")
+    api_models: list[str] = Field(default_factory=list, description="models behind an OpenAI-compatible "
+                                  "endpoint to score the same way (e.g. gpt-3.5-turbo); key from api_key_env")
+    api_base_url: str | None = Field(None, description="OpenAI-compatible base URL; null: api.openai.com")
+    n_error_examples: int = Field(2, ge=0, description="wrong answers shown per task")
+
+
+class AgievalParams(ZeroShotEvalParams):
     """05_agieval (issue 7)."""
 
 
-class BbhParams(CommonParams):
+class BbhParams(ZeroShotEvalParams):
     """06_bbh (issue 7)."""
 
 
@@ -226,6 +247,8 @@ class OpenEndedParams(CommonParams):
     prompt_sets: list[Literal["vicuna_bench", "awesome_prompts", "wizardlm"]] = Field(
         default_factory=lambda: ["vicuna_bench", "awesome_prompts", "wizardlm"], min_length=1)
     prompts_per_set: int | None = Field(3, ge=1, description="fixed seeded subset per set; null: every prompt")
+    max_prompt_chars: int | None = Field(None, ge=1, description="draw subsets from prompts at most this long "
+                                         "(smoke economy); null: every prompt")
     candidate: Literal["student", "base"] = Field("student", description="student: 04_training's student (the "
                                                   "untuned student_model when 04 has no outputs); base: untuned")
     candidate_max_new_tokens: int = Field(64, ge=1, description="greedy generation budget of the candidate")
