@@ -32,8 +32,8 @@ test-fast: setup
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
-demo: setup
-	$(PY) -m orca_utils run --profile demo
+demo: setup   # the full explanation-vs-answer experiment (3 seeds) and its report: notebooks 09 and 10
+	$(PY) -m orca_utils run --profile demo --only 09 10
 
 benchmarks: setup
 	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
