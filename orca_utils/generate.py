@@ -203,7 +203,7 @@ class HFBackend:
         """Sum of log-probabilities of each `continuation` after its context (rendered with the chat template).
 
         As in lm-evaluation-harness, the continuation's tokens are those of `context + continuation` beyond the
-        context's tokens (a leading space moves into the continuation). Batched with right padding.
+        context's tokens (a leading space moves into the continuation). Batched with left padding.
         """
         torch = self._torch
         rows: list[tuple[list[int], int]] = []          # (tokens, number of continuation tokens)
@@ -225,22 +225,20 @@ class HFBackend:
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         out = [0.0] * len(rows)
         for batch in _progress(batches, len(batches), f"loglikelihood ({self.label})", self.progress):
-            width = max(len(rows[i][0]) for i in batch)
-            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for k, i in enumerate(batch):
-                toks = rows[i][0]
-                ids[k, :len(toks)] = torch.tensor(toks)
-                mask[k, :len(toks)] = 1
+            # Left padding puts every continuation at the end, so only the last `keep` positions need logits
+            # (a full [batch, length, vocab] tensor is gigabytes for long AGIEval passages).
+            ids, mask = self._left_pad([rows[i][0] for i in batch])
+            keep = max(rows[i][1] for i in batch) + 1
+            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids,
+                                    logits_to_keep=keep).logits
+            logprobs = torch.log_softmax(logits[:, -keep:].float(), dim=-1)    # position j predicts token j+1
             for k, i in enumerate(batch):
                 toks, n_cont = rows[i]
-                n = len(toks)
-                positions = torch.arange(n - n_cont - 1, n - 1, device=logprobs.device)
-                targets = torch.tensor(toks[n - n_cont:], device=logprobs.device)
-                out[i] = float(logprobs[k, positions, targets].sum())
+                targets = torch.tensor(toks[len(toks) - n_cont:], device=logprobs.device)
+                picked = logprobs[k, keep - 1 - n_cont:keep - 1].gather(-1, targets[:, None])
+                out[i] = float(picked.sum())
         return out
 
 
