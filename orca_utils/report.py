@@ -141,7 +141,9 @@ def _section_html(sec: Section, profile: str) -> str:
     if sec.note:
         parts.append(f"<p class='prov'>{html.escape(sec.note)}</p>")
     if sec.status != "ok":
-        parts.append(f"<p class='missing'>MISSING: {sec.notebook} has {'no outputs' if sec.status == 'missing' else 'status ' + sec.status} "
+        label = "MISSING" if sec.status == "missing" else "INCOMPLETE"
+        parts.append(f"<p class='missing'>{label}: {sec.notebook} has "
+                     f"{'no outputs' if sec.status == 'missing' else 'status ' + sec.status} "
                      f"(run <code>python -m orca_utils run --profile {html.escape(profile)} --only "
                      f"{sec.notebook[:2]}</code>)</p>")
         if sec.status == "missing":
