@@ -38,7 +38,7 @@ from .train_data import (RecordingCollator, pack_samples_into_rows, read_stage_t
                          split_heldout, tokenize_rows)
 
 __all__ = ["NOTEBOOK", "stage_model_dir", "checkpoint_dir", "load_student", "prepare_stage_data", "train_stage",
-           "launch_command", "launch_env", "launch_stage", "read_stage_result", "main"]
+           "launch_command", "launch_env", "launch_stage", "run_stage", "read_stage_result", "main"]
 
 NOTEBOOK = "04_training"
 
@@ -247,7 +247,9 @@ def launch_command(cfg: TrainingParams, run: Run, stage: int, overrides: list[st
         # ranks only through mpirun); the torchrun launcher with ACCELERATE_USE_CPU=1 (see `launch_env`) gives
         # N CPU ranks over gloo: the same distributed code path as the GPU profile.
         cmd += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    cmd += ["--num_processes", str(cfg.num_processes), *(accelerate_args or [])]
+    if not cfg.accelerate_config:        # a config file carries its own num_processes / machines
+        cmd += ["--num_processes", str(cfg.num_processes)]
+    cmd += list(accelerate_args or [])
     cmd += ["-m", "orca_utils.train", "--profile", cfg.profile, "--stage", str(stage), "--run-dir", str(run.root)]
     for item in overrides or []:
         cmd += ["--params-override", item]
@@ -276,6 +278,15 @@ def launch_stage(cfg: TrainingParams, run: Run, stage: int, overrides: list[str]
     if proc.returncode != 0:
         raise RuntimeError(f"accelerate launch for stage {stage} exited {proc.returncode}:\n{''.join(tail)}")
     return read_stage_result(run, stage)
+
+
+def run_stage(cfg: TrainingParams, run: Run, stage: int, overrides: str | list[str] | None = None,
+              log=print) -> dict:
+    """What the notebook calls: in this process (`launcher: in_process`) or under `accelerate launch`."""
+    if cfg.launcher == "accelerate":
+        items = [o.strip() for o in overrides.split(";")] if isinstance(overrides, str) else list(overrides or [])
+        return launch_stage(cfg, run, stage, [o for o in items if o], log=log)
+    return train_stage(cfg, run, stage, log=log)
 
 
 def _run_for(profile: str, run_dir: str | None, overrides: list[str]) -> tuple[TrainingParams, Run]:

@@ -120,3 +120,22 @@ def test_stage_table_errors_name_file_and_column(tmp_path):
                   "status": ["ok", "ok"]}).to_parquet(tmp_path / "train_stage1.parquet")
     with pytest.raises(TrainDataError, match="1 rows with an empty response"):
         read_stage_table(tmp_path, 1)
+
+
+@pytest.mark.parametrize("name", ["fsdp_1node_8gpu", "fsdp_multinode", "zero3_1node_8gpu", "zero3_multinode"])
+def test_accelerate_configs_parse(repo, name):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    cfg = ClusterConfig.from_yaml_file(str(repo / "params" / "accelerate" / f"{name}.yaml"))
+    assert cfg.distributed_type in ("FSDP", "DEEPSPEED")
+    assert cfg.num_processes == 8 * cfg.num_machines and cfg.mixed_precision == "bf16"
+
+
+def test_paper_profile_launches_accelerate_with_its_config(tmp_path):
+    from orca_utils.train import _run_for, launch_command
+
+    cfg, run = _run_for("paper", str(tmp_path), [])
+    cmd = launch_command(cfg, run, 2)
+    assert cmd[cmd.index("--config_file") + 1].endswith("params/accelerate/fsdp_1node_8gpu.yaml")
+    assert cmd[-6:] == ["--profile", "paper", "--stage", "2", "--run-dir", str(run.root)]
+    assert cfg.max_len_tokens == 2048 and cfg.stage1.epochs == cfg.stage2.epochs == 4
