@@ -94,7 +94,7 @@ def extract_choice(text: str, options: Sequence[str] | None = None, letters: str
         return Extraction(parens[-1], "last_parenthesised")
     stripped = _strip_lead(text.strip())
     m = re.match(rf"([{letters}])(?:$|[.):*]|\s*$)", stripped)    # direct answers: "B", "B.", "B) 12", "B: text"
-    if m:
+    if m and not re.fullmatch(r"[A-R]:\s*", stripped):               # a bare "A:" echoes the prompt's "A:" turn
         return Extraction(m.group(1), "leading_letter")
     m = re.search(rf"(?:^|\n)\s*\**([{letters}])[.)]\**\s", text)  # "B. text" on a line
     if m:

@@ -48,6 +48,7 @@ CASES = [
     ("choice", "The answer is a matter of interpretation.", None, None),
     ("choice", "I cannot determine this from the information given.", None, None),
     ("choice", "", None, None),
+    ("choice", "A:", None, None),                   # echoes the prompt's answer turn, names no option
     ("choice", "A car travels at uniform speed, so we need more data.", None, None),
     # --- booleans
     ("boolean", "True", "True", TF),
