@@ -15,7 +15,7 @@ import pandas as pd
 
 from .data import resolve_dataset
 from .eval_mcq import EvalResult, evaluate
-from .eval_tasks import EvalItem, load_benchmark, subset_items, task_specs
+from .eval_tasks import EvalItem, get_task, load_benchmark, subset_items, task_specs
 from .reference import NOT_AVAILABLE, format_paper_value, paper_block
 from .system_messages import SYSTEM_MESSAGES
 
@@ -78,7 +78,10 @@ def run_zero_shot(cfg, run, benchmark: str) -> ZeroShotRun:
             out.results[name] = evaluate(api, items, label=name, **{**kwargs, "mode": "generate"})
             out.slots[name] = "api_" + "".join(ch if ch.isalnum() else "_" for ch in name)
     if models and cfg.compare_system_message_ids:
-        subset = {t: subset_items(v, cfg.compare_n_items_per_task, cfg.seed) for t, v in items.items()}
+        keep = {get_task(benchmark, t).name for t in cfg.compare_tasks} if cfg.compare_tasks else set(items)
+        subset = {t: subset_items(v, cfg.compare_n_items_per_task, cfg.seed) for t, v in items.items() if t in keep}
+        if not subset:
+            raise ValueError(f"compare_tasks {cfg.compare_tasks}: none of them is among the tasks run {list(items)}")
         for mid in cfg.compare_system_message_ids:
             if mid == cfg.system_message_id and cfg.mode == "generate":   # already scored: reuse, do not pay twice
                 out.system_messages[mid] = _restrict(out.results[out.system_message_model], subset)

@@ -222,6 +222,7 @@ class ZeroShotEvalParams(CommonParams):
     compare_system_message_ids: list[int] = Field(default_factory=lambda: [1, 5, 2],
                                                   description="system-message comparison (paper Table 9)")
     compare_n_items_per_task: int | None = Field(None, ge=1, description="subset for the comparison; null: all")
+    compare_tasks: list[str] | None = Field(None, description="tasks for the comparison; null: every task run")
     eval_base_model: bool = Field(True, description="also score the untuned student (before/after columns)")
     api_models: list[str] = Field(default_factory=list, description="models behind an OpenAI-compatible "
                                   "endpoint to score the same way (e.g. gpt-3.5-turbo); key from api_key_env")
