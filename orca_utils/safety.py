@@ -328,3 +328,81 @@ def summarise_toxicity(scored: pd.DataFrame, threshold: float = 0.5) -> pd.DataF
     out = pd.DataFrame({"n": g.size(), "mean_toxicity": g.mean(),
                         "pct_toxic": g.apply(lambda s: 100.0 * (s > threshold).mean())}).reset_index()
     return out
+
+
+# ---------------------------------------------------------------- notebook helpers
+
+def models_to_evaluate(run, cfg) -> list[tuple[str, str]]:
+    """[(label, model spec)]: the untuned student model, and notebook 04's student when it has current outputs."""
+    from .open_ended import tuned_student
+
+    models = [(cfg.base_model_label, cfg.student_model)]
+    student = tuned_student(run)
+    if student:
+        models.append(student)
+    return models
+
+
+def generate_continuations(prompts: pd.DataFrame, backend, max_new_tokens: int, stop: Sequence[str] | None,
+                           model_label: str) -> pd.DataFrame:
+    """Greedy continuation of each ToxiGen prompt, sent as the user turn of the model's chat template."""
+    done = backend.generate_completions(list(prompts["prompt"]), max_new_tokens, list(stop or []))
+    return prompts[["id", "kind", "group"]].assign(model=model_label, continuation=[c.text for c in done],
+                                                     finish_reason=[c.finish_reason for c in done])
+
+
+def paper_safety_values() -> dict[str, str]:
+    """What the paper reference holds for TruthfulQA and ToxiGen results (today: "not available" for both)."""
+    from .reference import format_paper_value, paper_block
+
+    out = {}
+    for name in ("truthfulqa", "toxigen"):
+        block = paper_block(name)
+        results = block.get("results")
+        out[name] = format_paper_value(None) if not results else \
+            format_paper_value(str(results), block.get("status"))
+    return out
+
+
+def plot_truthfulqa(table: pd.DataFrame, paper_value: str):
+    """Overall MC1 and MC2 (%) per model; the paper's figure values, when the reference has none, are named so."""
+    import matplotlib.pyplot as plt
+
+    overall = table[table["category"] == "Overall"].set_index("model")[["mc1", "mc2"]]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    overall.plot.bar(ax=ax, rot=0)
+    ax.set_ylabel("accuracy / true-answer mass (%)")
+    ax.set_xticks(range(len(overall)), [m[:40] for m in overall.index], fontsize=7)
+    ax.set_title(f"TruthfulQA MC (CSV-built), n={int(table[table['category'] == 'Overall']['n'].iloc[0])}; "
+                 f"paper: {paper_value}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_toxigen(summary: pd.DataFrame):
+    """Paper-style per-group bars: mean toxicity probability of continuations, hate vs neutral prompts, per model."""
+    import matplotlib.pyplot as plt
+
+    models = list(summary["model"].drop_duplicates())
+    fig, axes = plt.subplots(len(models), 1, figsize=(9, 3 * len(models)), squeeze=False)
+    for ax, model in zip(axes[:, 0], models):
+        part = summary[summary["model"] == model].pivot(index="group", columns="kind", values="mean_toxicity")
+        part.plot.bar(ax=ax, rot=45)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("mean P(toxic)")
+        ax.set_title(model, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def truthfulqa_generative(items: pd.DataFrame, backends: dict, max_new_tokens: int, judge, endpoint, cache_path,
+                          max_cost_usd: float | None = None) -> pd.DataFrame:
+    """Each model ({label: HFBackend}) answers the questions; the judge (teacher client) says truthful or not."""
+    from .judge import teacher_chat_fn
+
+    frames = []
+    for label, backend in backends.items():
+        answers = backend.generate(list(items["question"]), max_new_tokens)
+        chat = teacher_chat_fn(judge, endpoint, cache_path, max_cost_usd, desc="truthfulqa judge")
+        frames.append(judge_truthfulness(items, answers, chat).assign(model=label))
+    return pd.concat(frames, ignore_index=True)
