@@ -117,15 +117,24 @@ def score_mc(ll_true: Sequence[float], ll_false: Sequence[float]) -> tuple[float
 
 
 def evaluate_mc(items: pd.DataFrame, loglikelihood: Callable[[list[tuple[list[dict], str]]], list[float]],
-                system_message: str | None = None) -> pd.DataFrame:
-    """MC1/MC2 per question. `loglikelihood` is e.g. `HFBackend.loglikelihood`; each answer is scored once."""
+                system_message: str | None = None, text_prompt: Callable[[str], str] | None = None) -> pd.DataFrame:
+    """MC1/MC2 per question. `loglikelihood` is e.g. `HFBackend.loglikelihood`; each answer is scored once.
+
+    By default the context is the question as the user turn of the chat template and the continuation the answer.
+    With `text_prompt` (question -> plain text, e.g. lm-eval's 6-shot `Q:/A:` prompt) the context is that text and
+    the continuation `" " + answer` (lm-eval's target delimiter).
+    """
     requests, spans = [], []
     for row in items.itertuples(index=False):
-        context = [{"role": "user", "content": row.question}]
-        if system_message:
-            context.insert(0, {"role": "system", "content": system_message})
+        answers = [*row.mc2_true, *row.mc2_false]
+        if text_prompt is not None:
+            context, answers = text_prompt(row.question), [" " + a for a in answers]
+        else:
+            context = [{"role": "user", "content": row.question}]
+            if system_message:
+                context.insert(0, {"role": "system", "content": system_message})
         start = len(requests)
-        requests += [(context, a) for a in [*row.mc2_true, *row.mc2_false]]
+        requests += [(context, a) for a in answers]
         spans.append((start, len(row.mc2_true), len(row.mc2_false)))
     lls = loglikelihood(requests)
     if len(lls) != len(requests):

@@ -170,3 +170,15 @@ def test_summarise_toxicity():
     out = summarise_toxicity(scored).set_index("kind")
     assert out.loc["hate", "n"] == 3 and out.loc["hate", "pct_toxic"] == pytest.approx(200 / 3)
     assert out.loc["neutral", "mean_toxicity"] == pytest.approx(0.1)
+
+
+def test_evaluate_mc_text_prompt_uses_lm_eval_delimiter():
+    seen = []
+
+    def loglikelihood(requests):
+        seen.extend(requests)
+        return [-float(len(c)) for _, c in requests]
+
+    res = evaluate_mc(_tiny_tqa().head(1), loglikelihood, text_prompt=lambda q: f"Q: {q}\nA:")
+    assert seen[0] == ("Q: Q1?\nA:", " B.") and all(c.startswith(" ") for _, c in seen)
+    assert len(res) == 1
