@@ -172,6 +172,8 @@ def relative_improvement(zs: ZeroShotRun, before: str, after: str) -> pd.DataFra
         for label, r in ((block.get("rows_recalled") or {}).get("rows") or {}).items():
             if r.get("Orca-13B") is not None and r.get("Vicuna-13B"):
                 paper[by_label.get(label, label)] = 100.0 * (r["Orca-13B"] / r["Vicuna-13B"] - 1)
+    paper_status = (block.get("status") if zs.benchmark == "bbh" else
+                    "recalled (unverified): computed from the recalled Table 8 rows")
     rows = []
     for task in zs.items:
         ours = None
@@ -179,8 +181,10 @@ def relative_improvement(zs: ZeroShotRun, before: str, after: str) -> pd.DataFra
             b = zs.results[before].per_task.set_index("task").loc[task, "accuracy"]
             a = zs.results[after].per_task.set_index("task").loc[task, "accuracy"]
             ours = 100.0 * (a / b - 1) if b > 0 else None
-        rows.append({"task": task, "paper: Orca-13B over Vicuna-13B (%)": paper.get(task),
-                     "ours: after over before (%)": ours})
+        value = paper.get(task)
+        rows.append({"task": task, "paper: Orca-13B over Vicuna-13B (%)": None if value is None else round(value, 1),
+                     "paper status": paper_status if value is not None else NOT_AVAILABLE,
+                     "ours: after over before (%)": None if ours is None else round(ours, 1)})
     return pd.DataFrame(rows)
 
 
@@ -189,7 +193,7 @@ def plot_relative_improvement(table: pd.DataFrame, title: str):
 
     fig, ax = plt.subplots(figsize=(9, max(3, 0.28 * len(table) + 1)))
     y = range(len(table))
-    for k, col in enumerate([c for c in table.columns if c != "task"]):
+    for k, col in enumerate([c for c in table.columns if c.endswith("(%)")]):
         values = pd.to_numeric(table[col], errors="coerce").fillna(0.0)
         ax.barh([v + 0.4 * k for v in y], values, height=0.4, label=col)
     ax.set_yticks([v + 0.2 for v in y], table["task"], fontsize=7)

@@ -191,3 +191,24 @@ def test_paper_table_marks_status():
                                                               1.0, "m")})).set_index("task")
     assert agi.loc["SAT-Math", "paper Orca-13B"] == "32.3"                 # single-source cell, shown as is
     assert "(unverified)" in agi.loc["SAT-Math", "paper GPT-4"]            # recalled cell, marked
+
+
+def test_relative_improvement_table():
+    from orca_utils.eval_mcq import EvalResult
+    from orca_utils.eval_report import ZeroShotRun, relative_improvement
+
+    items = {"boolean_expressions": [_item("boolean_expressions", i, "A") for i in range(4)],
+             "word_sorting": [_item("word_sorting", 0, "A")]}
+
+    def result(correct_be):
+        recs = pd.DataFrame([{"task": "boolean_expressions", "id": f"b{i}", "correct": i < correct_be,
+                              "failed": False} for i in range(4)] +
+                            [{"task": "word_sorting", "id": "w0", "correct": False, "failed": False}])
+        return EvalResult(recs, *summarize(recs), 1.0, "")
+
+    zs = ZeroShotRun("bbh", items, results={"before": result(2), "after": result(3)})
+    rel = relative_improvement(zs, "before", "after").set_index("task")
+    assert rel.loc["boolean_expressions", "ours: after over before (%)"] == 50.0      # 75% over 50%
+    assert pd.isna(rel.loc["word_sorting", "ours: after over before (%)"])           # 0% before: undefined
+    assert rel.loc["boolean_expressions", "paper: Orca-13B over Vicuna-13B (%)"] == 76.5
+    assert rel.loc["word_sorting", "paper status"] == "not available"
