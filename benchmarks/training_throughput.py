@@ -59,6 +59,9 @@ def run_mode(model, samples, mode, args, pad_id) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
     model.train()
     seconds, slots, useful, steps = 0.0, 0, 0, 0
+    warm = next(batches(samples, mode, args.max_len, args.rows, pad_id, args.seed))
+    model(**warm, use_cache=False).loss.backward()      # untimed warm-up: allocator and kernels, not the mode
+    model.zero_grad(set_to_none=True)
     for batch in batches(samples, mode, args.max_len, args.rows, pad_id, args.seed):
         slots += batch["input_ids"].numel()
         useful += int((batch["input_ids"] != pad_id).sum()) if mode != "packed" else batch["input_ids"].numel()
