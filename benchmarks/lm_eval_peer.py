@@ -99,7 +99,9 @@ def main() -> None:
     ap.add_argument("--bbh-items", type=int, default=1, help="items per BBH task")
     ap.add_argument("--bbh-tasks", nargs="*", default=None, help="default: all 27")
     ap.add_argument("--max-new-tokens", type=int, default=16)
-    ap.add_argument("--max-len-tokens", type=int, default=512)
+    ap.add_argument("--max-len-tokens", type=int, default=None,
+                    help="prompt cap of OUR engine (default: the model's); lm-eval does not cut, so keep the "
+                         "default for a like-for-like comparison")
     ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args()
     try:
