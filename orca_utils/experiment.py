@@ -123,11 +123,14 @@ def load_bbh_items(data_dir: str | None, offline: bool, task: str, limit: int | 
     return frame.reset_index(drop=True)
 
 
-def make_problems(tasks: list[str], n_per_task: int, seed: int, bbh: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Fresh training problems per task; every BBH input of the task is excluded."""
+def make_problems(tasks: list[str], n_per_task: int, seed: int, data_dir: str | None = None,
+                  offline: bool = True) -> pd.DataFrame:
+    """Fresh training problems per task; EVERY BBH input of the task is excluded (all items, not only the
+    evaluation subset: the subset is a sample, and an unsampled BBH item is still a test item)."""
     rows = []
     for task in tasks:
-        for i, text in enumerate(generate_problems(task, n_per_task, seed, exclude=set(bbh[task]["input"]))):
+        every_item = set(load_bbh_items(data_dir, offline, task)["input"])
+        for i, text in enumerate(generate_problems(task, n_per_task, seed, exclude=every_item)):
             rows.append({"id": f"{task}-{seed}-{i}", "task": task, "user": text})
     return pd.DataFrame(rows)
 
@@ -256,7 +259,8 @@ def run_experiment(s: Settings, data_dir: str | None, offline: bool, out_dir: Pa
     bbh = {t: load_bbh_items(data_dir, offline, t, s.eval_items_per_task) for t in s.tasks}
     runs_dir = Path(out_dir) / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    key = json.dumps(asdict(s), sort_keys=True)
+    # "problems" versions how training problems are made: runs cached under an older rule are never reused.
+    key = json.dumps({**asdict(s), "problems": "exclude-all-bbh-items"}, sort_keys=True)
     evals, curves, infos = [], [], []
     for seed in s.seeds:
         responses = None
@@ -270,7 +274,8 @@ def run_experiment(s: Settings, data_dir: str | None, offline: bool, out_dir: Pa
                 log(f"seed {seed} {variant}: reused {meta.name}")
                 continue
             if responses is None:
-                responses = collect_responses(make_problems(s.tasks, s.train_problems_per_task, seed, bbh),
+                problems = make_problems(s.tasks, s.train_problems_per_task, seed, data_dir, offline)
+                responses = collect_responses(problems,
                                               ["answer", "short", "full"], runs_dir / "teacher_cache.sqlite",
                                               progress)
                 responses.to_parquet(runs_dir / f"seed{seed}_responses.parquet")

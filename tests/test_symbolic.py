@@ -102,3 +102,16 @@ def test_teacher_served_through_the_local_server():
                 messages=[{"role": "system", "content": message}, {"role": "user", "content": problem}])
             assert reply.choices[0].message.content == S.explain("object_counting", problem, style)
             assert reply.choices[0].finish_reason == "stop"
+
+
+def test_experiment_problems_exclude_every_bbh_item_not_only_the_eval_subset():
+    """Regression: exclusion once used only the evaluation subset, and 21 boolean_expressions test items leaked."""
+    from orca_utils.experiment import load_bbh_items, make_problems
+
+    tasks = ["boolean_expressions", "dyck_languages"]
+    problems = make_problems(tasks, 300, seed=0)
+    for task in tasks:
+        every_item = {" ".join(x.split()) for x in load_bbh_items(None, True, task)["input"]}
+        generated = {" ".join(x.split()) for x in problems.loc[problems.task == task, "user"]}
+        assert len(generated) == 300
+        assert not generated & every_item, sorted(generated & every_item)[:3]
