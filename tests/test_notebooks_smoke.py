@@ -16,7 +16,23 @@ from orca_utils.schemas import NOTEBOOK_SCHEMAS
 pytestmark = pytest.mark.slow
 
 # Metrics each notebook must report (slash-path keys; a trailing "*" matches any key with that prefix).
-EXPECTED_METRICS: dict[str, list[str]] = {stem: [] for stem in NOTEBOOK_SCHEMAS}
+EXPECTED_METRICS: dict[str, list[str]] = {
+    "01_sampling": ["stage1/rows", "stage2/rows", "stage1/cot/rows", "stage1/niv2/rows", "stage1/t0/shortfall",
+                    "pool/malformed", "contamination/bbh/items_with_overlap"],
+    "02_augmentation": ["stage1/status/ok", "stage2/status/ok", "stage1/train_rows", "stage2/train_rows",
+                        "stage1/estimate_usd"],
+    "03_packing": ["packing/llama/paper/packing_factor", "packing/llama/best_fit/packing_factor",
+                   "packing/paper_reference/packing_factor", "lengths/llama/response_mean"],
+    "04_training": ["stage1/train_loss", "stage1/heldout_loss", "stage2/train_loss", "stage2/heldout_loss",
+                    "stage1/tokens_per_s", "student/dir"],
+    "05_agieval": ["agieval/base/macro_accuracy", "agieval/student/macro_accuracy", "agieval/base/lsat_ar/*"],
+    "06_bbh": ["bbh/base/macro_accuracy", "bbh/student/macro_accuracy", "bbh/base/word_sorting/*"],
+    "07_open_ended": ["open_ended/n_prompts", "open_ended/unparseable_share"],
+    "08_safety": ["truthfulqa/base/mc1", "truthfulqa/base/mc2", "truthfulqa/student/mc1", "toxigen/n_prompts"],
+    "09_explanation_vs_answer": ["experiment/all/answer_only/accuracy_pct", "experiment/all/explanation/accuracy_pct",
+                                 "experiment/all/progressive/accuracy_pct", "experiment/tokens_per_variant"],
+    "10_report": ["report/sections_ok", "report/sections_missing", "report/figures"],
+}
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +62,7 @@ def test_manifest_lists_every_notebook_ok(smoke_run):
 
 @pytest.mark.parametrize("stem", list(NOTEBOOK_SCHEMAS))
 def test_notebook_metrics(smoke_run, stem):
+    """Every notebook reports its key figures; the training gets the data it is sized for."""
     out, _ = smoke_run
     saved = json.loads((out / stem / "metrics.json").read_text())
     assert saved["notebook"] == stem and saved["metrics"], stem
@@ -54,3 +71,13 @@ def test_notebook_metrics(smoke_run, stem):
             assert any(k.startswith(key[:-1]) for k in saved["metrics"]), (stem, key, sorted(saved["metrics"]))
         else:
             assert key in saved["metrics"], (stem, key, sorted(saved["metrics"]))
+
+
+def test_stages_feed_each_other(smoke_run):
+    out, _ = smoke_run
+    metrics = {s: json.loads((out / s / "metrics.json").read_text())["metrics"] for s in NOTEBOOK_SCHEMAS}
+    assert metrics["02_augmentation"]["stage1/requests"] == metrics["01_sampling"]["stage1/rows"]
+    assert metrics["02_augmentation"]["stage2/train_rows"] >= 8, "stage 2 needs finished (not truncated) answers"
+    assert (out / "04_training" / "student" / "config.json").exists()
+    assert (out / "report" / "report.html").exists()
+    assert metrics["10_report"]["report/sections_missing"] == 0, "every notebook feeds the report"
