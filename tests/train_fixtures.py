@@ -58,6 +58,7 @@ def make_fake_augmentation(run_root: Path, n1: int = 40, n2: int = 24, seed: int
 def tiny_overrides(student: Path, **extra) -> list[str]:
     """Overrides of the 04_training block for a fast CPU run on the tiny student."""
     base = {"student_model": str(student), "max_len_tokens": 128, "per_device_batch_size": 2, "save_steps": 2,
+            "save_total_limit": 4,  # keep checkpoint-2: the resume test copies it (smoke keeps only 1)
             "eval_steps": 2, "stage1.max_steps": 4, "stage2.max_steps": 3, "stage1.learning_rate": 1e-3,
             "stage2.learning_rate": 1e-3, "num_generation_examples": 0, "warmup_ratio": 0.0}
     base.update(extra)
