@@ -1,7 +1,9 @@
 """Params: load `params/<profile>.yaml`, merge `common:` into each notebook's block, validate into typed objects.
 
 A params file has a `common:` block and one block per notebook (keyed by the notebook's stem, e.g. `03_packing`).
-A notebook block holds that notebook's own keys and may override any `common` key; nothing else is allowed.
+A notebook block holds that notebook's own keys and may override any `common` key; nothing else is allowed, except
+a top-level `extends: <profile>`: the file is then read as that profile's file with its own blocks merged over it
+(mappings merged key by key, anything else replaced), so that a variant profile (`demo`) lists only what differs.
 Every notebook receives one validated object: its schema class below, which inherits the common fields.
 
 Bad input fails before any work starts with a one-line `ConfigError` naming the file, the key and what was
@@ -143,6 +145,30 @@ def _read_yaml(path: Path) -> dict:
     return raw
 
 
+def _deep_merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_profile_raw(path: Path, params_dir: Path, seen: tuple[str, ...] = ()) -> dict:
+    """The raw mapping of a params file, with the chain of `extends:` resolved (bases from the same folder)."""
+    raw = _read_yaml(path)
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: extends: expected the name of another profile, got {type(base).__name__}")
+    if base in seen or base == path.stem:
+        raise ConfigError(f"{path}: extends: {base!r} extends itself through {' -> '.join(seen + (base,))}")
+    base_path = profile_path(base, params_dir)
+    return _deep_merge(_read_profile_raw(base_path, params_dir, seen + (path.stem,)), raw)
+
+
 def load_profile(
     profile: str,
     overrides: str | list[str] | tuple[str, ...] | None = None,
@@ -152,7 +178,7 @@ def load_profile(
     """Validate every block of a profile; return {notebook stem: validated params}. Raises ConfigError."""
     path = Path(path) if path else profile_path(profile, Path(params_dir) if params_dir else None)
     source = str(path)
-    raw = _read_yaml(path)
+    raw = _read_profile_raw(path, Path(params_dir) if params_dir else path.parent)
     for dotted, value in parse_overrides(overrides):
         _apply_override(raw, dotted, value, source)
     for key in raw:

@@ -19,7 +19,7 @@ GOOD_COMMON = textwrap.dedent("""\
     """)
 
 
-@pytest.mark.parametrize("profile", ["smoke", "paper"])
+@pytest.mark.parametrize("profile", ["smoke", "paper", "demo"])
 def test_real_profiles_validate(profile):
     cfgs = load_profile(profile)
     assert list(cfgs) == list(NOTEBOOK_SCHEMAS)
@@ -99,3 +99,36 @@ def test_cli_exits_2_on_bad_params_before_any_work(args, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("params error:"), proc.stderr
     assert not any(tmp_path.iterdir()), "nothing may be written before params validate"
+
+
+def test_extends_merges_the_base_profile(tmp_path):
+    (tmp_path / "base.yaml").write_text(GOOD_COMMON + "04_training:\n  stage1: {max_steps: 10, learning_rate: 0.5}\n"
+                                        "  save_steps: 5\n")
+    (tmp_path / "child.yaml").write_text("extends: base\ncommon:\n  seed: 3\n04_training:\n  stage1: {max_steps: 2}\n")
+    child = load_profile("child", params_dir=tmp_path)
+    base = load_profile("base", params_dir=tmp_path)
+    assert child["04_training"].seed == 3 and base["04_training"].seed == 0
+    assert child["04_training"].stage1.max_steps == 2                     # the child's value
+    assert child["04_training"].stage1.learning_rate == 0.5               # merged from the base, not reset
+    assert child["04_training"].save_steps == 5
+    assert child["01_sampling"].base_model_label == "tiny"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("extends: nowhere\n", "unknown profile 'nowhere'"),
+    ("extends: [a]\n", "extends: expected the name of another profile"),
+    ("extends: loop\n", "extends itself"),
+])
+def test_extends_errors(tmp_path, text, expected):
+    (tmp_path / "loop.yaml").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_profile("loop", params_dir=tmp_path)
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_demo_profile_is_smoke_with_the_full_experiment():
+    smoke, demo = load_profile("smoke"), load_profile("demo")
+    assert len(demo["09_explanation_vs_answer"].seeds) >= 3
+    assert demo["09_explanation_vs_answer"].eval_items_per_task is None
+    for stem in ("02_augmentation", "04_training", "07_open_ended"):
+        assert demo[stem].model_dump(exclude={"profile"}) == smoke[stem].model_dump(exclude={"profile"}), stem
