@@ -89,7 +89,10 @@ class Run:
         """Save `fig` as `<name>.png` and `.pdf`, with `provenance` (model, teacher, data) printed under it."""
         if not name.startswith("fig_"):
             name = f"fig_{name}"
-        fig.text(0.01, 0.005, provenance, fontsize=7, color="0.35", ha="left", va="bottom", wrap=True)
+        # Under everything already drawn (tick labels and x labels reach below the axes), so it never overlaps.
+        box = fig.get_tightbbox(fig.canvas.get_renderer())
+        fig.text(max(0.0, box.x0 / fig.get_figwidth()), box.y0 / fig.get_figheight() - 0.01, provenance,
+                 fontsize=7, color="0.35", ha="left", va="top", wrap=True)
         out = []
         for ext in ("png", "pdf"):
             target = self.path(f"{name}.{ext}")

@@ -30,6 +30,22 @@ def test_save_fig_table_metrics(tmp_path):
     assert saved["params_hash"] == run.params_hash and saved["profile"] == "smoke"
 
 
+def test_provenance_footer_sits_below_the_axis_labels(tmp_path):
+    """A tall figure (the BBH one) once had its footer drawn over its x label."""
+    cfg, run = setup_notebook("06_bbh", "smoke", run_dir=str(tmp_path), quiet=True)
+    fig, ax = plt.subplots(figsize=(8, 9))
+    ax.barh([f"task_{i}" for i in range(27)], range(27))
+    label = ax.set_xlabel("relative improvement (%)")
+    fig.tight_layout()                     # the x label touches the bottom edge, where the footer used to go
+    run.save_fig(fig, "tall", provenance="models: tiny stand-in; " * 12)
+    fig.canvas.draw()                      # measure in the figure's own frame (saving "tight" shifts it)
+    renderer = fig.canvas.get_renderer()
+    footer = fig.texts[-1].get_window_extent(renderer)
+    assert footer.y1 <= label.get_window_extent(renderer).y0
+    assert footer.y1 <= ax.get_tightbbox(renderer).y0
+    plt.close(fig)
+
+
 def test_paper_values_keep_their_status():
     assert format_paper_value(None) == NOT_AVAILABLE
     assert format_paper_value(41.7, "verified") == "41.7"
