@@ -44,7 +44,7 @@ SECTIONS = {
     "10_report": ("10. Report", ""),
 }
 _STANDIN = re.compile(r"stand-in|offline|smollm|symbolic|data teacher|local server|fake|tiny|placeholder|"
-                      r"char-level|trained here", re.I)
+                      r"char-level|task tokenizer|trained here", re.I)
 
 
 def classify_provenance(texts: list[str]) -> str:

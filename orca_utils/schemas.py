@@ -309,12 +309,12 @@ class SafetyParams(CommonParams):
 class ExperimentParams(CommonParams):
     """09_explanation_vs_answer (issue 9): answer-only vs explanation vs progressive, same compute and problems."""
 
-    tasks: list[str] = Field(["boolean_expressions", "multistep_arithmetic_two", "object_counting",
-                              "dyck_languages"], min_length=1, description="symbolic BBH tasks (orca_utils.symbolic)")
+    tasks: list[str] = Field(["boolean_expressions", "object_counting", "dyck_languages", "web_of_lies"],
+                             min_length=1, description="symbolic BBH tasks (orca_utils.symbolic.TASKS)")
     seeds: list[int] = Field([0], min_length=1, description="one full run per seed; >= 2 seeds give t-intervals")
     train_problems_per_task: int = Field(100, ge=1, description="fresh problems per task, the same for every variant")
     train_tokens: int = Field(300_000, ge=1, description="token budget per variant (steps x batch x seq_len)")
-    seq_len_tokens: int = Field(512, ge=64, description="packed sequence length (characters)")
+    seq_len_tokens: int = Field(512, ge=64, description="packed sequence length (task-tokenizer tokens)")
     batch_size: int = Field(4, ge=1, description="packed sequences per optimizer step")
     learning_rate: float = Field(3e-3, gt=0)
     n_layers: int = Field(2, ge=1)
@@ -323,6 +323,9 @@ class ExperimentParams(CommonParams):
     eval_items_per_task: int | None = Field(20, ge=1, description="real BBH items per task (null: all 250)")
     eval_max_new_tokens: int = Field(200, ge=8, description="generation cap; longer traces count as unfinished")
     eval_batch_size: int = Field(80, ge=1)
+    tokenizer: Literal["bpe", "char"] = Field("bpe", description="bpe: byte-level BPE trained on each seed's "
+                                              "training texts; char: one token per character")
+    tokenizer_vocab_size: int = Field(1024, ge=300, le=65536, description="BPE entries (specials and bytes included)")
 
 
 class ReportParams(CommonParams):

@@ -1,7 +1,7 @@
 """Programmatically solvable Big-Bench Hard tasks: generators of fresh problems, and solvers that explain.
 
-Four BBH tasks have problems a program can both write and solve: `boolean_expressions`,
-`multistep_arithmetic_two`, `object_counting` and `dyck_languages`. For each one this module holds
+Five BBH tasks have problems a program can both write and solve: `boolean_expressions`,
+`multistep_arithmetic_two`, `object_counting`, `dyck_languages` and `web_of_lies`. For each one this module holds
 - a generator that draws a fresh problem in the exact BBH input format (`generate_problems` excludes every input
   that equals a BBH test item, so training never sees the benchmark), and
 - a solver that returns the answer and the steps that lead to it, at two levels of detail: `full` (every rewrite
@@ -18,13 +18,14 @@ import random
 import re
 from dataclasses import dataclass
 
-__all__ = ["TASKS", "ANSWER_KINDS", "Solution", "solve", "explain", "generate_input", "generate_problems", "detect_task",
+__all__ = ["TASKS", "ANSWER_KINDS", "ANSWER_LABELS", "Solution", "score", "solve", "explain", "generate_input", "generate_problems", "detect_task",
            "STYLES", "answer_sentence"]
 
-TASKS = ("boolean_expressions", "multistep_arithmetic_two", "object_counting", "dyck_languages")
-# How `orca_utils.extract.score_prediction` reads each task's answer.
+TASKS = ("boolean_expressions", "multistep_arithmetic_two", "object_counting", "dyck_languages", "web_of_lies")
+# How `orca_utils.extract.score_prediction` reads each task's answer (kind, and labels for booleans).
 ANSWER_KINDS = {"boolean_expressions": "boolean", "multistep_arithmetic_two": "number",
-                "object_counting": "number", "dyck_languages": "brackets"}
+                "object_counting": "number", "dyck_languages": "brackets", "web_of_lies": "boolean"}
+ANSWER_LABELS: dict[str, tuple[str, str] | None] = {"web_of_lies": ("Yes", "No")}
 STYLES = ("answer", "short", "full")
 
 
@@ -263,13 +264,59 @@ def generate_dyck_languages(rng: random.Random) -> str:
     return _DYCK_PREFIX + " ".join(symbols)
 
 
+# ---------------------------------------------------------------- web_of_lies
+# Every name of the BBH task's items (names are vocabulary, not test items; `generate_problems` still excludes
+# every BBH input). Each BBH item: one person's truthfulness, four "X says Y tells the truth/lies", a question.
+_NAMES = ("Alejandro Alexis Amberly Andree Antwan Audrie Bernita Christie Conception Crista Dallas Delbert Delfina "
+          "Elanor Fidel Fletcher Gwenn Helene Inga Jamey Jaymie Jerry Jim Ka Kandi Kristian Leda Lorine Maybelle "
+          "Michael Michaela Millicent Millie Osvaldo Phoebe Rashida Raymond Ryan Sal Shalonda Shaunda Shenna Sherrie "
+          "Sima Tamika Teressa Vernell Vina Willian Yoland").split()
+_LIES = re.compile(r"^Question: (\w+) (tells the truth|lies)\. ((?:\w+ says \w+ (?:tells the truth|lies)\. )+)"
+                   r"Does (\w+) tell the truth\?$")
+_CLAIM = re.compile(r"(\w+) says (\w+) (tells the truth|lies)\.")
+
+
+def _verb(truthful: bool) -> str:
+    return "tells the truth" if truthful else "lies"
+
+
+def solve_web_of_lies(text: str) -> Solution:
+    match = _LIES.match(text.strip())
+    if not match:
+        raise ValueError(f"not a web_of_lies problem: {text!r}")
+    first, verb, claims, asked = match.groups()
+    truth = {first: verb == "tells the truth"}
+    steps = [f"{first} {verb}."]
+    for speaker, subject, said in _CLAIM.findall(claims):
+        if subject not in truth:
+            raise ValueError(f"web_of_lies: {speaker} speaks of {subject}, who is not known yet, in {text!r}")
+        claim = said == "tells the truth"
+        truth[speaker] = claim == truth[subject]
+        link = "and" if claim == truth[subject] else "but"
+        steps.append(f"{speaker} says {subject} {said}, {link} {subject} {_verb(truth[subject])}, "
+                     f"so {speaker} {_verb(truth[speaker])}.")
+    if asked not in truth:
+        raise ValueError(f"web_of_lies: the question asks about {asked}, who says nothing, in {text!r}")
+    key = [" ".join(f"{name}: {'truth' if value else 'lies'}." for name, value in truth.items())]
+    return Solution("Yes" if truth[asked] else "No", steps, key)
+
+
+def generate_web_of_lies(rng: random.Random) -> str:
+    names = rng.sample(_NAMES, 5)
+    parts = [f"Question: {names[0]} {_verb(rng.random() < 0.5)}."]
+    parts += [f"{b} says {a} {_verb(rng.random() < 0.5)}." for a, b in zip(names, names[1:])]
+    return " ".join(parts) + f" Does {names[-1]} tell the truth?"
+
+
 # ---------------------------------------------------------------- task dispatch
 _SOLVERS = {"boolean_expressions": solve_boolean_expressions,
             "multistep_arithmetic_two": solve_multistep_arithmetic_two,
-            "object_counting": solve_object_counting, "dyck_languages": solve_dyck_languages}
+            "object_counting": solve_object_counting, "dyck_languages": solve_dyck_languages,
+            "web_of_lies": solve_web_of_lies}
 _GENERATORS = {"boolean_expressions": generate_boolean_expressions,
                "multistep_arithmetic_two": generate_multistep_arithmetic_two,
-               "object_counting": generate_object_counting, "dyck_languages": generate_dyck_languages}
+               "object_counting": generate_object_counting, "dyck_languages": generate_dyck_languages,
+               "web_of_lies": generate_web_of_lies}
 
 
 def _check_task(task: str) -> None:
@@ -286,6 +333,8 @@ def detect_task(text: str) -> str:
         return "object_counting"
     if _ARITH.match(text):
         return "multistep_arithmetic_two"
+    if _LIES.match(text):
+        return "web_of_lies"
     if text.endswith(" is") and set(text.split()[:-1]) <= _BOOL_TOKENS:
         return "boolean_expressions"
     raise ValueError(f"not a problem of any symbolic task ({list(TASKS)}): {text[:80]!r}")
@@ -303,6 +352,14 @@ def explain(task: str, text: str, style: str) -> str:
     sol = solve(task, text)
     lines = [] if style == "answer" else sol.key_steps if style == "short" else sol.steps
     return "\n".join([*lines, answer_sentence(sol.answer)])
+
+
+def score(task: str, prediction: str | None, target: str):
+    """(correct?, extraction) of a prediction for `task`, read by the project's extractor as notebook 06 reads it."""
+    from .extract import score_prediction
+
+    _check_task(task)
+    return score_prediction(prediction, target, ANSWER_KINDS[task], labels=ANSWER_LABELS.get(task))
 
 
 def generate_input(task: str, rng: random.Random) -> str:

@@ -9,7 +9,6 @@ import pytest
 
 from orca_utils import symbolic as S
 from orca_utils.data import DatasetNotFoundError, resolve_dataset
-from orca_utils.extract import score_prediction
 from orca_utils.symbolic_teacher import SYSTEM_MESSAGES, SymbolicTeacher, style_of
 
 
@@ -26,8 +25,7 @@ def _bbh(task: str) -> list[dict]:
 def test_solver_correct_on_every_real_bbh_item_through_the_extractor(task, style):
     items = _bbh(task)
     assert len(items) == 250
-    wrong = [e for e in items
-             if not score_prediction(S.explain(task, e["input"], style), e["target"], S.ANSWER_KINDS[task])[0]]
+    wrong = [e for e in items if not S.score(task, S.explain(task, e["input"], style), e["target"])[0]]
     assert not wrong, f"{task}/{style}: {len(wrong)} wrong, first {wrong[0]}"
 
 
@@ -70,6 +68,21 @@ def test_boolean_trace_steps_follow_precedence():
     assert sol.steps[-1] == "= False"
 
 
+def test_web_of_lies_trace_follows_each_claim():
+    text = ("Question: Vina tells the truth. Helene says Vina lies. Kandi says Helene tells the truth. "
+            "Jamey says Kandi lies. Ka says Jamey lies. Does Ka tell the truth?")      # a real BBH item: "No"
+    sol = S.solve("web_of_lies", text)
+    assert sol.answer == "No"
+    assert sol.steps == ["Vina tells the truth.",
+                         "Helene says Vina lies, but Vina tells the truth, so Helene lies.",
+                         "Kandi says Helene tells the truth, but Helene lies, so Kandi lies.",
+                         "Jamey says Kandi lies, and Kandi lies, so Jamey tells the truth.",
+                         "Ka says Jamey lies, but Jamey tells the truth, so Ka lies."]
+    assert sol.key_steps == ["Vina: truth. Helene: lies. Kandi: lies. Jamey: truth. Ka: lies."]
+    assert S.score("web_of_lies", S.explain("web_of_lies", text, "answer"), "No")[0]
+    assert not S.score("web_of_lies", "So the answer is Yes.", "No")[0]
+
+
 def test_bad_input_names_the_problem():
     with pytest.raises(ValueError, match="not a boolean_expressions problem"):
         S.solve("boolean_expressions", "True and maybe is")
@@ -77,6 +90,8 @@ def test_bad_input_names_the_problem():
         S.solve("word_sorting", "Sort the following words alphabetically: List: b a")
     with pytest.raises(ValueError, match="unknown object_counting item"):
         S.solve("object_counting", "I have a unicorn, and a cat. How many animals do I have?")
+    with pytest.raises(ValueError, match="who is not known yet"):
+        S.solve("web_of_lies", "Question: Jim lies. Sal says Ka lies. Does Sal tell the truth?")
     with pytest.raises(ValueError, match="explanation style"):
         S.explain("boolean_expressions", "True is", "verbose")
 
@@ -115,3 +130,23 @@ def test_experiment_problems_exclude_every_bbh_item_not_only_the_eval_subset():
         generated = {" ".join(x.split()) for x in problems.loc[problems.task == task, "user"]}
         assert len(generated) == 300
         assert not generated & every_item, sorted(generated & every_item)[:3]
+
+
+def test_task_tokenizer_is_lossless_splits_digits_and_keeps_names_whole():
+    from orca_utils.experiment import build_task_tokenizer
+
+    rng = random.Random(0)
+    texts = [S.explain(t, S.generate_input(t, rng), style) for t in S.TASKS for style in S.STYLES for _ in range(60)]
+    tok = build_task_tokenizer(texts, vocab_size=600)
+    assert tok.pad_token_id != tok.eos_token_id and len(tok) <= 600
+    for task in S.TASKS:                                  # real BBH items, never seen by the tokenizer's training
+        for item in _bbh(task)[:20]:
+            ids = tok(item["input"], add_special_tokens=False)["input_ids"]
+            assert tok.decode(ids) == item["input"]
+    pieces = tok.tokenize("A = 1234 - -56.")
+    assert [t for t in pieces if any(c.isdigit() for c in t)] == ["1", "2", "3", "4", "5", "6"]   # one per digit
+    assert tok.tokenize(" tells the truth.") == ["Ġtells", "Ġthe", "Ġtruth", "."]   # words merged, not spelled
+    rendered = tok.apply_chat_template([{"role": "system", "content": "s"}, {"role": "user", "content": "q"}],
+                                       add_generation_prompt=True, tokenize=False)
+    assert rendered.endswith("<|assistant|>")
+    assert tok.convert_ids_to_tokens(tok(rendered, add_special_tokens=False)["input_ids"])[-1] == "<|assistant|>"
