@@ -1,8 +1,12 @@
 """Useful (non-pad) training tokens/s: packed-and-isolated rows vs padded per-sample batches, same data and model.
 
 One run trains the same samples once in each mode (AdamW, forward + backward + step, timed per step):
-- packed: notebook 03's paper packer, TRL's padding-free collator (per-sample position ids, block-diagonal
-  attention, no pad tokens), `--rows` packed rows per step;
+- packed_flat: notebook 03's paper packer, TRL's padding-free collator (the batch flattened into one sequence,
+  per-sample position ids, block-diagonal attention, no pad tokens), `--rows` packed rows per step: the layout for
+  FlashAttention's varlen kernels;
+- packed_rows: the same packed rows kept as rows (`orca_utils.train_data.PackedRowsCollator`, per-sample position
+  ids inside each row, a short pad tail to the batch's longest row): the layout notebook 04 uses with SDPA/eager
+  attention, where the block-diagonal mask is computed as a square per row;
 - padded_longest: `--rows` samples per step padded to the longest in the batch (dynamic padding);
 - padded_max_len: `--rows` samples per step padded to max_len (static shapes, the classic layout).
 Useful tokens are the samples' own tokens; pads are excluded. Data: FLAN CoT rationales from the shared data root
@@ -40,11 +44,12 @@ def load_samples(tokenizer, n: int, max_len: int, seed: int):
 def batches(samples, mode: str, max_len: int, rows: int, pad_id: int, seed: int):
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from orca_utils.train_data import pack_samples_into_rows
+    from orca_utils.train_data import PackedRowsCollator, pack_samples_into_rows
 
-    if mode == "packed":
+    if mode.startswith("packed"):
         packed = pack_samples_into_rows(samples, max_len, "paper", seed)
-        collate = DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=True)
+        collate = DataCollatorForLanguageModeling(pad_token_id=pad_id, padding_free=True) if mode == "packed_flat" \
+            else PackedRowsCollator(pad_id)
         for i in range(0, len(packed), rows):
             yield collate([{k: v for k, v in r.items() if k != "sample_ids"} for r in packed[i:i + rows]])
         return
@@ -64,7 +69,7 @@ def run_mode(model, samples, mode, args, pad_id) -> dict:
     model.zero_grad(set_to_none=True)
     for batch in batches(samples, mode, args.max_len, args.rows, pad_id, args.seed):
         slots += batch["input_ids"].numel()
-        useful += int((batch["input_ids"] != pad_id).sum()) if mode != "packed" else batch["input_ids"].numel()
+        useful += int((batch["input_ids"] != pad_id).sum())     # the pad token is distinct: never a real token
         t0 = time.perf_counter()
         loss = model(**batch, use_cache=False).loss
         loss.backward()
@@ -104,15 +109,14 @@ def main() -> None:
     print(f"model {args.model} | {len(samples)} FLAN-CoT samples, {sum(len(s.input_ids) for s in samples)} tokens | "
           f"max_len {args.max_len} | {args.rows} rows/step | device {args.device} | threads {torch.get_num_threads()}")
     results = {r["mode"]: r for r in (run_mode(model, samples, m, args, tokenizer.pad_token_id)
-                                      for m in ("packed", "padded_longest", "padded_max_len"))}
+                                      for m in ("packed_flat", "packed_rows", "padded_longest", "padded_max_len"))}
     summary = {"model": args.model, "samples": len(samples), "max_len": args.max_len, "rows_per_step": args.rows,
                "device": args.device, **{f"{m}_useful_tokens_per_s": round(r["useful_tokens_per_s"], 1)
                                          for m, r in results.items()},
                **{f"{m}_pad_fraction": round(r["pad_fraction"], 3) for m, r in results.items()},
-               "speedup_vs_padded_longest": round(results["packed"]["useful_tokens_per_s"] /
-                                                  results["padded_longest"]["useful_tokens_per_s"], 2),
-               "speedup_vs_padded_max_len": round(results["packed"]["useful_tokens_per_s"] /
-                                                  results["padded_max_len"]["useful_tokens_per_s"], 2)}
+               **{f"{packed}_speedup_vs_{padded}": round(results[packed]["useful_tokens_per_s"] /
+                                                          results[padded]["useful_tokens_per_s"], 2)
+                  for packed in ("packed_flat", "packed_rows") for padded in ("padded_longest", "padded_max_len")}}
     print(json.dumps(summary))
 
 

@@ -7,6 +7,8 @@ is given instead, and the table says which (`ci_method`).
 """
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 
@@ -54,7 +56,7 @@ def plot_accuracy(summary: pd.DataFrame):
         x = np.arange(len(tasks)) + (j - (len(variants) - 1) / 2) * width
         err = np.vstack([part["accuracy_pct"] - part["ci_low_pct"], part["ci_high_pct"] - part["accuracy_pct"]])
         ax.bar(x, part["accuracy_pct"], width, yerr=err, capsize=3, label=v)
-    ax.set_xticks(np.arange(len(tasks)), [t.replace("_", "\n") for t in tasks], fontsize=8)
+    ax.set_xticks(np.arange(len(tasks)), [textwrap.fill(t.replace("_", " "), 12) for t in tasks], fontsize=8)
     ax.set_ylabel("BBH accuracy (%), 95% CI")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)

@@ -5,9 +5,11 @@ this module adds is only what the paper needs and TRL does not do for us:
 - the data: notebook 02's teacher tables, serialized by `orca_utils.tokens` (loss on the response and its EOS only,
   a pad token distinct from EOS) and packed by notebook 03's packer (`packer: paper`, shuffle-and-fill as in the
   paper, or `bfd`); TRL's own best-fit-decreasing packing is `packer: trl_bfd`; `none` is one padded sample per row;
-- packed rows go through TRL's padding-free collator: per-sample position ids and no attention across samples (on
-  CPU/SDPA transformers builds a block-diagonal mask from the position ids; on GPU FlashAttention varlen uses the
-  sequence boundaries), labels masked at each sample start;
+- packed rows, per-sample position ids and no attention across samples: with FlashAttention TRL's padding-free
+  collator flattens the batch into one sequence and the varlen kernels use the sample boundaries; with SDPA or
+  eager attention (CPU, GPUs without flash-attn) `PackedRowsCollator` keeps the rows as rows, so the
+  block-diagonal mask transformers builds from the position ids is a square per row, not one square over the
+  whole flattened batch; labels masked at each sample start;
 - progressive learning: stage 1 trains `cfg.student_model` on `train_stage1.parquet` and saves `student_stage1/`;
   stage 2 starts from `student_stage1/` on `train_stage2.parquet` and saves `student/` (both loadable HF dirs with
   the tokenizer);
@@ -34,8 +36,8 @@ from .config import load_profile, params_hash
 from .paths import PARAMS_DIR, REPO_ROOT
 from .runs import Run, profile_root, seed_everything
 from .schemas import TrainingParams
-from .train_data import (RecordingCollator, pack_samples_into_rows, read_stage_table, rows_to_dataset,
-                         split_heldout, tokenize_rows)
+from .train_data import (PackedRowsCollator, RecordingCollator, pack_samples_into_rows, read_stage_table,
+                         rows_to_dataset, split_heldout, tokenize_rows)
 
 __all__ = ["NOTEBOOK", "stage_model_dir", "checkpoint_dir", "load_student", "prepare_stage_data", "train_stage",
            "launch_command", "launch_env", "launch_stage", "run_stage", "read_stage_result", "main"]
@@ -189,9 +191,12 @@ def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None
     out = checkpoint_dir(run, stage)
     trainer_cls, timer_cls = _trainer_class()
     timer = timer_cls()
+    extra = {}
+    if cfg.packer in ("paper", "bfd") and model.config._attn_implementation != "flash_attention_2":
+        extra["data_collator"] = PackedRowsCollator(tokenizer.pad_token_id)
     trainer = trainer_cls(model=model, args=_sft_config(cfg, stage, out), processing_class=tokenizer,
                           train_dataset=rows_to_dataset(data["train_rows"]),
-                          eval_dataset=rows_to_dataset(data["eval_rows"]), callbacks=[timer])
+                          eval_dataset=rows_to_dataset(data["eval_rows"]), callbacks=[timer], **extra)
     rank = trainer.args.process_index
     trainer.data_log_path = run.dir / "data_log" / f"stage{stage}_rank{rank}.jsonl"
     last = get_last_checkpoint(str(out)) if cfg.resume and out.exists() else None

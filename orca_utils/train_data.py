@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 __all__ = ["TRAIN_COLUMNS", "TrainDataError", "Sample", "read_stage_table", "split_heldout", "tokenize_rows",
-           "pack_samples_into_rows", "rows_to_dataset", "RecordingCollator", "count_useful_tokens"]
+           "pack_samples_into_rows", "rows_to_dataset", "PackedRowsCollator", "RecordingCollator",
+           "count_useful_tokens"]
 
 TRAIN_COLUMNS = ("id", "system", "user", "response")
 
@@ -127,6 +128,41 @@ def rows_to_dataset(rows: list[dict]):
 
 def count_useful_tokens(rows: list[dict]) -> int:
     return sum(len(r["input_ids"]) for r in rows)
+
+
+class PackedRowsCollator:
+    """Packed rows kept as rows: `[batch, longest row]` ids with per-sample position ids restarting inside each row.
+
+    TRL's padding-free collator flattens a batch into ONE sequence, which FlashAttention's varlen kernels process
+    without waste; SDPA and eager attention (CPU, GPUs without flash-attn) instead compute the full square of that
+    sequence under a block-diagonal mask, so attention cost grows with batch x row length squared. Kept as rows,
+    the square is per row. The short tail that pads a row to the batch's longest continues the last sample's
+    position ids: causal attention keeps real tokens from seeing it and its labels are -100. The label at each
+    sample's first token is -100 too (it would be predicted from the previous sample), as TRL's collator does.
+    """
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = int(pad_token_id)
+
+    def __call__(self, examples: list[dict]) -> dict:
+        import torch
+
+        width = max(len(ex["input_ids"]) for ex in examples)
+        ids = torch.full((len(examples), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(examples), width), -100, dtype=torch.long)
+        positions = torch.zeros((len(examples), width), dtype=torch.long)
+        for row, ex in enumerate(examples):
+            n = len(ex["input_ids"])
+            lengths = ex.get("seq_lengths") or [n]
+            if sum(lengths) != n:
+                raise TrainDataError(f"packed row {row}: seq_lengths sum to {sum(lengths)}, the row holds {n} tokens")
+            ids[row, :n] = torch.tensor(ex["input_ids"], dtype=torch.long)
+            labels[row, :n] = torch.tensor(ex["labels"], dtype=torch.long)
+            starts = torch.tensor([0, *lengths[:-1]]).cumsum(0)
+            labels[row, starts] = -100
+            positions[row, :n] = torch.cat([torch.arange(k) for k in lengths])
+            positions[row, n:] = torch.arange(width - n) + lengths[-1]
+        return {"input_ids": ids, "labels": labels, "position_ids": positions}
 
 
 class RecordingCollator:

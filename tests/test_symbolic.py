@@ -139,6 +139,7 @@ def test_task_tokenizer_is_lossless_splits_digits_and_keeps_names_whole():
     texts = [S.explain(t, S.generate_input(t, rng), style) for t in S.TASKS for style in S.STYLES for _ in range(60)]
     tok = build_task_tokenizer(texts, vocab_size=600)
     assert tok.pad_token_id != tok.eos_token_id and len(tok) <= 600
+    assert build_task_tokenizer(texts, vocab_size=600).get_vocab() == tok.get_vocab()     # deterministic
     for task in S.TASKS:                                  # real BBH items, never seen by the tokenizer's training
         for item in _bbh(task)[:20]:
             ids = tok(item["input"], add_special_tokens=False)["input_ids"]

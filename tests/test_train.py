@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from orca_utils.train_data import (Sample, TrainDataError, pack_samples_into_rows, read_stage_table,
-                                   tokenize_rows)
+from orca_utils.train_data import (PackedRowsCollator, Sample, TrainDataError, pack_samples_into_rows,
+                                   read_stage_table, tokenize_rows)
 
 
 def _tiny_model(vocab: int = 61, attn: str = "sdpa", seed: int = 0):
@@ -73,15 +73,20 @@ def _random_samples(n: int, vocab: int, seed: int) -> list[Sample]:
     return out
 
 
+@pytest.mark.parametrize("collator", ["trl_flat", "rows"])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_packed_loss_equals_per_sample_losses(attn):
+def test_packed_loss_equals_per_sample_losses(attn, collator):
+    """Both layouts: TRL's flattened padding-free batch, and our rows (one square attention mask per row)."""
     vocab = 61
     model = _tiny_model(vocab, attn=attn)
     samples = _random_samples(9, vocab, seed=1)
     rows = pack_samples_into_rows(samples, 40, "paper", seed=0)
     assert any(len(r["seq_lengths"]) > 1 for r in rows), "the test needs rows holding several samples"
-    batch = _collator()([{k: v for k, v in r.items() if k != "sample_ids"} for r in rows])
-    assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1
+    assert len({len(r["input_ids"]) for r in rows}) > 1, "the test needs rows of different lengths (a padded tail)"
+    collate = _collator() if collator == "trl_flat" else PackedRowsCollator(pad_token_id=0)
+    batch = collate([{k: v for k, v in r.items() if k != "sample_ids"} for r in rows])
+    assert "attention_mask" not in batch
+    assert batch["input_ids"].shape[0] == (1 if collator == "trl_flat" else len(rows))
     with torch.no_grad():
         # use_cache=False as SFTTrainer.compute_loss passes it: transformers only derives the block-diagonal mask from
         # position ids when no KV cache is built (with a cache the samples silently attend to each other)
