@@ -115,6 +115,11 @@ def prepare_stage_data(cfg: TrainingParams, upstream: Path, stage: int, tokenize
     return {"train_rows": train_rows, "eval_rows": eval_rows, "heldout": heldout_df, "stats": stats}
 
 
+def _packed_rows_kept(cfg: TrainingParams) -> bool:
+    """Packed rows go to the model as rows (`PackedRowsCollator`) unless FlashAttention takes them flattened."""
+    return cfg.packer in ("paper", "bfd") and _attn_implementation(cfg) != "flash_attention_2"
+
+
 def _sft_config(cfg: TrainingParams, stage: int, output_dir: Path):
     from trl import SFTConfig
 
@@ -127,14 +132,15 @@ def _sft_config(cfg: TrainingParams, stage: int, output_dir: Path):
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, optim=cfg.optimizer,
         max_grad_norm=cfg.max_grad_norm, bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
-        gradient_checkpointing=cfg.gradient_checkpointing, use_cpu=cfg.device == "cpu",
+        activation_checkpointing=cfg.gradient_checkpointing, use_cpu=cfg.device == "cpu",
         logging_steps=cfg.logging_steps, eval_strategy="steps", eval_steps=cfg.eval_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
         report_to="none", include_num_input_tokens_seen="non_padding", remove_unused_columns=False,
         dataloader_num_workers=0, disable_tqdm=False,
         # Our rows are tokenized and (for paper/bfd) packed already: TRL must not re-process them.
         dataset_kwargs={"skip_prepare_dataset": cfg.packer != "trl_bfd"},
-        packing=cfg.packer == "trl_bfd", packing_strategy="bfd", padding_free=packed_here,
+        packing=cfg.packer == "trl_bfd", packing_strategy="bfd",
+        padding_free=packed_here and not _packed_rows_kept(cfg),      # TRL's flattening, for FlashAttention only
         max_length=None if packed_here else cfg.max_len_tokens,
     )
 
@@ -191,9 +197,7 @@ def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None
     out = checkpoint_dir(run, stage)
     trainer_cls, timer_cls = _trainer_class()
     timer = timer_cls()
-    extra = {}
-    if cfg.packer in ("paper", "bfd") and model.config._attn_implementation != "flash_attention_2":
-        extra["data_collator"] = PackedRowsCollator(tokenizer.pad_token_id)
+    extra = {"data_collator": PackedRowsCollator(tokenizer.pad_token_id)} if _packed_rows_kept(cfg) else {}
     trainer = trainer_cls(model=model, args=_sft_config(cfg, stage, out), processing_class=tokenizer,
                           train_dataset=rows_to_dataset(data["train_rows"]),
                           eval_dataset=rows_to_dataset(data["eval_rows"]), callbacks=[timer], **extra)
