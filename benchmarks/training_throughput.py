@@ -12,7 +12,7 @@ One run trains the same samples once in each mode (AdamW, forward + backward + s
 Useful tokens are the samples' own tokens; pads are excluded. Data: FLAN CoT rationales from the shared data root
 (question -> rationale + answer), serialized by `orca_utils.tokens`. The last line is one JSON object.
 
-    .venv/bin/python benchmarks/training_throughput.py [--model SPEC] [--samples 24] [--max-len 256] [--rows 2]
+    .venv/bin/python benchmarks/training_throughput.py [--model SPEC] [--samples 24] [--max-len 512] [--rows 4]
 """
 from __future__ import annotations
 
@@ -93,8 +93,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=load_profile("smoke")["04_training"].student_model)
     parser.add_argument("--samples", type=int, default=24)
-    parser.add_argument("--max-len", type=int, default=256)
-    parser.add_argument("--rows", type=int, default=2, help="rows (packed) or samples (padded) per step")
+    parser.add_argument("--max-len", type=int, default=512)
+    parser.add_argument("--rows", type=int, default=4, help="rows (packed) or samples (padded) per step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cpu")
