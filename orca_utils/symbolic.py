@@ -18,8 +18,8 @@ import random
 import re
 from dataclasses import dataclass
 
-__all__ = ["TASKS", "ANSWER_KINDS", "ANSWER_LABELS", "Solution", "score", "solve", "explain", "generate_input", "generate_problems", "detect_task",
-           "STYLES", "answer_sentence"]
+__all__ = ["TASKS", "ANSWER_KINDS", "ANSWER_LABELS", "STYLES", "Solution", "score", "solve", "explain",
+           "generate_input", "generate_problems", "detect_task", "answer_sentence"]
 
 TASKS = ("boolean_expressions", "multistep_arithmetic_two", "object_counting", "dyck_languages", "web_of_lies")
 # How `orca_utils.extract.score_prediction` reads each task's answer (kind, and labels for booleans).
