@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .schemas import AugmentationParams, TeacherEndpointParams, TeacherModelParams
-from .teacher import ChatRequest, ChatRun, CostEstimate, Prices, complete_chats, estimate_cost
+from .teacher import ChatRequest, ChatRun, CostEstimate, Prices, complete_chats, emulation_for, estimate_cost
 
 __all__ = ["STAGES", "QUERY_COLUMNS", "RESPONSE_COLUMNS", "TRAIN_COLUMNS", "teacher_of", "load_queries",
-           "token_counter", "build_requests", "estimate_costs", "teacher_endpoints", "run_stage",
+           "token_counter", "build_requests", "estimate_costs", "teacher_endpoints", "run_stage", "run_stages",
            "responses_frame", "train_frame", "plot_length_distributions"]
 
 STAGES = ("stage1", "stage2")
@@ -69,7 +69,7 @@ def build_requests(queries, teacher: TeacherModelParams) -> list[ChatRequest]:
         messages = ([{"role": "system", "content": row.system_message}] if row.system_message else []) + \
                    [{"role": "user", "content": row.inputs}]
         requests.append(ChatRequest(str(row.id), teacher.model, messages, teacher.max_tokens, teacher.temperature,
-                                    list(teacher.stop) or None))
+                                    list(teacher.stop) or None, teacher.dialect, teacher.reasoning_effort))
     return requests
 
 
@@ -117,17 +117,37 @@ def teacher_endpoints(cfg: AugmentationParams, queries: dict, count_tokens=None)
     backends = offline_backends(offline, lookup, cfg.student_model,
                                 device="cpu" if cfg.device == "auto" else cfg.device, count_tokens=count_tokens)
     with serve_openai_compatible(backends, max_batch_size=max(t.local_batch_size for t in offline.values()),
-                                 batch_window_s=0.05) as base_url:
+                                 batch_window_s=0.05, emulate=emulation_for(cfg.endpoint)) as base_url:
         local = cfg.endpoint.model_copy(update={"base_url": base_url, "api_type": "openai"})
         yield {s: local if s in offline else cfg.endpoint for s in STAGES}
 
 
 def run_stage(cfg: AugmentationParams, stage: str, requests: list[ChatRequest], endpoint: TeacherEndpointParams,
-              cache_path: Path, count_tokens=None, progress: bool = True) -> ChatRun:
+              cache_path: Path, count_tokens=None, progress: bool = True, spent_usd: float = 0.0) -> ChatRun:
+    """One stage through the teacher client; `spent_usd` (earlier stages) counts against `max_cost_usd`."""
     teacher = teacher_of(cfg, stage)
     return complete_chats(requests, endpoint, cache_path, prices=_prices(teacher, endpoint),
-                          max_cost_usd=cfg.max_cost_usd, progress=progress, desc=f"{stage}: {teacher.label}",
-                          count_tokens=count_tokens)
+                          max_cost_usd=max(0.0, cfg.max_cost_usd - spent_usd), progress=progress,
+                          desc=f"{stage}: {teacher.label}", count_tokens=count_tokens)
+
+
+def run_stages(cfg: AugmentationParams, requests: dict, endpoints: dict, cache_path: Path, count_tokens=None,
+               progress: bool = True) -> dict[str, ChatRun]:
+    """Both stages in order under one `max_cost_usd` for the whole notebook; a stage with no `ok` response stops
+    the notebook with its most common error (nothing to train on would only fail later, in 04)."""
+    runs, spent = {}, 0.0
+    for stage in STAGES:
+        run = run_stage(cfg, stage, requests[stage], endpoints[stage], cache_path, count_tokens, progress, spent)
+        spent += run.stats.get("spent_usd", 0.0)
+        run.stats["notebook_spent_usd"] = spent
+        runs[stage] = run
+        counts = run.status_counts()
+        if requests[stage] and counts.get("ok", 0) == 0:
+            errors = [r.error for r in run.results if r.error]
+            common = max(set(errors), key=errors.count) if errors else "no error recorded"
+            raise RuntimeError(f"02_augmentation.{stage}: no `ok` response from {teacher_of(cfg, stage).model!r} "
+                               f"({counts}); most common error: {common}")
+    return runs
 
 
 def responses_frame(queries, run: ChatRun, teacher: TeacherModelParams):

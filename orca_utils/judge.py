@@ -273,7 +273,8 @@ def teacher_chat_fn(model, endpoint, cache_path, max_cost_usd: float | None = No
             counter[0] += 1
             requests.append(ChatRequest(id=f"{desc}-{counter[0]}", model=model.model, messages=messages,
                                         max_tokens=model.max_tokens, temperature=model.temperature,
-                                        stop=list(model.stop) or None))
+                                        stop=list(model.stop) or None, dialect=model.dialect,
+                                        reasoning_effort=model.reasoning_effort))
         prices = Prices(model.price_input_usd_per_1k, model.price_output_usd_per_1k)
         run = complete_chats(requests, endpoint, cache_path, prices=prices, max_cost_usd=max_cost_usd, desc=desc)
         return [(r.text, "ok") if r.status in ("ok", "truncated") else
@@ -313,5 +314,8 @@ def serve_models(models: Sequence, endpoint, default_model_spec: str, device: st
         if spec not in by_spec:
             by_spec[spec] = HFBackend(spec, batch_size=batch, device=device, progress=False, label=m.label)
         backends[m.model] = by_spec[spec]
-    with serve_openai_compatible(backends, batch_window_s=0.05, max_batch_size=batch) as base_url:
+    from .teacher import emulation_for
+
+    with serve_openai_compatible(backends, batch_window_s=0.05, max_batch_size=batch,
+                                 emulate=emulation_for(endpoint)) as base_url:
         yield endpoint.model_copy(update={"base_url": base_url})

@@ -17,11 +17,24 @@ up to `max_batch_size`), and a Batch API job sends all of a model's lines throug
 `generate` call instead of one per request. A backend may raise `ServerFault` to answer with an arbitrary status,
 headers and (possibly malformed) body after a delay: that is how tests inject 429s, 500s, timeouts and bad JSON.
 Server-wide `latency_s` and `rpm_limit` (429 with `Retry-After` above it) model a rate-limited remote endpoint.
+
+Emulation mode (`emulate=Emulation(...)`) makes the server behave like OpenAI's API where a paper-scale run can
+break, so that the rehearsal profile and the tests exercise the paper's code paths offline:
+- `GET /v1/models` lists the served models with a `shutdown_date` (from `orca_utils.teacher_models`) and every
+  registry model already shut down; a request for a shut-down or unknown model gets 404 `model_not_found`;
+- reasoning models (`teacher_models.dialect_for`) reject `max_tokens` (400 `unsupported_parameter`) and a
+  temperature other than 1 (400 `unsupported_value`), the way OpenAI's current models do;
+- the Batch API enforces a per-model enqueued-token limit: a batch that would push a model's in-flight prompt
+  tokens over `batch_enqueued_token_limit` fails with `token_limit_exceeded`, as OpenAI's does;
+- control-plane calls (file upload, batch create/retrieve, file download) fail now and then: every
+  `control_plane_fault_every`-th such call answers 429 (with Retry-After) or 500, alternately;
+- `require_api_key`: 401 for a request without a bearer key.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import socket
 import threading
@@ -35,7 +48,7 @@ from typing import Any, Iterator, Protocol
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-__all__ = ["Completion", "Backend", "ServerFault", "build_app", "serve_openai_compatible"]
+__all__ = ["Completion", "Backend", "ServerFault", "Emulation", "build_app", "serve_openai_compatible"]
 
 
 @dataclass
@@ -60,6 +73,72 @@ class ServerFault(Exception):
         self.status_code, self.headers, self.delay_s = status_code, headers or {}, delay_s
         self.body = body if body is not None else {"error": {"message": f"injected {status_code}",
                                                              "type": "server_error"}}
+
+
+@dataclass
+class Emulation:
+    """OpenAI behaviours the emulation mode reproduces (see the module docstring); None/0 turns one off."""
+
+    today: dt.date = field(default_factory=dt.date.today)
+    require_api_key: bool = False
+    batch_enqueued_token_limit: int | None = None     # per model, prompt tokens of in-flight batches
+    control_plane_fault_every: int = 0                # 0: never
+    retry_after_s: float = 0.05
+    shutdown_dates: dict[str, str | None] = field(default_factory=dict)   # overrides the registry's
+    dialects: dict[str, str] = field(default_factory=dict)                 # overrides dialect_for
+
+    def shutdown_date(self, model: str) -> str | None:
+        if model in self.shutdown_dates:
+            return self.shutdown_dates[model]
+        from .teacher_models import lookup
+
+        entry = lookup(model)
+        return entry.shutdown_date if entry else None
+
+    def is_shut_down(self, model: str) -> bool:
+        date = self.shutdown_date(model)
+        return bool(date) and dt.date.fromisoformat(date) <= self.today
+
+    def dialect(self, model: str) -> str:
+        from .teacher_models import dialect_for
+
+        return self.dialects.get(model) or dialect_for(model)
+
+    def listed_models(self, served) -> dict[str, str | None]:
+        from .teacher_models import REGISTRY
+
+        listed = {m: self.shutdown_date(m) for m in served}
+        for m in list(REGISTRY) + list(self.shutdown_dates):
+            if m not in listed and self.is_shut_down(m):
+                listed[m] = self.shutdown_date(m)
+        return listed
+
+
+def _openai_error(status: int, message: str, kind: str, param: str | None, code: str) -> dict:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def emulated_request_error(emu: Emulation, served, body: dict) -> tuple[int, dict] | None:
+    """(status, error body) OpenAI would answer for this chat request, or None when it is acceptable."""
+    model = body.get("model")
+    if model not in served or emu.is_shut_down(model):
+        return 404, _openai_error(404, f"The model `{model}` does not exist or you do not have access to it.",
+                                  "invalid_request_error", None, "model_not_found")
+    if emu.dialect(model) == "reasoning":
+        if body.get("max_tokens") is not None:
+            return 400, _openai_error(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                      "Use 'max_completion_tokens' instead.", "invalid_request_error",
+                                      "max_tokens", "unsupported_parameter")
+        temperature = body.get("temperature")
+        if temperature is not None and float(temperature) != 1.0:
+            return 400, _openai_error(400, f"Unsupported value: 'temperature' does not support {temperature} with "
+                                      "this model. Only the default (1) value is supported.",
+                                      "invalid_request_error", "temperature", "unsupported_value")
+    return None
+
+
+def _rough_prompt_tokens(body: dict) -> int:
+    return sum(max(1, len(str(m.get("content") or "")) // 4) + 4 for m in body.get("messages") or []) + 3
 
 
 def _request_dict(body: dict) -> dict:
@@ -111,7 +190,11 @@ class _State:
     batches: dict[str, dict] = field(default_factory=dict)
     recent: deque = field(default_factory=deque)
     queues: dict[str, asyncio.Queue] = field(default_factory=dict)
-    stats: dict[str, int] = field(default_factory=lambda: {"chat_requests": 0, "rate_limited": 0})
+    stats: dict[str, int] = field(default_factory=lambda: {"chat_requests": 0, "rate_limited": 0,
+                                                           "control_calls": 0, "control_faults": 0,
+                                                           "batches_over_token_limit": 0})
+    emulate: Emulation | None = None
+    enqueued: dict[str, int] = field(default_factory=dict)     # model -> prompt tokens of in-flight batches
 
 
 class _MicroBatcher:
@@ -148,17 +231,45 @@ class _MicroBatcher:
 
 
 def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float | None = None,
-              batch_window_s: float = 0.01, max_batch_size: int = 16, rate_window_s: float = 60.0):
+              batch_window_s: float = 0.01, max_batch_size: int = 16, rate_window_s: float = 60.0,
+              emulate: Emulation | None = None):
     """The FastAPI app (exposed for tests that want to mount it elsewhere). `app.state.orca` holds the state."""
     if not backends:
         raise ValueError("serve_openai_compatible: at least one backend is needed, e.g. {'model-name': backend}")
-    state = _State(dict(backends), latency_s, rpm_limit, rate_window_s, batch_window_s, max_batch_size)
+    state = _State(dict(backends), latency_s, rpm_limit, rate_window_s, batch_window_s, max_batch_size,
+                   emulate=emulate)
     batchers: dict[str, _MicroBatcher] = {}
     app = FastAPI(title="orca-notebooks local OpenAI-compatible server")
     app.state.orca = state
 
+    if emulate is not None:
+        @app.middleware("http")
+        async def emulate_api(request: Request, call_next):
+            if emulate.require_api_key:
+                auth = request.headers.get("authorization", "")
+                if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+                    return JSONResponse(_openai_error(401, "You didn't provide an API key.", "invalid_request_error",
+                                                      None, "missing_api_key"), status_code=401)
+            path, method = request.url.path, request.method
+            control = path.startswith("/v1/files") or path.startswith("/v1/batches")
+            if control and emulate.control_plane_fault_every:
+                state.stats["control_calls"] += 1
+                n = state.stats["control_calls"]
+                if n % emulate.control_plane_fault_every == 0:
+                    state.stats["control_faults"] += 1
+                    if (n // emulate.control_plane_fault_every) % 2:
+                        resp = _error(429, f"emulated rate limit on {method} {path}", "rate_limit_exceeded")
+                        resp.headers["Retry-After"] = f"{emulate.retry_after_s:.3f}"
+                        return resp
+                    return _error(500, f"emulated server error on {method} {path}", "server_error")
+            return await call_next(request)
+
     @app.get("/v1/models")
     async def models():
+        if emulate is not None:
+            listed = emulate.listed_models(state.backends)
+            return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "openai",
+                                                "shutdown_date": d} for m, d in listed.items()]}
         return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "local"}
                                            for m in state.backends]}
 
@@ -183,6 +294,8 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
         except json.JSONDecodeError:
             return _error(400, "request body is not valid JSON")
         model = body.get("model")
+        if emulate is not None and (refusal := emulated_request_error(emulate, state.backends, body)):
+            return JSONResponse(refusal[1], status_code=refusal[0])
         if model not in state.backends:
             return _error(404, f"model {model!r} not served here; have {sorted(state.backends)}",
                           "model_not_found")
@@ -256,6 +369,12 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
             try:
                 item = json.loads(line)
                 model = item["body"]["model"]
+                if emulate is not None and (refusal := emulated_request_error(emulate, state.backends,
+                                                                              item["body"])):
+                    rid = f"batch_req_{uuid.uuid4().hex[:16]}"
+                    errors.append({"id": rid, "custom_id": item.get("custom_id"), "error": None, "response": {
+                        "status_code": refusal[0], "request_id": rid, "body": refusal[1]}})
+                    continue
                 if model not in state.backends:
                     raise KeyError(f"model {model!r} not served")
                 per_model.setdefault(model, []).append(item)
@@ -287,6 +406,31 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
                                               f"{bid}_error.jsonl", "batch_output")
         final = "cancelled" if batch["status"] == "cancelling" else "completed"
         batch.update(status=final, **{f"{final}_at": int(time.time())})
+        release(batch)
+
+    def release(batch: dict) -> None:
+        for model, tokens in (batch.pop("_enqueued", None) or {}).items():
+            state.enqueued[model] = max(0, state.enqueued.get(model, 0) - tokens)
+
+    def over_token_limit(bid: str, fid: str) -> dict | None:
+        """Emulation: the batch's prompt tokens per model; a `failed` batch body when a limit would be passed."""
+        tokens: dict[str, int] = {}
+        for line in state.files[fid]["content"].decode().splitlines():
+            try:
+                body = json.loads(line)["body"]
+                tokens[body["model"]] = tokens.get(body["model"], 0) + _rough_prompt_tokens(body)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+        limit = emulate.batch_enqueued_token_limit if emulate else None
+        for model, t in tokens.items():
+            if limit is not None and state.enqueued.get(model, 0) + t > limit:
+                state.stats["batches_over_token_limit"] += 1
+                return {"model": model, "message": f"Enqueued token limit reached for {model} in organization "
+                        f"org-emulated. Limit: {limit:,} enqueued tokens. Please try submitting your batch again "
+                        f"later.", "tokens": tokens}
+        for model, t in tokens.items():
+            state.enqueued[model] = state.enqueued.get(model, 0) + t
+        return {"tokens": tokens}
 
     @app.post("/v1/batches")
     async def create_batch(request: Request):
@@ -302,12 +446,20 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
             "completion_window": body.get("completion_window", "24h"), "status": "validating",
             "output_file_id": None, "error_file_id": None, "created_at": int(time.time()),
             "metadata": body.get("metadata"), "request_counts": {"total": 0, "completed": 0, "failed": 0}}
+        if emulate is not None:
+            check = over_token_limit(bid, fid)
+            if "message" in check:
+                state.batches[bid].update(status="failed", failed_at=int(time.time()), errors={
+                    "object": "list", "data": [{"code": "token_limit_exceeded", "message": check["message"],
+                                                "param": None, "line": None}]})
+                return _public(state.batches[bid])
+            state.batches[bid]["_enqueued"] = check["tokens"]
         asyncio.get_running_loop().run_in_executor(None, process_batch, bid)
-        return state.batches[bid]
+        return _public(state.batches[bid])
 
     @app.get("/v1/batches/{bid}")
     async def get_batch(bid: str):
-        return state.batches[bid] if bid in state.batches else _error(404, f"no batch {bid!r}")
+        return _public(state.batches[bid]) if bid in state.batches else _error(404, f"no batch {bid!r}")
 
     @app.post("/v1/batches/{bid}/cancel")
     async def cancel_batch(bid: str):
@@ -316,9 +468,13 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
         batch = state.batches[bid]
         if batch["status"] in ("validating", "in_progress"):
             batch["status"] = "cancelling"
-        return batch
+        return _public(batch)
 
     return app
+
+
+def _public(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if not k.startswith("_")}
 
 
 def _free_socket(host: str, port: int | None) -> socket.socket:
@@ -332,7 +488,8 @@ def _free_socket(host: str, port: int | None) -> socket.socket:
 def serve_openai_compatible(backends: dict[str, Any], *, host: str = "127.0.0.1", port: int | None = None,
                             latency_s: float = 0.0, rpm_limit: float | None = None, rate_window_s: float = 60.0,
                             batch_window_s: float = 0.01, max_batch_size: int = 16,
-                            ready_timeout_s: float = 30.0, log_level: str = "warning") -> Iterator[str]:
+                            ready_timeout_s: float = 30.0, log_level: str = "warning",
+                            emulate: Emulation | None = None) -> Iterator[str]:
     """Serve `backends` ({model name: backend}) on `host`; yield the base URL `http://host:port/v1`.
 
     The server is up (GET /v1/models answered) before the body runs, and stopped when it ends or raises.
@@ -344,7 +501,7 @@ def serve_openai_compatible(backends: dict[str, Any], *, host: str = "127.0.0.1"
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError(f"serve_openai_compatible: host {host!r}: only loopback addresses are allowed")
     app = build_app(backends, latency_s=latency_s, rpm_limit=rpm_limit, batch_window_s=batch_window_s,
-                    max_batch_size=max_batch_size, rate_window_s=rate_window_s)
+                    max_batch_size=max_batch_size, rate_window_s=rate_window_s, emulate=emulate)
     serve_openai_compatible.last_app = app
     sock = _free_socket(host, port)
     bound_port = sock.getsockname()[1]
@@ -361,7 +518,8 @@ def serve_openai_compatible(backends: dict[str, Any], *, host: str = "127.0.0.1"
             if not thread.is_alive():
                 raise RuntimeError(f"local OpenAI-compatible server on {host}:{bound_port} exited at start-up")
             try:
-                if httpx.get(f"{base_url}/models", timeout=1.0).status_code == 200:
+                if httpx.get(f"{base_url}/models", timeout=1.0,
+                             headers={"Authorization": "Bearer readiness-probe"}).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

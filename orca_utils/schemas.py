@@ -102,6 +102,14 @@ class TeacherEndpointParams(Strict):
     batch_poll_interval_s: float = Field(30.0, gt=0)
     batch_max_rounds: int = Field(3, ge=1, description="batches per request before its status stays `error`")
     batch_price_factor: float = Field(0.5, gt=0, le=1, description="Batch API price relative to chat")
+    check_models: bool = Field(True, description="before sending, check the model against the endpoint's "
+                               "GET /v1/models (present, not past its shutdown_date) when the endpoint answers it")
+    control_retries: int = Field(6, ge=0, description="retries of Batch control-plane calls (file upload, batch "
+                                 "create, poll, download) on 429/5xx/connection errors")
+    emulate_openai: bool = Field(False, description="serve this block's offline stand-ins behind the local server "
+                                 "in OpenAI emulation mode (model list with shutdown dates, 404 for retired models, "
+                                 "reasoning-model parameter rules, batch token limits, control-plane faults): the "
+                                 "rehearsal profile's way to take the paper's code paths offline")
 
     _check_env = field_validator("api_key_env")(classmethod(lambda cls, v: check_env_name(v)))
 
@@ -117,12 +125,25 @@ class TeacherModelParams(Strict):
     local_model: str | None = Field(None, description="model spec of the local_llm teacher (null: student_model)")
     local_batch_size: int = Field(8, ge=1, description="generation batch of the local_llm teacher")
     max_queries: int | None = Field(None, ge=1, description="first N queries of the stage (smoke cap); null: all")
-    max_tokens: int = Field(1024, ge=1, description="explicit max_tokens on every request")
-    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(1024, ge=1, description="explicit output cap on every request (sent as max_tokens, "
+                            "or max_completion_tokens in the reasoning dialect)")
+    temperature: float = Field(0.0, ge=0, le=2, description="sent in the chat dialect only (reasoning models "
+                               "reject a non-default temperature)")
+    api_dialect: Literal["auto", "chat", "reasoning"] = Field(
+        "auto", description="chat: max_tokens + temperature; reasoning: max_completion_tokens, no temperature, "
+        "optional reasoning_effort; auto: orca_utils.teacher_models.dialect_for(model)")
+    reasoning_effort: str | None = Field(None, description="reasoning dialect only (e.g. none, low, medium, high); "
+                                         "null: the model's default")
     stop: list[str] = Field(default_factory=list, description="explicit stop strings sent on every request")
     price_input_usd_per_1k: float = Field(0.0, ge=0, description="USD per 1,000 prompt tokens")
     price_output_usd_per_1k: float = Field(0.0, ge=0, description="USD per 1,000 completion tokens")
     expected_completion_tokens: int | None = Field(None, ge=1, description="for the cost estimate; null: max_tokens")
+
+    @property
+    def dialect(self) -> str:
+        from .teacher_models import dialect_for
+
+        return dialect_for(self.model) if self.api_dialect == "auto" else self.api_dialect
 
 
 class AugmentationParams(CommonParams):

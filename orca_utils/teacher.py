@@ -9,12 +9,19 @@
   counts) by a smooth limiter (GCRA); a 429 pauses every worker for its `Retry-After`.
 - Retries: 429, 5xx, timeouts, connection errors and malformed responses, with exponential backoff and full jitter,
   up to `endpoint.max_retries`; then the request is recorded with status `error` (re-sent on a later run when
-  `retry_errors`). 401/403/404 stop the run at once (`TeacherConfigError`): they would fail every request.
+  `retry_errors`). Configuration errors stop the run at once with one line naming the model and the param to
+  change (`TeacherConfigError`), and are never cached: 401/403, 404 (unknown or shut-down model), and 400s about
+  the request's form (`unsupported_parameter`, `unsupported_value`: a reasoning model sent `max_tokens`).
+- Dialects (`ChatRequest.dialect`, from the teacher's `api_dialect`): `chat` sends `max_tokens` and `temperature`;
+  `reasoning` sends `max_completion_tokens` (which also pays for hidden reasoning tokens), no temperature, and
+  `reasoning_effort` when set. `request_body` writes both chat calls and Batch lines.
+- Before the first request, the endpoint's model list (`GET /v1/models`, when it answers) must hold the model and
+  not past its `shutdown_date`; otherwise the run stops before anything is sent.
 - Cache: `orca_utils.response_cache` (SQLite, WAL, one transaction per record): cached keys are never sent again.
 - Cost: `estimate_cost` before spending; `max_cost_usd` refuses a run whose estimate exceeds it and stops sending
   (status `not_sent`, not cached) once the spent plus the next request's worst case would exceed it.
 - Batch mode (`endpoint.batch_mode`): `orca_utils.teacher_batch`, into the same cache.
-Explicit `max_tokens` always goes out, and `stop` whenever the request has stop strings.
+An explicit output cap always goes out, and `stop` whenever the request has stop strings.
 """
 from __future__ import annotations
 
@@ -34,7 +41,7 @@ from .schemas import TeacherEndpointParams
 
 __all__ = ["STATUSES", "ChatRequest", "ChatResult", "ChatRun", "Prices", "CostEstimate", "CostLimitError",
            "TeacherConfigError", "RateLimiter", "make_client", "classify_response", "estimate_cost",
-           "run_chat_async", "complete_chats"]
+           "request_body", "config_error_message", "check_models", "emulation_for", "run_chat_async", "complete_chats"]
 
 STATUSES = ("ok", "truncated", "refused", "content_filter", "empty", "error", "not_sent")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -45,7 +52,11 @@ class CostLimitError(RuntimeError):
 
 
 class TeacherConfigError(RuntimeError):
-    """The endpoint refuses every request (bad key, no access, unknown model, missing key)."""
+    """The endpoint refuses every request (bad key, no access, unknown or retired model, wrong dialect)."""
+
+
+CONFIG_ERROR_CODES = {"model_not_found", "unsupported_parameter", "unsupported_value", "invalid_api_key",
+                      "missing_api_key", "model_not_supported"}
 
 
 @dataclass
@@ -56,10 +67,68 @@ class ChatRequest:
     max_tokens: int
     temperature: float = 0.0
     stop: list[str] | None = None
+    dialect: str = "chat"                 # "chat" | "reasoning" (orca_utils.teacher_models)
+    reasoning_effort: str | None = None
 
     @property
     def key(self) -> str:
-        return request_key(self.model, self.messages, self.max_tokens, self.temperature, self.stop)
+        if self.dialect == "chat":
+            return request_key(self.model, self.messages, self.max_tokens, self.temperature, self.stop)
+        # A reasoning request sends no temperature: the key records the dialect and effort instead.
+        return request_key(self.model, self.messages, self.max_tokens, -1.0,
+                           list(self.stop or []) + [f"<dialect:{self.dialect}:{self.reasoning_effort}>"])
+
+
+def request_body(req: ChatRequest) -> dict:
+    """The chat-completions body for `req` in its dialect (the same for chat calls and Batch lines)."""
+    body: dict[str, Any] = {"model": req.model, "messages": req.messages}
+    if req.dialect == "reasoning":
+        body["max_completion_tokens"] = req.max_tokens
+        if req.reasoning_effort:
+            body["reasoning_effort"] = req.reasoning_effort
+    else:
+        body["max_tokens"] = req.max_tokens
+        body["temperature"] = req.temperature
+    if req.stop:
+        body["stop"] = list(req.stop)
+    return body
+
+
+def config_error_message(model: str, status: int | None, error: dict | None) -> str | None:
+    """One line naming the model and the param to change when an error means every request will fail, else None.
+
+    `error` is the API's error object (`{"message", "code", "param", ...}`); None for non-configuration errors
+    (rate limits, server errors, a single over-long prompt).
+    """
+    from .teacher_models import retired_on
+
+    error = error or {}
+    code, param = error.get("code"), error.get("param")
+    text = " ".join(str(error.get("message") or "").split())[:200]
+    if status in (401, 403) or code in ("invalid_api_key", "missing_api_key"):
+        return (f"model {model!r}: HTTP {status} from the endpoint ({text}): check the key in the environment "
+                f"variable named by the endpoint's `api_key_env`, and that it has access to this model")
+    if status == 404 or code in ("model_not_found", "model_not_supported"):
+        retired = retired_on(model)
+        why = f"shut down on {retired}" if retired else "not served by this endpoint"
+        return (f"model {model!r} is {why} (HTTP {status} {code or ''}): change the teacher's `model` param "
+                f"(`python -m orca_utils validate --profile <profile> --deep` lists what the endpoint serves)")
+    if status == 400 and code in ("unsupported_parameter", "unsupported_value"):
+        if param in ("max_tokens", "temperature"):
+            fix = "set the teacher's `api_dialect: reasoning` (max_completion_tokens, no temperature)"
+        elif param in ("max_completion_tokens", "reasoning_effort"):
+            fix = "set the teacher's `api_dialect: chat`, or `reasoning_effort: null`"
+        else:
+            fix = f"remove or change the teacher param that sets `{param}`"
+        return f"model {model!r} rejects `{param}` (HTTP 400 {code}: {text}): {fix}"
+    return None
+
+
+def _error_object(exc: Exception) -> dict:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        return body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    return {}
 
 
 @dataclass
@@ -168,6 +237,19 @@ class RateLimiter:
         self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
 
+def emulation_for(endpoint: TeacherEndpointParams):
+    """The local server's OpenAI emulation settings when the endpoint asks for it (`emulate_openai`), else None.
+
+    Batches are limited to the endpoint's own `batch_max_enqueued_tokens` of prompt tokens per model (the client
+    counts prompt + max_tokens, so it stays under), and every 7th control-plane call fails (429 or 500).
+    """
+    if not endpoint.emulate_openai:
+        return None
+    from .local_server import Emulation
+
+    return Emulation(batch_enqueued_token_limit=endpoint.batch_max_enqueued_tokens, control_plane_fault_every=7)
+
+
 def make_client(endpoint: TeacherEndpointParams):
     """AsyncOpenAI / AsyncAzureOpenAI with the key from the environment; the client's own retries are off."""
     import openai
@@ -243,11 +325,7 @@ async def _send(client, req: ChatRequest, endpoint: TeacherEndpointParams, limit
         stats["sent"] += 1
         wait = None
         try:
-            kwargs = dict(model=req.model, messages=req.messages, max_tokens=req.max_tokens,
-                          temperature=req.temperature)
-            if req.stop:
-                kwargs["stop"] = list(req.stop)
-            resp = await client.chat.completions.create(**kwargs)
+            resp = await client.chat.completions.create(**request_body(req))
             body = resp if isinstance(resp, dict) else resp.model_dump()
             status, text, reason, pt, ct = classify_response(body)
             return CachedResponse(req.key, req.model, _request_json(req), status, text, reason, pt, ct, None,
@@ -259,8 +337,10 @@ async def _send(client, req: ChatRequest, endpoint: TeacherEndpointParams, limit
             last_error = f"429 rate limited: {_short(exc)}"
         except openai.APIStatusError as exc:
             code = exc.status_code
-            if code in (401, 403, 404):
-                raise TeacherConfigError(f"{req.model}: HTTP {code} from the endpoint: {_short(exc)}") from None
+            message = config_error_message(req.model, code, _error_object(exc))
+            if message or code in (401, 403, 404):
+                raise TeacherConfigError(message or f"{req.model}: HTTP {code} from the endpoint: {_short(exc)}") \
+                    from None
             if getattr(exc, "code", None) == "content_filter" or "content_filter" in str(exc.body or ""):
                 return CachedResponse(req.key, req.model, _request_json(req), "content_filter", "", "content_filter",
                                       0, 0, _short(exc), attempts, "chat")
@@ -287,8 +367,35 @@ def _short(exc: Exception, limit: int = 300) -> str:
 def _request_json(req: ChatRequest) -> str:
     import json
 
-    return json.dumps({"model": req.model, "messages": req.messages, "max_tokens": req.max_tokens,
-                       "temperature": req.temperature, "stop": req.stop}, ensure_ascii=False)
+    return json.dumps(request_body(req), ensure_ascii=False)
+
+
+async def check_models(client, models: set[str]) -> None:
+    """Stop before anything is sent when the endpoint's model list lacks a model or lists it as shut down.
+
+    Endpoints without a usable `GET /v1/models` (some proxies, Azure deployment names) are not checked here.
+    """
+    import datetime as dt
+
+    import openai
+
+    try:
+        page = await client.models.list()
+        listed = {m.id: (m.model_dump() if hasattr(m, "model_dump") else dict(m)) for m in page.data}
+    except openai.AuthenticationError as exc:
+        raise TeacherConfigError(config_error_message(sorted(models)[0], 401, _error_object(exc))) from None
+    except Exception:  # noqa: BLE001 - no model list: the first request will tell
+        return
+    if not listed:
+        return
+    for model in sorted(models):
+        info = listed.get(model)
+        if info is None:
+            raise TeacherConfigError(config_error_message(model, 404, {"code": "model_not_found"}))
+        shutdown = info.get("shutdown_date")
+        if shutdown and dt.date.fromisoformat(str(shutdown)[:10]) <= dt.date.today():
+            raise TeacherConfigError(f"model {model!r} was shut down on {shutdown} (the endpoint's model list): "
+                                     f"change the teacher's `model` param")
 
 
 def _result(req: ChatRequest, rec: CachedResponse | None, from_cache: bool) -> ChatResult:
@@ -314,6 +421,8 @@ async def run_chat_async(requests: Sequence[ChatRequest], endpoint: TeacherEndpo
     fresh: dict[str, CachedResponse] = {}
     if todo:
         client = client or make_client(endpoint)
+        if endpoint.check_models:
+            await check_models(client, {r.model for r in todo})
         if endpoint.batch_mode:
             from .teacher_batch import run_batches
 

@@ -104,7 +104,7 @@ def test_a_batch_submitted_by_a_killed_run_is_collected_not_resubmitted(tmp_path
         async def submit_then_die():
             client = openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
             with ResponseCache(cache_path) as cache:
-                return await _submit(client, reqs, cache, 1)
+                return await _submit(client, reqs, cache, 1, _endpoint(base_url))
 
         batch_id = asyncio.run(submit_then_die())
         with ResponseCache(cache_path) as cache:
