@@ -110,8 +110,10 @@ def teacher_endpoints(cfg: AugmentationParams, queries: dict, count_tokens=None)
 
     stages = {s: teacher_of(cfg, s) for s in STAGES}
     offline = {s: t for s, t in stages.items() if t.offline_backend != "none"}
+    own = {s: cfg.endpoint.model_copy(update={"base_url": t.base_url}) if t.base_url else cfg.endpoint
+           for s, t in stages.items()}
     if not offline:
-        yield {s: cfg.endpoint for s in STAGES}
+        yield own
         return
     lookup = pd.concat([queries[s] for s in STAGES], ignore_index=True)
     backends = offline_backends(offline, lookup, cfg.student_model,
@@ -119,7 +121,7 @@ def teacher_endpoints(cfg: AugmentationParams, queries: dict, count_tokens=None)
     with serve_openai_compatible(backends, max_batch_size=max(t.local_batch_size for t in offline.values()),
                                  batch_window_s=0.05, emulate=emulation_for(cfg.endpoint)) as base_url:
         local = cfg.endpoint.model_copy(update={"base_url": base_url, "api_type": "openai"})
-        yield {s: local if s in offline else cfg.endpoint for s in STAGES}
+        yield {s: local if s in offline else own[s] for s in STAGES}
 
 
 def run_stage(cfg: AugmentationParams, stage: str, requests: list[ChatRequest], endpoint: TeacherEndpointParams,

@@ -1,6 +1,7 @@
 """Command line: `python -m orca_utils <command>` (also installed as `orca`).
 
-Commands: `run` (the pipeline), `validate` (check a params file), `fetch-model` (prepare the offline smoke model).
+Commands: `run` (the pipeline), `validate` (check a params file; with `--deep`, the preflight of
+`orca_utils.preflight`), `fetch-model` (prepare the offline smoke model).
 Other modules register more through `COMMANDS` (e.g. `score`). Exit codes: 0 ok, 1 a notebook or command failed,
 2 bad params or bad arguments.
 """
@@ -49,14 +50,26 @@ def _run(args) -> int:
 def _add_validate(p):
     p.add_argument("--profile", default="smoke")
     p.add_argument("--params-override", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--params-dir", help="folder holding <profile>.yaml (default: params/)")
+    p.add_argument("--deep", action="store_true", help="also check endpoints and model names, model specs and hub "
+                   "repos, accelerate configs and GPU memory (orca_utils.preflight; uses the network)")
 
 
 def _validate(args) -> int:
     from .config import load_profile
 
-    cfgs = load_profile(args.profile, overrides=args.params_override)
-    print(f"params/{args.profile}.yaml: ok ({len(cfgs)} notebook blocks)")
-    return 0
+    cfgs = load_profile(args.profile, overrides=args.params_override, params_dir=args.params_dir)
+    where = f"{args.params_dir}/{args.profile}.yaml" if args.params_dir else f"params/{args.profile}.yaml"
+    print(f"{where}: ok ({len(cfgs)} notebook blocks)")
+    if not args.deep:
+        return 0
+    from .preflight import run_preflight
+
+    report = run_preflight(cfgs)
+    for line in report.lines():
+        print(line)
+    print(report.summary())
+    return 0 if report.ok else 2
 
 
 def _add_fetch(p):

@@ -34,6 +34,7 @@ __all__ = [
     "params_hash",
     "parse_overrides",
     "profile_path",
+    "profile_chain",
 ]
 
 _SECRET_PATTERN = re.compile(r"^(sk-[A-Za-z0-9_\-]{16,}|sk-proj-[A-Za-z0-9_\-]{8,}|Bearer\s+\S{16,})")
@@ -167,6 +168,15 @@ def _read_profile_raw(path: Path, params_dir: Path, seen: tuple[str, ...] = ()) 
         raise ConfigError(f"{path}: extends: {base!r} extends itself through {' -> '.join(seen + (base,))}")
     base_path = profile_path(base, params_dir)
     return _deep_merge(_read_profile_raw(base_path, params_dir, seen + (path.stem,)), raw)
+
+
+def profile_chain(profile: str, params_dir: Path | str | None = None) -> list[str]:
+    """The profile and the profiles it extends, nearest first (`rehearsal` -> ['rehearsal', 'paper'])."""
+    params_dir = Path(params_dir) if params_dir else PARAMS_DIR
+    chain = [profile]
+    while (base := _read_yaml(profile_path(chain[-1], params_dir)).get("extends")) and base not in chain:
+        chain.append(str(base))
+    return chain
 
 
 def load_profile(

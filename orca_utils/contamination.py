@@ -145,44 +145,55 @@ def drop_overlapping(df: pd.DataFrame, report: ContaminationReport) -> pd.DataFr
     return df[~df["id"].isin(report.overlapping_query_ids)].reset_index(drop=True)
 
 
-# Minimal private readers of the local layouts (AGIEval/BBH/TruthfulQA loaders proper belong to the evaluation
-# notebooks' modules); the open-ended sets come from orca_utils.open_ended.
+# Readers of the evaluation sets' item texts, for the local layout and the hub snapshots alike: AGIEval and BBH rows
+# are found and read by `orca_utils.eval_tasks.task_rows` (as the evaluation notebooks find them), TruthfulQA by
+# `orca_utils.safety.load_truthfulqa`, the open-ended sets by `orca_utils.open_ended.load_prompt_set`.
+def _agieval_text(row: dict) -> str:
+    if "query" in row:                                     # lm-eval's hub copies: the question as asked
+        return str(row["query"])
+    options = row.get("options")
+    options = " ".join(map(str, options)) if options is not None and not isinstance(options, str) else options
+    return "\n".join(x for x in (row.get("passage"), row.get("question"), options) if isinstance(x, str) and x)
+
+
+def _jsonl_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _hub_rows(root: Path, benchmark: str) -> list[dict]:
+    from .eval_tasks import task_rows, task_specs
+
+    return [row for spec in task_specs(benchmark) for row in task_rows(root, benchmark, spec.name)]
+
+
 def _agieval(root: Path) -> list[str]:
-    out = []
-    for path in sorted(root.glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                out.append("\n".join(str(x) for x in (row.get("passage"), row.get("question"),
-                                                     " ".join(row.get("options") or [])) if x))
-    return out
+    """Every `<task>.jsonl` of the local folder (the English tasks and math), else the hub copy's English tasks."""
+    local = sorted(root.glob("*.jsonl"))
+    rows = [row for path in local for row in _jsonl_rows(path)] if local else _hub_rows(root, "agieval")
+    return [_agieval_text(row) for row in rows]
 
 
 def _bbh(root: Path) -> list[str]:
-    return [ex["input"] for path in sorted(root.glob("*.json"))
-            for ex in json.loads(path.read_text(encoding="utf-8"))["examples"]]
-
-
-def _truthfulqa(root: Path) -> list[str]:
-    path = next(iter(sorted(root.glob("*.csv"))), None)
-    if path is None:
-        raise FileNotFoundError(f"{root}: no TruthfulQA csv")
-    return pd.read_csv(path, dtype=str, keep_default_na=False)["Question"].tolist()
+    """Every `<task>.json` of the local folder, else the hub copy's 27 tasks (`<task>/test-*.parquet`)."""
+    local = sorted(root.glob("*.json"))
+    if local:
+        return [ex["input"] for path in local for ex in json.loads(path.read_text(encoding="utf-8"))["examples"]]
+    return [str(row["input"]) for row in _hub_rows(root, "bbh")]
 
 
 def load_eval_texts(names: Iterable[str], data_dir: str | None = None, offline: bool = True) -> dict[str, list[str]]:
     """The text of every item of each evaluation set (what a model is asked), read through the data root."""
     from .data import resolve_dataset
     from .open_ended import load_prompt_set
+    from .safety import load_truthfulqa
 
-    readers = {"agieval": _agieval, "bbh": _bbh, "truthfulqa": _truthfulqa}
+    readers = {"agieval": _agieval, "bbh": _bbh}
     out = {}
     for name in names:
         if name in readers:
-            loc = resolve_dataset(name, data_dir, offline)
-            if loc.from_hub:
-                raise NotImplementedError(f"{name}: only the local layout is read here (got {loc.origin})")
-            out[name] = readers[name](loc.path)
+            out[name] = readers[name](Path(resolve_dataset(name, data_dir, offline).path))
+        elif name == "truthfulqa":
+            out[name] = load_truthfulqa(data_dir, offline)["question"].astype(str).tolist()
         elif name in ("vicuna_bench", "wizardlm", "awesome_prompts"):
             out[name] = load_prompt_set(name, data_dir, offline)["prompt"].astype(str).tolist()
         else:

@@ -27,7 +27,7 @@ import yaml
 from .extract import normalize_target
 
 __all__ = ["TaskSpec", "EvalItem", "BENCHMARKS", "task_specs", "get_task", "load_task", "load_benchmark",
-           "format_prompt", "subset_items"]
+           "format_prompt", "subset_items", "task_rows"]
 
 BENCHMARKS = ("agieval", "bbh")
 LETTERS = "ABCDEFGHIJKLMNOPQR"
@@ -171,6 +171,12 @@ def _bbh_item(spec: TaskSpec, row: dict, i: int) -> EvalItem | None:
         conts, gold = [f" {raw_target}"], 0
     return EvalItem("bbh", spec.name, f"{spec.name}/{i}", format_prompt(spec, row), target, spec.kind,
                     options=options, labels=spec.labels, continuations=conts, gold_index=gold)
+
+
+def task_rows(root: str | Path, benchmark: str, name: str) -> list[dict]:
+    """The raw rows of one task, found and read as `load_task` finds and reads them (local or hub layout)."""
+    spec = get_task(benchmark, name)
+    return [row for path in _task_files(Path(root), spec) for row in _read_rows(path)]
 
 
 def load_task(root: str | Path, benchmark: str, name: str) -> list[EvalItem]:

@@ -12,7 +12,8 @@ Sources:
   instance's input with one of FLAN-v2's ten NIv2 zero-shot templates (picked per instance from its id).
 - `load_task_list`: FLAN-v2's task list (`flan_collection_info.csv`) with the four collections we sample.
 - `load_schema_file`: any JSONL or parquet already in the schema.
-- `iter_hub_submix` / `map_hub_row`: the FLAN-v2 submixes on the hub (`conceptofmind/<x>_submix_original`), streamed
+- `iter_hub_submix` / `map_hub_row`: the FLAN-v2 submixes on the hub (`DataProvenanceInitiative/<x>_submix_original`, first published as
+  `conceptofmind/<x>_submix_original`; a local folder in the same layout works too), streamed
   with `datasets` so nothing big sits in memory; only zero-shot templates are kept.
 Malformed rows (missing fields, empty inputs or targets) are skipped and counted in a `LoadReport`, never fatal.
 """
@@ -35,7 +36,7 @@ __all__ = ["QUERY_COLUMNS", "COLLECTIONS", "COT_COLUMNS", "HUB_SUBMIXES", "LoadR
 
 QUERY_COLUMNS = ["id", "collection", "task", "template_type", "inputs", "targets", "rationale", "is_multiple_choice"]
 COLLECTIONS = ("cot", "niv2", "t0", "flan2021")
-HUB_SUBMIXES = {c: f"conceptofmind/{c}_submix_original" for c in COLLECTIONS}
+HUB_SUBMIXES = {c: f"DataProvenanceInitiative/{c}_submix_original" for c in COLLECTIONS}
 
 # Column order of each FLAN-v2 CoT source file (flan/v2/cot_data/<source>_train.tsv), read file by file.
 COT_COLUMNS: dict[str, tuple[str, str, str]] = {

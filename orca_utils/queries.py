@@ -13,6 +13,7 @@ import pandas as pd
 from .data import resolve_data_root, resolve_dataset
 from .flan import COLLECTIONS, LoadReport, load_cot_dir, load_niv2_dir, load_schema_file, load_task_list
 from .reference import format_paper_value, paper_block
+from .paths import REPO_ROOT
 from .sampling import SampleResult, load_hub_collection, sample_stages
 from .schemas import SamplingParams
 from .system_messages import SYSTEM_MESSAGES, assign_system_messages
@@ -47,6 +48,8 @@ def load_pool(cfg: SamplingParams) -> tuple[pd.DataFrame, pd.DataFrame, dict[str
             if not hub_id:
                 unavailable[c] = "no hub submix configured"
                 continue
+            local = REPO_ROOT / hub_id          # a folder in the hub's layout (the rehearsal's fixtures)
+            hub_id = str(local) if local.is_dir() else hub_id
             rep = LoadReport(source=hub_id, collection=c)
             cap = getattr(cfg.max_rows_per_task, c)
             frames.append(load_hub_collection(c, hub_id, quota=max(1, round(quota * cfg.scale)),

@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import load_profile, params_hash, profile_path
+from .config import load_profile, params_hash, profile_chain, profile_path
 from .paths import NOTEBOOKS_DIR, REPO_ROOT
 from .runs import profile_root, versions
 
@@ -114,7 +114,8 @@ def run_pipeline(profile: str, only: list[str] | None = None, start: str | None 
     manifest_path = root / "manifest.json"
     manifest = _load_manifest(manifest_path)
     manifest.update(
-        profile=profile, params_file=str(params_file.relative_to(REPO_ROOT)) if params_file.is_relative_to(REPO_ROOT)
+        profile=profile, extends=profile_chain(profile)[1:],
+        params_file=str(params_file.relative_to(REPO_ROOT)) if params_file.is_relative_to(REPO_ROOT)
         else str(params_file), params_sha256=hashlib.sha256(params_file.read_bytes()).hexdigest(),
         overrides=list(overrides or []), git=_git_commit(), versions=versions(), python=sys.executable and
         sys.version.split()[0], run_started=_now(), run_finished=None, status="running",

@@ -66,7 +66,7 @@ class SamplingParams(CommonParams):
     extra_query_files: list[str] = Field(default_factory=list, description="JSONL/parquet files already in the "
                                          "query schema, added to the pool (relative to the data root or absolute)")
     hub_submixes: dict[str, str] = Field(default_factory=lambda: {
-        c: f"conceptofmind/{c}_submix_original" for c in ("cot", "niv2", "t0", "flan2021")},
+        c: f"DataProvenanceInitiative/{c}_submix_original" for c in ("cot", "niv2", "t0", "flan2021")},
         description="collection -> hub dataset id (source: hub)")
     hub_revision: str | None = Field(None, description="pin the submixes' revision (source: hub)")
     system_message_weights: dict[str, dict[int, float]] = Field(
@@ -120,6 +120,8 @@ class TeacherModelParams(Strict):
     label: str = Field(..., min_length=1, description="human label in tables and figures (never claim GPT-4 for "
                        "an offline stand-in)")
     model: str = Field(..., min_length=1, description="model name sent to the endpoint")
+    base_url: str | None = Field(None, description="this model's own OpenAI-compatible endpoint (e.g. one vLLM "
+                                 "server per open-weights teacher); null: the block's `endpoint.base_url`")
     offline_backend: Literal["none", "data", "local_llm"] = Field(
         "none", description="none: a real endpoint; data / local_llm: an offline teacher behind the local server")
     local_model: str | None = Field(None, description="model spec of the local_llm teacher (null: student_model)")

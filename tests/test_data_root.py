@@ -1,4 +1,5 @@
-"""Data-root resolution order: data_dir param, then $ORCA_DATA_DIR, then ../shared/data, then the hub."""
+"""Data-root resolution order: data_dir param, then $ORCA_DATA_DIR, then ../shared/data, then the pinned GitHub
+files (tests/test_public_sources.py), then the hub."""
 from __future__ import annotations
 
 import pytest
@@ -14,6 +15,9 @@ def roots(tmp_path, monkeypatch):
         (root / "data" / "bbh").mkdir(parents=True)
     monkeypatch.setattr(data, "SHARED_DIR", shared)
     monkeypatch.setenv("ORCA_DATA_DIR", str(env / "data"))
+    # GitHub downloads go to an empty cache from a base that refuses connections: these tests never reach GitHub
+    monkeypatch.setenv("ORCA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("ORCA_GITHUB_RAW_BASE", "http://127.0.0.1:9")
     return explicit / "data", env / "data", shared / "data"
 
 
