@@ -17,11 +17,13 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["TRAIN_COLUMNS", "TrainDataError", "Sample", "read_stage_table", "split_heldout", "tokenize_rows",
            "pack_samples_into_rows", "rows_to_dataset", "PackedRowsCollator", "RecordingCollator",
-           "count_useful_tokens"]
+           "count_useful_tokens", "load_stage_arrow", "split_heldout_indices", "tokenize_arrow", "plan_packing",
+           "save_plan", "load_plan", "packed_rows_dataset", "prepare_arrow_stage"]
 
 TRAIN_COLUMNS = ("id", "system", "user", "response")
 
@@ -186,3 +188,195 @@ class RecordingCollator:
                                      "tokens": tokens}) + "\n")
         self.calls += 1
         return self.collator(clean)
+
+
+# ---- On disk: tokenize once into Arrow, pack on the length array, every rank memory-maps the same files --------
+#
+# The in-memory path above holds every sample as Python lists (about 120 bytes of resident memory per token:
+# 400 GB per rank for FLAN-5M's 3-4 billion tokens). The path below keeps the text and the tokens in Arrow files
+# written batch by batch (`datasets` map, fingerprinted cache, `num_proc` workers) and memory-mapped when read;
+# packing runs on the int32 length column; the plan is two int64 arrays (`order`, `seq_offsets`) in a .npy file;
+# the trainer's dataset is a `datasets.Dataset` of row numbers whose transform gathers a packed row from the
+# memory-mapped samples when (and only on the rank where) it is read.
+
+ARROW_COLUMNS = ("input_ids", "labels", "length", "id")
+
+
+def _serialize_batch(batch: dict, tokenizer, max_len: int) -> dict:
+    """`datasets.map` function: the one serialization (`orca_utils.tokens`) on a batch of 02's rows."""
+    from .tokens import tokenize_samples
+
+    system = [s or "" for s in batch["system"]]
+    tokenized = tokenize_samples(tokenizer, system, batch["user"], batch["response"], max_len_tokens=max_len,
+                                 batch_size=len(system) or 1)
+    out = {"input_ids": [], "labels": [], "length": [], "id": [], "truncated": []}
+    for i in range(len(tokenized)):
+        enc = tokenized.sample(i, attention_mask=False)
+        if all(t == -100 for t in enc["labels"]):
+            continue
+        out["input_ids"].append(enc["input_ids"])
+        out["labels"].append(enc["labels"])
+        out["length"].append(len(enc["input_ids"]))
+        out["truncated"].append(enc["input_ids"][-1] != tokenizer.eos_token_id)
+        out["id"].append(str(batch["id"][int(tokenized.source_index[i])]))
+    return out
+
+
+def load_stage_arrow(folder: Path, stage: int, cache_dir: Path):
+    """02's `train_stage{stage}.parquet` as a memory-mapped `datasets.Dataset` (checked like `read_stage_table`,
+    without holding the text in memory: the checks run on Arrow columns)."""
+    import pyarrow.compute as pc
+    from datasets import Dataset
+
+    path = Path(folder) / f"train_stage{stage}.parquet"
+    if not path.exists():
+        raise TrainDataError(f"{path}: missing; notebook 02_augmentation writes train_stage1/2.parquet")
+    ds = Dataset.from_parquet(str(path), cache_dir=str(cache_dir), keep_in_memory=False)
+    missing = [c for c in TRAIN_COLUMNS if c not in ds.column_names]
+    if missing:
+        raise TrainDataError(f"{path}: missing columns {missing}; expected at least {list(TRAIN_COLUMNS)}")
+    if "status" in ds.column_names:
+        ds = ds.filter(lambda s: [x == "ok" for x in s], input_columns="status", batched=True)
+    ds = ds.select_columns(list(TRAIN_COLUMNS))
+    n_empty, first_empty, ids = 0, None, set()
+    for batch in ds.select_columns(["id", "response"]).with_format("arrow").iter(batch_size=10_000):
+        response = pc.utf8_trim_whitespace(pc.fill_null(batch.column("response"), ""))
+        empty = pc.equal(pc.utf8_length(response), 0)
+        if pc.any(empty).as_py():
+            n_empty += pc.sum(empty).as_py()
+            first_empty = first_empty or batch.column("id")[pc.index(empty, True).as_py()].as_py()
+        before = len(ids)
+        ids.update(hash(x) for x in batch.column("id").to_pylist())
+        if len(ids) - before != batch.num_rows:
+            raise TrainDataError(f"{path}: duplicate ids")
+    if n_empty:
+        raise TrainDataError(f"{path}: {n_empty} rows with an empty response (first id {first_empty!r}); "
+                             f"02 keeps only status == 'ok' rows")
+    if len(ds) == 0:
+        raise TrainDataError(f"{path}: no training rows")
+    return ds
+
+
+def split_heldout_indices(n: int, fraction: float, max_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, held-out) row indices: at least 1 held out, at most `max_rows`, never every row."""
+    if n < 2:
+        raise TrainDataError(f"need at least 2 rows to hold some out for the held-out loss, got {n}")
+    k = min(max_rows, max(1, round(n * fraction)), n - 1)
+    heldout = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+    keep = np.ones(n, dtype=bool)
+    keep[heldout] = False
+    return np.flatnonzero(keep), heldout
+
+
+def tokenize_arrow(ds, tokenizer, max_len: int, num_proc: int = 1, batch_size: int = 1000):
+    """Tokenized samples (`input_ids`, `labels`, `length`, `id`) as Arrow files beside `ds`'s cache; reruns with
+    the same rows, tokenizer and `max_len` reuse them (datasets' fingerprint)."""
+    return ds.map(_serialize_batch, batched=True, batch_size=batch_size, num_proc=num_proc if num_proc > 1 else None,
+                  remove_columns=ds.column_names, fn_kwargs={"tokenizer": tokenizer, "max_len": max_len},
+                  writer_batch_size=batch_size, desc="tokenize (Arrow)")
+
+
+def plan_packing(lengths: np.ndarray, max_len: int, packer: str, seed: int):
+    """The packed plan from the length column alone (`orca_utils.packing`); `none`/`trl_bfd`: one sample per row."""
+    from .packing import PackedPlan, pack_lengths
+
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if packer in ("none", "trl_bfd"):
+        n = len(lengths)
+        return PackedPlan(np.arange(n), np.arange(n + 1), lengths, max_len, packer, np.array([], dtype=np.int64))
+    if packer not in ("paper", "bfd"):
+        raise TrainDataError(f"packer {packer!r}: expected paper, bfd, trl_bfd or none")
+    plan = pack_lengths(lengths, max_len, method="paper" if packer == "paper" else "best_fit", seed=seed)
+    if packer == "bfd":       # best-fit returns rows sorted by fill; the trainer sees a random order
+        perm = np.random.default_rng(seed).permutation(plan.n_sequences)
+        seqs = [plan.sequence(int(s)) for s in perm]
+        order = np.concatenate(seqs) if seqs else np.array([], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
+        plan = PackedPlan(order, offsets, plan.lengths, plan.max_len, plan.method, plan.dropped)
+    return plan
+
+
+def save_plan(plan, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, order=plan.order.astype(np.int64), seq_offsets=plan.seq_offsets.astype(np.int64))
+    tmp.replace(path)
+
+
+def load_plan(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as z:
+        return z["order"], z["seq_offsets"]
+
+
+def packed_rows_dataset(samples, order: np.ndarray, seq_offsets: np.ndarray):
+    """A `datasets.Dataset` with one row per packed sequence; reading row r gathers its samples from `samples`
+    (memory-mapped), as the in-memory rows would hold them (`input_ids`, `labels`, `seq_lengths`, `sample_ids`)."""
+    from datasets import Dataset
+
+    rows = Dataset.from_dict({"row": np.arange(len(seq_offsets) - 1, dtype=np.int64)})
+
+    def gather(batch: dict) -> dict:
+        out = {"input_ids": [], "labels": [], "seq_lengths": [], "sample_ids": []}
+        for r in batch["row"]:
+            members = [int(i) for i in order[seq_offsets[r]:seq_offsets[r + 1]]]
+            got = samples[members]
+            out["input_ids"].append([t for ids in got["input_ids"] for t in ids])
+            out["labels"].append([t for lab in got["labels"] for t in lab])
+            out["seq_lengths"].append([len(ids) for ids in got["input_ids"]])
+            out["sample_ids"].append(list(got["id"]))
+        return out
+
+    rows.set_transform(gather)
+    return rows
+
+
+def prepare_arrow_stage(folder: Path, stage: int, tokenizer, max_len: int, packer: str, seed: int,
+                        heldout_fraction: float, max_heldout: int, cache_dir: Path, max_train_samples: int | None = None,
+                        num_proc: int = 1) -> dict:
+    """Train / held-out packed datasets for one stage from Arrow files, plus the same counts as the in-memory path.
+
+    Call it on every rank: inside `accelerate`'s `main_process_first()` the main process tokenizes and writes the
+    cache, the others then find it (same fingerprint) and only memory-map it.
+    """
+    cache_dir = Path(cache_dir)
+    ds = load_stage_arrow(folder, stage, cache_dir)
+    train_idx, heldout_idx = split_heldout_indices(len(ds), heldout_fraction, max_heldout, seed)
+    if max_train_samples:
+        train_idx = train_idx[:max_train_samples]
+    out, counts = {}, {}
+    for part, idx in (("train", train_idx), ("eval", heldout_idx)):
+        samples = tokenize_arrow(ds.select(idx), tokenizer, max_len, num_proc)
+        if len(samples) == 0:
+            raise TrainDataError(f"no sample keeps a trainable token at max_len_tokens={max_len}: raise it")
+        lengths = _column(samples, "length")
+        plan_path = cache_dir / f"plan_stage{stage}_{part}_{samples._fingerprint}_{packer}_{max_len}_{seed}.npz"
+        if not plan_path.exists():
+            save_plan(plan_packing(lengths, max_len, packer, seed), plan_path)
+        order, offsets = load_plan(plan_path)
+        out[part] = packed_rows_dataset(samples, order, offsets)
+        counts[part] = (samples, lengths, len(idx))
+    samples, lengths, n_rows = counts["train"]
+    tokens = int(lengths.sum())
+    n_seq = len(out["train"])
+    trainable = _count_trainable(samples)
+    stats = {"samples": len(samples), "heldout_samples": len(counts["eval"][0]), "rows": n_seq, "tokens": tokens,
+             "trainable_tokens": trainable, "samples_per_row": len(samples) / n_seq,
+             "fill": tokens / (n_seq * max_len), "dropped": n_rows - len(samples),
+             "truncated": int(_column(samples, "truncated").sum()),
+             "heldout_ids": list(counts["eval"][0]["id"]), "storage": "arrow"}
+    return {"train_dataset": out["train"], "eval_dataset": out["eval"], "stats": stats}
+
+
+def _column(ds, name: str) -> np.ndarray:
+    """One column as a numpy array, read from the memory-mapped Arrow table (no Python objects per row)."""
+    return ds.select_columns([name]).with_format("arrow")[:].column(name).to_numpy()
+
+
+def _count_trainable(samples) -> int:
+    total = 0
+    for batch in samples.select_columns(["labels"]).with_format("arrow").iter(batch_size=2000):
+        import pyarrow.compute as pc
+
+        flat = pc.list_flatten(batch.column("labels"))
+        total += int(pc.sum(pc.not_equal(flat, -100)).as_py() or 0)
+    return total
