@@ -5,9 +5,10 @@ a conversation is a list of chat messages (`{"role": ..., "content": ...}`) or a
 Decoding is greedy (the paper's evaluation). The optional `system_message` is prepended to conversations that have
 none; the default is no system message, as in the paper's evaluation.
 
-`HFBackend` renders each conversation with the tokenizer's chat template, left-pads a batch (prompts sorted by
-length, so batches carry little padding), and stops a sequence at EOS or at the first stop string; the returned text
-is cut before the stop string. `HFBackend.loglikelihood` scores continuations given a context (the way
+`HFBackend` renders each conversation with the tokenizer's chat template (a template-less tokenizer, e.g. LLaMA:
+the Orca plain format of `orca_utils.tokens`, the text the student is trained on), left-pads a batch (prompts
+sorted by length, so batches carry little padding), and stops a sequence at EOS or at the first stop string; the
+returned text is cut before the stop string. `HFBackend.loglikelihood` scores continuations given a context (the way
 lm-evaluation-harness scores multiple choice), batched. Both backends also expose the local-server contract
 (`complete`, `complete_batch` returning objects with `text, finish_reason, prompt_tokens, completion_tokens`), so an
 `HFBackend` can be served by `orca_utils.local_server` as a stand-in teacher.
@@ -21,6 +22,7 @@ from typing import Any, Sequence, Union
 __all__ = ["Completion", "HFBackend", "OpenAIBackend", "Conversation", "to_messages", "cut_at_stop"]
 
 from .local_server import Completion   # the one result type: text, finish_reason, prompt/completion tokens
+from .tokens import plain_bos, render_orca_plain, uses_chat_template
 
 Conversation = Union[str, Sequence[dict]]
 
@@ -63,11 +65,12 @@ class HFBackend:
 
     `model` is a model spec for `orca_utils.models` (local dir, hub id, `.gguf`, `pkg:`/`shared:` spec) or an
     already loaded `(model, tokenizer)` pair. `max_len_tokens` caps prompt + generation (prompts are cut from the
-    left, keeping the question's end and the generation prompt).
+    left, keeping the question's end and the generation prompt). `dtype` ("auto", "float32", "bfloat16",
+    "float16"; auto = bfloat16 on CUDA, float32 on CPU) applies when loading a spec; a loaded pair keeps its own.
     """
 
     def __init__(self, model: str | tuple[Any, Any], *, batch_size: int = 16, device: str = "auto",
-                 dtype: Any = None, max_len_tokens: int | None = None, progress: bool = True,
+                 dtype: Any = "auto", max_len_tokens: int | None = None, progress: bool = True,
                  label: str | None = None):
         import torch
 
@@ -109,18 +112,21 @@ class HFBackend:
         return list(dict.fromkeys(int(i) for i in ids))
 
     def render(self, conversation: Conversation, system_message: str | None = None) -> str:
-        """The prompt text the model sees: the chat template with the generation prompt, or a plain fallback."""
+        """The prompt text the model sees, BOS included, ending in the generation prompt.
+
+        The tokenizer's chat template when it has one (a student trained on the plain format carries it as
+        `ORCA_PLAIN_TEMPLATE`); otherwise (e.g. LLaMA before tuning) the same Orca plain format, so the prompt is
+        the text `orca_utils.tokens` puts before every training response.
+        """
         messages = to_messages(conversation, system_message)
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        # Base models without a template (e.g. LLaMA-13B before tuning): a plain transcript.
-        parts = [f"{m['content']}\n" if m["role"] == "system" else
-                 f"### {m['role'].capitalize()}:\n{m['content']}\n" for m in messages]
-        return "\n".join(parts) + "\n### Assistant:\n"
+        return render_orca_plain(messages, plain_bos(self.tokenizer))
 
-    def _encode(self, text: str) -> list[int]:
-        # Chat templates already hold BOS where the model wants it; plain prompts get the tokenizer's default.
-        special = not getattr(self.tokenizer, "chat_template", None)
+    def _encode(self, text: str, rendered: bool = True) -> list[int]:
+        """Token ids of `text`. A rendered prompt holds its BOS already, so no special tokens are added (as in
+        training); a raw string gets the tokenizer's defaults unless the model has a (non-plain) chat template."""
+        special = not rendered and not uses_chat_template(self.tokenizer)
         return self.tokenizer(text, add_special_tokens=special)["input_ids"]
 
     def _left_pad(self, rows: list[list[int]]):
@@ -208,12 +214,13 @@ class HFBackend:
         torch = self._torch
         rows: list[tuple[list[int], int]] = []          # (tokens, number of continuation tokens)
         for context, continuation in requests:
-            ctx = self.render(context, system_message) if not isinstance(context, str) else context
+            rendered = not isinstance(context, str)
+            ctx = self.render(context, system_message) if rendered else context
             n_spaces = len(ctx) - len(ctx.rstrip(" "))
             if n_spaces:
                 ctx, continuation = ctx[:-n_spaces], ctx[-n_spaces:] + continuation
-            ctx_ids = self._encode(ctx)
-            whole = self._encode(ctx + continuation)
+            ctx_ids = self._encode(ctx, rendered)
+            whole = self._encode(ctx + continuation, rendered)
             n_cont = len(whole) - len(ctx_ids)
             if whole[:len(ctx_ids)] != ctx_ids or n_cont < 1:    # tokenizer merged across the boundary
                 cont_ids = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]

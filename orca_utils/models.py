@@ -193,19 +193,40 @@ def pick_device(device: str = "auto") -> str:
     return "cpu"
 
 
-def load_model(spec: str, dtype=None, device: str = "auto", **kwargs):
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def resolve_dtype(dtype="auto", device: str = "auto"):
+    """The torch dtype for a params `dtype` on `device`: "auto" (or None) is bfloat16 on CUDA, float32 elsewhere.
+
+    Also accepts "float32" / "bfloat16" / "float16" and a `torch.dtype` (returned as is).
+    """
     import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if str(pick_device(device)).startswith("cuda") else torch.float32
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: expected 'auto', {', '.join(map(repr, DTYPES))} or a torch.dtype")
+    return getattr(torch, dtype)
+
+
+def load_model(spec: str, dtype="auto", device: str = "auto", **kwargs):
+    """The causal LM of `spec` on `device`, in `dtype` (see `resolve_dtype`: auto = bfloat16 on CUDA, else float32)."""
     from transformers import AutoModelForCausalLM
 
     resolved = resolve_model(spec)
     location, extra = _hf_location(resolved)
+    device = pick_device(device)
     try:
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype or torch.float32, **extra, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=resolve_dtype(dtype, device), **extra, **kwargs)
     except OSError as exc:
         raise ModelSpecError(f"model spec {spec!r} ({resolved.kind} {location}): {str(exc).splitlines()[0]}") \
             from None
-    return model.to(pick_device(device))
+    return model.to(device)
 
 
-def load_model_and_tokenizer(spec: str, dtype=None, device: str = "auto", **kwargs):
+def load_model_and_tokenizer(spec: str, dtype="auto", device: str = "auto", **kwargs):
+    """`load_model(spec, dtype, device)` and `load_tokenizer(spec)`."""
     return load_model(spec, dtype=dtype, device=device, **kwargs), load_tokenizer(spec)

@@ -34,6 +34,9 @@ class CommonParams(Strict):
     output_dir: str = Field("outputs", description="outputs root, relative to the checkout unless absolute")
     offline: bool = Field(False, description="never touch the hub (set HF_HUB_OFFLINE for the run)")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="dtype every notebook loads models in for generation/evaluation; auto = bfloat16 on "
+        "CUDA, float32 on CPU")
     student_model: str = Field(..., min_length=1, description="hub id, local dir, GGUF file or pkg:<package>/<file>")
     base_model_label: str = Field(..., min_length=1, description="how figures name the untuned student")
     llama_tokenizer: str = Field(..., min_length=1, description="tokenizer for paper-comparable token counts")

@@ -19,7 +19,11 @@ Serialization (one sample = one system message, one user turn, one response):
 - Tokenizers without a chat template (LLaMA): an Orca-style plain format, BOS + prompt + response + EOS with
       prompt = "### System:\\n{system}\\n\\n### User:\\n{user}\\n\\n### Response:\\n"
   (the `### System:` block is left out when the system message is empty; the paper does not publish its exact
-  format, this one is the common Orca-replica convention).
+  format, this one is the common Orca-replica convention). `render_orca_plain` is the one definition of this text,
+  and `ORCA_PLAIN_TEMPLATE` the same format as a Jinja chat template: training saves it with a template-less
+  student (`attach_orca_plain_template`), so every later load of the student renders its prompts the way it
+  was trained. The BOS is part of the prompt TEXT (the template starts with `{{ bos_token }}`) and prompts are
+  tokenized with `add_special_tokens=False`, as prompts rendered by chat templates are.
 - Prompt and response are tokenized SEPARATELY and concatenated, so the loss mask is exact by construction (no
   search for a response template in the token stream). labels = -100 on every prompt token, the response token ids
   (and its EOS) elsewhere. With SentencePiece (LLaMA) the separately tokenized response starts with its dummy-prefix
@@ -40,10 +44,13 @@ import numpy as np
 __all__ = [
     "IGNORE_INDEX",
     "ORCA_PLAIN_FORMAT",
+    "ORCA_PLAIN_TEMPLATE",
     "PAD_TOKEN",
     "TokenizedSamples",
+    "attach_orca_plain_template",
     "ensure_pad_token",
     "load_padded_tokenizer",
+    "render_orca_plain",
     "render_prompt",
     "resize_embeddings",
     "tokenize_frame",
@@ -53,8 +60,24 @@ __all__ = [
 
 PAD_TOKEN = "[[PAD]]"
 IGNORE_INDEX = -100
-ORCA_PLAIN_SYSTEM = "### System:\n{system}\n\n"
-ORCA_PLAIN_FORMAT = "### User:\n{user}\n\n### Response:\n"
+ORCA_PLAIN_TURNS = {"system": "### System:\n{content}\n\n", "user": "### User:\n{content}\n\n",
+                    "assistant": "### Response:\n{content}\n\n"}
+ORCA_PLAIN_GENERATION = "### Response:\n"
+ORCA_PLAIN_FORMAT = ORCA_PLAIN_TURNS["user"].format(content="{user}") + ORCA_PLAIN_GENERATION   # a user turn
+# The same format as a Jinja chat template (transformers renders it with trim_blocks and lstrip_blocks; no
+# newline here follows a block tag, so both leave the text alone). An empty system message renders nothing.
+ORCA_PLAIN_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}"
+    "{% if message['content'] %}### System:\n{{ message['content'] }}\n\n{% endif %}"
+    "{% elif message['role'] == 'user' %}### User:\n{{ message['content'] }}\n\n"
+    "{% elif message['role'] == 'assistant' %}### Response:\n{{ message['content'] }}\n\n"
+    "{% else %}{{ raise_exception('the Orca plain format has no role ' + message['role']) }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}### Response:\n{% endif %}"
+)
 Overflow = Literal["truncate_response", "drop"]
 PromptFormat = Literal["auto", "chat_template", "orca_plain"]
 
@@ -102,7 +125,17 @@ def resize_embeddings(model, tokenizer, pad_to_multiple_of: int | None = None) -
     return model.get_input_embeddings().weight.shape[0]
 
 
+def has_orca_plain_template(tokenizer) -> bool:
+    """Whether the tokenizer's chat template is `ORCA_PLAIN_TEMPLATE` (a student trained on the plain format)."""
+    return getattr(tokenizer, "chat_template", None) == ORCA_PLAIN_TEMPLATE
+
+
 def uses_chat_template(tokenizer, prompt_format: PromptFormat = "auto") -> bool:
+    """Whether `render_prompt` goes through the tokenizer's chat template (False: the Orca plain format).
+
+    With "auto", a tokenizer carrying `ORCA_PLAIN_TEMPLATE` counts as plain: the text is the same either way, and
+    a student trained in two stages reports one format for both.
+    """
     if prompt_format == "chat_template":
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError("prompt_format='chat_template' but the tokenizer has no chat template")
@@ -111,19 +144,53 @@ def uses_chat_template(tokenizer, prompt_format: PromptFormat = "auto") -> bool:
         return False
     if prompt_format != "auto":
         raise ValueError(f"prompt_format {prompt_format!r}: expected 'auto', 'chat_template' or 'orca_plain'")
-    return bool(getattr(tokenizer, "chat_template", None))
+    return bool(getattr(tokenizer, "chat_template", None)) and not has_orca_plain_template(tokenizer)
+
+
+def plain_bos(tokenizer) -> str:
+    """The BOS text that starts a plain-format prompt ("" for a tokenizer without a BOS token)."""
+    return (tokenizer.bos_token or "") if tokenizer.bos_token_id is not None else ""
+
+
+def render_orca_plain(messages: Sequence[dict], bos_token: str = "", add_generation_prompt: bool = True) -> str:
+    """Chat messages in the Orca plain format: the one definition `ORCA_PLAIN_TEMPLATE` mirrors.
+
+    `bos_token` + per message: `### System:` (left out when empty), `### User:`, `### Response:` blocks, each
+    content followed by a blank line; then `### Response:\\n` when `add_generation_prompt`.
+    """
+    parts = [bos_token]
+    for m in messages:
+        role, content = m["role"], m["content"]
+        if role not in ORCA_PLAIN_TURNS:
+            raise ValueError(f"the Orca plain format has no role {role!r}")
+        if role != "system" or content:
+            parts.append(ORCA_PLAIN_TURNS[role].format(content=content))
+    if add_generation_prompt:
+        parts.append(ORCA_PLAIN_GENERATION)
+    return "".join(parts)
+
+
+def attach_orca_plain_template(tokenizer) -> bool:
+    """Give a template-less tokenizer `ORCA_PLAIN_TEMPLATE`, so a saved student carries its prompt format.
+
+    A tokenizer that already has a chat template keeps it (training rendered prompts with it). Returns True if
+    the template was attached.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        return False
+    tokenizer.chat_template = ORCA_PLAIN_TEMPLATE
+    return True
 
 
 def render_prompt(tokenizer, system: str, user: str, prompt_format: PromptFormat = "auto",
                   system_turn: Literal["always", "if_nonempty"] = "always") -> str:
     """The prompt text (everything before the response) for one sample; generation should use the same text."""
+    messages = [{"role": "user", "content": user}]
+    if system or system_turn == "always":
+        messages.insert(0, {"role": "system", "content": system})
     if uses_chat_template(tokenizer, prompt_format):
-        messages = [{"role": "user", "content": user}]
-        if system or system_turn == "always":
-            messages.insert(0, {"role": "system", "content": system})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    head = (tokenizer.bos_token or "") if tokenizer.bos_token_id is not None else ""
-    return head + (ORCA_PLAIN_SYSTEM.format(system=system) if system else "") + ORCA_PLAIN_FORMAT.format(user=user)
+    return render_orca_plain(messages, plain_bos(tokenizer))
 
 
 @dataclass

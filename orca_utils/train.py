@@ -12,7 +12,8 @@ this module adds is only what the paper needs and TRL does not do for us:
   whole flattened batch; labels masked at each sample start;
 - progressive learning: stage 1 trains `cfg.student_model` on `train_stage1.parquet` and saves `student_stage1/`;
   stage 2 starts from `student_stage1/` on `train_stage2.parquet` and saves `student/` (both loadable HF dirs with
-  the tokenizer);
+  the tokenizer; a template-less tokenizer is saved with `ORCA_PLAIN_TEMPLATE`, so the student carries the prompt
+  format it was trained on to every evaluation);
 - checkpoints every `save_steps` under `checkpoints/stage{N}-{params hash}/`, resumed exactly by `Trainer`
   (model, optimizer, scheduler, RNG states, data position) when `resume` is on;
 - per-stage results (`stage{N}_result.json`: losses, held-out loss, steps, useful tokens/s) and a per-rank log of
@@ -39,8 +40,8 @@ from .schemas import TrainingParams
 from .train_data import (PackedRowsCollator, RecordingCollator, pack_samples_into_rows, read_stage_table,
                          rows_to_dataset, split_heldout, tokenize_rows)
 
-__all__ = ["NOTEBOOK", "stage_model_dir", "checkpoint_dir", "load_student", "prepare_stage_data", "train_stage",
-           "launch_command", "launch_env", "launch_stage", "run_stage", "read_stage_result", "main"]
+__all__ = ["NOTEBOOK", "stage_model_dir", "checkpoint_dir", "load_student", "prepare_stage_data", "save_student",
+           "train_stage", "launch_command", "launch_env", "launch_stage", "run_stage", "read_stage_result", "main"]
 
 NOTEBOOK = "04_training"
 
@@ -186,6 +187,20 @@ def _trainer_class():
     return OrcaSFTTrainer, StepTimer
 
 
+def save_student(trainer, target: Path) -> None:
+    """Save the trained model with its tokenizer (`trainer.processing_class`) as a loadable HF directory.
+
+    A tokenizer without a chat template (LLaMA) was trained on the Orca plain format: it is saved with
+    `ORCA_PLAIN_TEMPLATE`, the same text as a chat template, so evaluation prompts the student exactly as training
+    did. A tokenizer with its own chat template keeps it (training rendered prompts with it).
+    """
+    from .tokens import attach_orca_plain_template
+
+    if trainer.processing_class is not None:
+        attach_orca_plain_template(trainer.processing_class)
+    trainer.save_model(str(target))          # main process only; FSDP/ZeRO-3 gather the full state dict
+
+
 def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None = None, log=print) -> dict:
     """Train one stage in this process (or this rank of an accelerate launch); return its result dict."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -213,7 +228,7 @@ def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None
     wall = time.perf_counter() - t0
     eval_loss = trainer.evaluate()["eval_loss"]
     target = stage_model_dir(run, stage)
-    trainer.save_model(str(target))          # main process only; FSDP/ZeRO-3 gather the full state dict
+    save_student(trainer, target)
     trainer.accelerator.wait_for_everyone()
     history = trainer.state.log_history
     tokens = trainer.state.num_input_tokens_seen - (timer.tokens0 or 0)
