@@ -230,6 +230,13 @@ class TrainingParams(CommonParams):
         "in_process", description="accelerate: the notebook runs `accelerate launch` as a subprocess")
     accelerate_config: str | None = Field(None, description="params/accelerate/<file>.yaml for launcher=accelerate")
     num_processes: int = Field(1, ge=1, description="processes per node for launcher=accelerate")
+    data_storage: Literal["arrow", "memory"] = Field(
+        "arrow", description="arrow: tokenized once into memory-mapped Arrow files, packed rows gathered on read "
+        "(paper scale); memory: Python lists (kept for comparison, ~120 bytes per token)")
+    data_num_proc: int = Field(1, ge=1, description="processes tokenizing into Arrow (the main rank only)")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=lambda: ["tensorboard"], description="training logs beside the notebook's JSON: "
+        "TensorBoard event files in checkpoints/stage<N>/runs (W&B when asked: needs WANDB_API_KEY)")
     num_generation_examples: int = Field(3, ge=0, description="held-out prompts generated before/after training")
     generation_max_new_tokens: int = Field(32, ge=1)
 

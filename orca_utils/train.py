@@ -37,10 +37,11 @@ from .config import load_profile, params_hash
 from .paths import PARAMS_DIR, REPO_ROOT
 from .runs import Run, profile_root, seed_everything
 from .schemas import TrainingParams
-from .train_data import (PackedRowsCollator, RecordingCollator, pack_samples_into_rows, read_stage_table,
-                         rows_to_dataset, split_heldout, tokenize_rows)
+from .train_data import (PackedRowsCollator, RecordingCollator, pack_samples_into_rows, prepare_arrow_stage,
+                         read_stage_table, rows_to_dataset, split_heldout, tokenize_rows)
 
-__all__ = ["NOTEBOOK", "stage_model_dir", "checkpoint_dir", "load_student", "prepare_stage_data", "save_student",
+__all__ = ["NOTEBOOK", "stage_model_dir", "checkpoint_dir", "load_student", "load_student_tokenizer",
+           "load_student_model", "prepare_stage_data", "save_student",
            "train_stage", "launch_command", "launch_env", "launch_stage", "run_stage", "read_stage_result", "main"]
 
 NOTEBOOK = "04_training"
@@ -74,32 +75,65 @@ def _attn_implementation(cfg: TrainingParams) -> str:
     return "sdpa"
 
 
-def load_student(cfg: TrainingParams, run: Run, stage: int):
-    """Stage 1: `cfg.student_model` with a distinct pad token added (embeddings resized); stage 2: `student_stage1/`."""
+def _student_spec(cfg: TrainingParams, run: Run, stage: int) -> str:
+    """Stage 1 starts from `cfg.student_model`, stage 2 from stage 1's saved student."""
+    if stage == 1:
+        return cfg.student_model
+    previous = stage_model_dir(run, 1)
+    if not (previous / "config.json").exists():
+        raise FileNotFoundError(f"stage 2 starts from stage 1's weights, but {previous} holds no model: run "
+                                f"`python -m orca_utils.train --profile {cfg.profile} --stage 1` first")
+    return str(previous)
+
+
+def load_student_tokenizer(cfg: TrainingParams, run: Run, stage: int):
+    from . import tokens
+
+    tokenizer = tokens.load_padded_tokenizer(_student_spec(cfg, run, stage))
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id, "pad must differ from EOS, or EOS gets masked"
+    return tokenizer
+
+
+def load_student_model(cfg: TrainingParams, run: Run, stage: int, tokenizer):
+    """The student's weights in the training precision, embeddings resized to the padded tokenizer.
+
+    Call it after the distributed state exists (`train_stage` builds the training arguments first): under
+    `accelerate launch` with FSDP's `fsdp_cpu_ram_efficient_loading` or DeepSpeed's `zero3_init_flag`,
+    `from_pretrained` then materializes the weights on rank 0 only (or sharded), not a full copy per rank.
+    """
     import torch
 
     from . import tokens
     from .models import load_model
 
-    if stage == 1:
-        spec = cfg.student_model
-    else:
-        previous = stage_model_dir(run, 1)
-        if not (previous / "config.json").exists():
-            raise FileNotFoundError(f"stage 2 starts from stage 1's weights, but {previous} holds no model: run "
-                                    f"`python -m orca_utils.train --profile {cfg.profile} --stage 1` first")
-        spec = str(previous)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
-    tokenizer = tokens.load_padded_tokenizer(spec)
-    model = load_model(spec, dtype=dtype, device="cpu", attn_implementation=_attn_implementation(cfg))
+    model = load_model(_student_spec(cfg, run, stage), dtype=dtype, device="cpu",
+                       attn_implementation=_attn_implementation(cfg))
     tokens.resize_embeddings(model, tokenizer)
-    assert tokenizer.pad_token_id != tokenizer.eos_token_id, "pad must differ from EOS, or EOS gets masked"
-    return model, tokenizer
+    return model
 
 
-def prepare_stage_data(cfg: TrainingParams, upstream: Path, stage: int, tokenizer) -> dict[str, Any]:
-    """Train/held-out rows for one stage, plus counts (samples, truncated, rows, fill) for the notebook."""
+def load_student(cfg: TrainingParams, run: Run, stage: int):
+    """(model, tokenizer) for a stage; see `load_student_model` for when to call it under accelerate."""
+    tokenizer = load_student_tokenizer(cfg, run, stage)
+    return load_student_model(cfg, run, stage, tokenizer), tokenizer
+
+
+def prepare_stage_data(cfg: TrainingParams, upstream: Path, stage: int, tokenizer,
+                       cache_dir: Path | None = None) -> dict[str, Any]:
+    """Train / held-out datasets for one stage, plus counts (samples, truncated, rows, fill) for the notebook.
+
+    `data_storage: arrow` (default): memory-mapped Arrow files under `cache_dir` (`orca_utils.train_data`);
+    `memory`: Python lists (the comparison path of benchmarks/train_data_memory.py).
+    """
     scfg = _stage_cfg(cfg, stage)
+    if cfg.data_storage == "arrow":
+        if cache_dir is None:
+            raise ValueError("prepare_stage_data: data_storage=arrow needs a cache_dir")
+        out = prepare_arrow_stage(upstream, stage, tokenizer, cfg.max_len_tokens, cfg.packer, cfg.seed + stage,
+                                  cfg.heldout_fraction, cfg.max_heldout_samples, cache_dir, scfg.max_train_samples,
+                                  cfg.data_num_proc)
+        return {"train_dataset": out["train_dataset"], "eval_dataset": out["eval_dataset"], "stats": out["stats"]}
     df = read_stage_table(upstream, stage)
     train_df, heldout_df = split_heldout(df, cfg.heldout_fraction, cfg.max_heldout_samples, cfg.seed + stage)
     if scfg.max_train_samples:
@@ -112,8 +146,14 @@ def prepare_stage_data(cfg: TrainingParams, upstream: Path, stage: int, tokenize
     stats = {"samples": len(train_samples), "heldout_samples": len(eval_samples), "rows": len(train_rows),
              "tokens": tokens_total, "trainable_tokens": sum(s.n_trainable for s in train_samples),
              "samples_per_row": len(train_samples) / len(train_rows),
-             "fill": tokens_total / (len(train_rows) * cfg.max_len_tokens), **train_counts}
-    return {"train_rows": train_rows, "eval_rows": eval_rows, "heldout": heldout_df, "stats": stats}
+             "fill": tokens_total / (len(train_rows) * cfg.max_len_tokens), "storage": "memory", **train_counts}
+    return {"train_dataset": rows_to_dataset(train_rows), "eval_dataset": rows_to_dataset(eval_rows),
+            "train_rows": train_rows, "eval_rows": eval_rows, "heldout": heldout_df, "stats": stats}
+
+
+def _fsdp_launched() -> bool:
+    """Running under `accelerate launch` with an FSDP config (accelerate sets ACCELERATE_USE_FSDP)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
 
 
 def _packed_rows_kept(cfg: TrainingParams) -> bool:
@@ -133,10 +173,13 @@ def _sft_config(cfg: TrainingParams, stage: int, output_dir: Path):
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, optim=cfg.optimizer,
         max_grad_norm=cfg.max_grad_norm, bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
-        activation_checkpointing=cfg.gradient_checkpointing, use_cpu=cfg.device == "cpu",
+        # Under FSDP the plugin checkpoints activations (params/accelerate/fsdp_*.yaml:
+        # fsdp_activation_checkpointing), wrapping each decoder layer; the Trainer's own would wrap twice.
+        activation_checkpointing=cfg.gradient_checkpointing and not _fsdp_launched(), use_cpu=cfg.device == "cpu",
         logging_steps=cfg.logging_steps, eval_strategy="steps", eval_steps=cfg.eval_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
-        report_to="none", include_num_input_tokens_seen="non_padding", remove_unused_columns=False,
+        report_to=list(cfg.report_to) or "none",           # TensorBoard: <output_dir>/runs/<time>_<host>
+        include_num_input_tokens_seen="non_padding", remove_unused_columns=False,
         dataloader_num_workers=0, disable_tqdm=False,
         # Our rows are tokenized and (for paper/bfd) packed already: TRL must not re-process them.
         dataset_kwargs={"skip_prepare_dataset": cfg.packer != "trl_bfd"},
@@ -187,6 +230,22 @@ def _trainer_class():
     return OrcaSFTTrainer, StepTimer
 
 
+def _log_file_callback(run: Run, stage: int):
+    """Every Trainer log line (losses, learning rate, eval) appended to `train_log_stage<N>.jsonl` by rank 0, as
+    it happens: weeks of training are not only in the notebook's JSON."""
+    from transformers import TrainerCallback
+
+    path = run.dir / f"train_log_stage{stage}.jsonl"
+
+    class LogFile(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if state.is_world_process_zero and logs:
+                with open(path, "a") as fh:
+                    fh.write(json.dumps({"step": state.global_step, "time": time.time(), **logs}) + "\n")
+
+    return LogFile()
+
+
 def save_student(trainer, target: Path) -> None:
     """Save the trained model with its tokenizer (`trainer.processing_class`) as a loadable HF directory.
 
@@ -198,6 +257,9 @@ def save_student(trainer, target: Path) -> None:
 
     if trainer.processing_class is not None:
         attach_orca_plain_template(trainer.processing_class)
+    fsdp = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    if fsdp is not None:     # checkpoints during training are sharded; the final student is one consolidated model
+        fsdp.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(str(target))          # main process only; FSDP/ZeRO-3 gather the full state dict
 
 
@@ -205,17 +267,23 @@ def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None
     """Train one stage in this process (or this rank of an accelerate launch); return its result dict."""
     from transformers.trainer_utils import get_last_checkpoint
 
+    import torch
+
     seed_everything(cfg.seed)
     upstream = Path(upstream) if upstream else run.upstream("02_augmentation")
-    model, tokenizer = load_student(cfg, run, stage)
-    data = prepare_stage_data(cfg, upstream, stage, tokenizer)
     out = checkpoint_dir(run, stage)
+    args = _sft_config(cfg, stage, out)            # creates the distributed state before any weights are loaded
+    tokenizer = load_student_tokenizer(cfg, run, stage)
+    with args.main_process_first(desc=f"stage {stage} training data"):    # rank 0 tokenizes, the others reuse
+        data = prepare_stage_data(cfg, upstream, stage, tokenizer, cache_dir=run.dir / "data_cache")
+    distributed_at_load = torch.distributed.is_available() and torch.distributed.is_initialized()
+    model = load_student_model(cfg, run, stage, tokenizer)
     trainer_cls, timer_cls = _trainer_class()
     timer = timer_cls()
     extra = {"data_collator": PackedRowsCollator(tokenizer.pad_token_id)} if _packed_rows_kept(cfg) else {}
-    trainer = trainer_cls(model=model, args=_sft_config(cfg, stage, out), processing_class=tokenizer,
-                          train_dataset=rows_to_dataset(data["train_rows"]),
-                          eval_dataset=rows_to_dataset(data["eval_rows"]), callbacks=[timer], **extra)
+    trainer = trainer_cls(model=model, args=args, processing_class=tokenizer, train_dataset=data["train_dataset"],
+                          eval_dataset=data["eval_dataset"], callbacks=[timer, _log_file_callback(run, stage)],
+                          **extra)
     rank = trainer.args.process_index
     trainer.data_log_path = run.dir / "data_log" / f"stage{stage}_rank{rank}.jsonl"
     last = get_last_checkpoint(str(out)) if cfg.resume and out.exists() else None
@@ -240,6 +308,7 @@ def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None
         "tokens_per_s": tokens / timer.seconds if timer.seconds else None, "resumed_from": Path(last).name if last
         else None, "world_size": trainer.args.world_size, "data": data["stats"], "history": history,
         "packer": cfg.packer, "attn_implementation": model.config._attn_implementation,
+        "distributed_before_model_load": distributed_at_load, "log_file": f"train_log_stage{stage}.jsonl",
     }
     if trainer.is_world_process_zero():
         (run.dir / f"stage{stage}_result.json").write_text(json.dumps(result, indent=2, default=str))

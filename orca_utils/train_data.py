@@ -66,12 +66,10 @@ def read_stage_table(folder: Path, stage: int) -> pd.DataFrame:
 
 
 def split_heldout(df: pd.DataFrame, fraction: float, max_rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A seeded held-out split: at least 1 row, at most `max_rows`, never the whole table."""
-    if len(df) < 2:
-        raise TrainDataError(f"need at least 2 rows to hold some out for the held-out loss, got {len(df)}")
-    n = min(max_rows, max(1, round(len(df) * fraction)), len(df) - 1)
-    heldout = df.sample(n=n, random_state=seed)
-    return df.drop(heldout.index).reset_index(drop=True), heldout.reset_index(drop=True)
+    """A seeded held-out split: at least 1 row, at most `max_rows`, never the whole table (the same rows as the
+    on-disk path's `split_heldout_indices`)."""
+    train_idx, heldout_idx = split_heldout_indices(len(df), fraction, max_rows, seed)
+    return df.iloc[train_idx].reset_index(drop=True), df.iloc[heldout_idx].reset_index(drop=True)
 
 
 def tokenize_rows(df: pd.DataFrame, tokenizer, max_len: int) -> tuple[list[Sample], dict[str, int]]:

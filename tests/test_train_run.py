@@ -88,6 +88,12 @@ def test_accelerate_launch_two_cpu_ranks_train_disjoint_data(tmp_path, tiny_stud
     lines: list[str] = []
     result = launch_stage(cfg, run, 1, overrides, log=lines.append)
     assert result["world_size"] == 2 and result["steps"] == 3, "\n".join(lines[-30:])
+    # the model is loaded once the process group exists (FSDP's cpu_ram_efficient_loading / ZeRO-3 init need it)
+    assert result["distributed_before_model_load"] is True
+    # rank 0 tokenized into Arrow once; both ranks read the same memory-mapped files
+    assert result["data"]["storage"] == "arrow" and list((run.dir / "data_cache").rglob("*.arrow"))
+    logged = [json.loads(x) for x in (run.dir / "train_log_stage1.jsonl").read_text().splitlines()]
+    assert any("loss" in e for e in logged) and list((checkpoint_dir(run, 1) / "runs").rglob("events.out.*"))
     # the first 3 batches of each rank are the 3 steps trained (accelerate's loader collates one batch ahead)
     rank0, rank1 = ({i for ids in _data_log(run, 1, r)[:3] for i in ids} for r in (0, 1))
     assert rank0 and rank1 and not rank0 & rank1, "the two ranks must see disjoint samples"
@@ -96,3 +102,21 @@ def test_accelerate_launch_two_cpu_ranks_train_disjoint_data(tmp_path, tiny_stud
     model = AutoModelForCausalLM.from_pretrained(stage_model_dir(run, 1))
     assert model.get_input_embeddings().num_embeddings == 32001      # LLaMA + [[PAD]]
     assert [p.name for p in run.dir.glob("student*")] == ["student_stage1"]
+
+
+def test_fsdp_leaves_activation_checkpointing_to_the_plugin(tmp_path, tiny_student, monkeypatch):
+    from orca_utils.train import _sft_config
+
+    make_fake_augmentation(tmp_path)
+    cfg, _ = _run_for("smoke", str(tmp_path), tiny_overrides(tiny_student, gradient_checkpointing=True))
+    assert _sft_config(cfg, 1, tmp_path / "o").activation_checkpointing is True
+    monkeypatch.setattr("orca_utils.train._fsdp_launched", lambda: True)
+    assert _sft_config(cfg, 1, tmp_path / "o").activation_checkpointing is False
+    for name in ("fsdp_1node_8gpu", "fsdp_multinode"):
+        import yaml
+
+        from orca_utils.paths import PARAMS_DIR
+
+        fsdp = yaml.safe_load((PARAMS_DIR / "accelerate" / f"{name}.yaml").read_text())["fsdp_config"]
+        assert fsdp["fsdp_activation_checkpointing"] is True and fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
+        assert fsdp["fsdp_cpu_ram_efficient_loading"] is True
