@@ -5,9 +5,16 @@ score the untuned student and notebook 04's student (when it exists) and any API
 system-message comparison; it returns a `ZeroShotRun`. The table builders put our accuracies (with the number of
 items and the extraction-failure rate per task) beside the paper's columns from `orca_utils.reference`, shown with
 their status ("(unverified)" for recalled numbers, "not available" where the paper's number is missing).
+
+Every accuracy is given under both conventions of `orca_utils.extract` (`robust`, the "acc %" columns, and
+`published`, the benchmark authors' own rule) with a 95% interval (`orca_utils.eval_stats`): Wilson per task and
+for the micro average, a bootstrap over items (fixed seed) for the macro average. Before/after (untuned vs tuned
+student) and system-message comparisons carry the exact McNemar p-value on the paired items. Figures draw the
+intervals as error bars and a missing value as missing ("n/a"), never as a zero bar.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,12 +22,16 @@ import pandas as pd
 
 from .data import resolve_dataset
 from .eval_mcq import EvalResult, evaluate
+from .eval_stats import (bootstrap_macro_interval, bootstrap_relative_change, format_interval, mcnemar_exact,
+                         wilson_interval)
 from .eval_tasks import EvalItem, get_task, load_benchmark, subset_items, task_specs
 from .reference import NOT_AVAILABLE, format_paper_value, paper_block
 from .system_messages import SYSTEM_MESSAGES
 
 __all__ = ["ZeroShotRun", "run_zero_shot", "paper_columns", "accuracy_table", "relative_improvement",
-           "system_message_table", "plot_relative_improvement"]
+           "system_message_table", "plot_relative_improvement", "plot_accuracy", "paired_table"]
+
+CONVENTION_COLUMNS = {"robust": "correct", "published": "published_correct"}   # record column per convention
 
 PAPER_BLOCKS = {"agieval": "agieval_zero_shot", "bbh": "bbh_zero_shot"}
 
@@ -136,8 +147,36 @@ def paper_columns(benchmark: str) -> tuple[dict[str, dict[str, str]], list[str],
     return cells, columns, status
 
 
+def _outcomes(res: EvalResult, convention: str, task: str | None = None) -> pd.Series | None:
+    """Right/wrong per item id (of one task, or all) under a convention; None when the records lack it."""
+    column = CONVENTION_COLUMNS[convention]
+    if column not in res.records.columns:
+        return None
+    recs = res.records if task is None else res.records[res.records["task"] == task]
+    return pd.Series(recs[column].astype(bool).to_numpy(), index=recs["id"].to_numpy())
+
+
+def _wilson(outcomes: pd.Series | None) -> tuple[float | None, str]:
+    """(accuracy %, "[lo, hi]") of right/wrong outcomes; (None, "n/a") when there are none."""
+    if outcomes is None or not len(outcomes):
+        return None, "n/a"
+    k, n = int(outcomes.sum()), len(outcomes)
+    return round(100.0 * k / n, 1), format_interval(*wilson_interval(k, n))
+
+
+def _macro(res: EvalResult, convention: str) -> tuple[float | None, str]:
+    """(macro accuracy %, bootstrap "[lo, hi]") over the result's tasks."""
+    column = CONVENTION_COLUMNS[convention]
+    if column not in res.records.columns:
+        return None, "n/a"
+    groups = [g[column].astype(float).to_numpy() for _, g in res.records.groupby("task", sort=False)]
+    value = sum(g.mean() for g in groups) / len(groups)
+    return round(100.0 * value, 1), format_interval(*bootstrap_macro_interval(groups))
+
+
 def accuracy_table(zs: ZeroShotRun) -> pd.DataFrame:
-    """Per task: items scored, each model's accuracy and extraction-failure rate (%), then the paper's columns."""
+    """Per task: items scored; per model the robust accuracy (%) with its 95% interval, the published-convention
+    accuracy with its interval and the extraction-failure rate (%); then the paper's columns."""
     cells, columns, _ = paper_columns(zs.benchmark)
     labels = {s.name: s.label for s in task_specs(zs.benchmark)}
     rows = []
@@ -146,6 +185,9 @@ def accuracy_table(zs: ZeroShotRun) -> pd.DataFrame:
         for model, res in zs.results.items():
             pt = res.per_task.set_index("task")
             row[f"{model}: acc %"] = round(float(pt.loc[task, "accuracy"]), 1)
+            row[f"{model}: acc 95% CI"] = _wilson(_outcomes(res, "robust", task))[1]
+            row[f"{model}: published acc %"], row[f"{model}: published 95% CI"] = \
+                _wilson(_outcomes(res, "published", task))
             row[f"{model}: extraction failures %"] = round(float(pt.loc[task, "failure_rate"]), 1)
         for c in columns:
             row[f"paper {c}"] = cells.get(task, {}).get(c, NOT_AVAILABLE)
@@ -154,6 +196,11 @@ def accuracy_table(zs: ZeroShotRun) -> pd.DataFrame:
         row = {"task": name, "items": zs.n_items}
         for model, res in zs.results.items():
             row[f"{model}: acc %"] = round(getattr(res, fn), 1)
+            for conv, prefix in (("robust", "acc"), ("published", "published")):
+                value, ci = _macro(res, conv) if fn == "macro" else _wilson(_outcomes(res, conv))
+                row[f"{model}: {prefix} 95% CI"] = ci
+                if conv == "published":
+                    row[f"{model}: published acc %"] = value
             row[f"{model}: extraction failures %"] = round(float(res.records["failed"].mean() * 100), 1)
         for c in columns:
             row[f"paper {c}"] = cells["__average__"].get(c, NOT_AVAILABLE) if fn == "macro" else NOT_AVAILABLE
@@ -161,8 +208,78 @@ def accuracy_table(zs: ZeroShotRun) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def plot_accuracy(zs: ZeroShotRun, title: str):
+    """Per task, each model's accuracy under both conventions with Wilson 95% error bars (missing: "n/a")."""
+    import matplotlib.pyplot as plt
+
+    labels = {s.name: s.label for s in task_specs(zs.benchmark)}
+    series = [(f"{model} ({conv})", res, conv) for model, res in zs.results.items() for conv in CONVENTION_COLUMNS]
+    tasks = list(zs.items)
+    height = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(9, max(3, 0.3 * len(tasks) * max(1, len(series)) / 2 + 1)))
+    handles = []
+    for k, (name, res, conv) in enumerate(series):
+        values, lo, hi = [], [], []
+        for task in tasks:
+            out = _outcomes(res, conv, task)
+            a, b = wilson_interval(int(out.sum()), len(out)) if out is not None and len(out) else (math.nan,) * 2
+            values.append(100.0 * out.mean() if out is not None and len(out) else math.nan)
+            lo.append(100.0 * a)
+            hi.append(100.0 * b)
+        handles.append(_bars(ax, [t + k * height for t in range(len(tasks))], values, lo, hi, height, name,
+                             f"C{k}"))
+    ax.set_yticks([t + 0.4 - height / 2 for t in range(len(tasks))], [labels.get(t, t) for t in tasks], fontsize=7)
+    ax.set_ylim(-0.6, len(tasks) - 0.1)
+    ax.set_xlabel("accuracy (%), 95% Wilson interval; n/a: not scored under that convention")
+    ax.set_xlim(0, 100)
+    ax.set_title(title, fontsize=10)
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def _bars(ax, y, values, lo, hi, height, label, color=None):
+    """Horizontal bars with error bars where the interval is known; a missing value is written "n/a", not drawn.
+    Returns the legend handle (a series with no value at all still gets its own colour in the legend)."""
+    import numpy as np
+    from matplotlib.patches import Patch
+
+    v, lo, hi = np.asarray(values, float), np.asarray(lo, float), np.asarray(hi, float)
+    have = ~np.isnan(v)
+    ax.barh(np.asarray(y)[have], v[have], height=height, label=label, color=color)
+    known = have & ~np.isnan(lo) & ~np.isnan(hi)
+    if known.any():
+        err = np.clip([v[known] - lo[known], hi[known] - v[known]], 0, None)     # rounding may cross the bar
+        ax.errorbar(v[known], np.asarray(y)[known], xerr=err, fmt="none",
+                    ecolor="0.2", elinewidth=0.8, capsize=2)
+    for yy in np.asarray(y)[~have]:
+        ax.text(0, yy, " n/a", va="center", fontsize=6, color="0.3")
+    return Patch(color=color, label=label)
+
+
+def _relative(before: pd.Series | None, after: pd.Series | None) -> tuple[float | None, float, float]:
+    """Our relative improvement (%) of `after` over `before` on their shared items, with its paired bootstrap
+    interval; None when undefined (no items, or 0% before)."""
+    if before is None or after is None:
+        return None, math.nan, math.nan
+    shared = before.index.intersection(after.index)
+    b, a = before.loc[shared].astype(float), after.loc[shared].astype(float)
+    if not len(shared) or b.mean() == 0:
+        return None, math.nan, math.nan
+    lo, hi = bootstrap_relative_change(b.to_numpy(), a.to_numpy())
+    return 100.0 * (a.mean() / b.mean() - 1), lo, hi
+
+
+def _mcnemar(before: pd.Series | None, after: pd.Series | None):
+    if before is None or after is None:
+        return None
+    shared = before.index.intersection(after.index)
+    return mcnemar_exact(list(before.loc[shared]), list(after.loc[shared])) if len(shared) else None
+
+
 def relative_improvement(zs: ZeroShotRun, before: str, after: str) -> pd.DataFrame:
-    """Per task, as the paper's figures: the paper's Orca-13B over Vicuna-13B (%), and ours: after over before."""
+    """Per task, as the paper's figures: the paper's Orca-13B over Vicuna-13B (%), and ours: after over before under
+    both conventions, with paired bootstrap 95% intervals and the exact McNemar p-value on the paired items."""
     block = paper_block(PAPER_BLOCKS[zs.benchmark])
     paper: dict[str, float | None] = {}
     if zs.benchmark == "bbh":
@@ -174,46 +291,100 @@ def relative_improvement(zs: ZeroShotRun, before: str, after: str) -> pd.DataFra
                 paper[by_label.get(label, label)] = 100.0 * (r["Orca-13B"] / r["Vicuna-13B"] - 1)
     paper_status = (block.get("status") if zs.benchmark == "bbh" else
                     "recalled (unverified): computed from the recalled Table 8 rows")
+    have = before in zs.results and after in zs.results
+
+    def rnd(x):
+        return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 1)
+
     rows = []
     for task in zs.items:
-        ours = None
-        if before in zs.results and after in zs.results:
-            b = zs.results[before].per_task.set_index("task").loc[task, "accuracy"]
-            a = zs.results[after].per_task.set_index("task").loc[task, "accuracy"]
-            ours = 100.0 * (a / b - 1) if b > 0 else None
         value = paper.get(task)
-        rows.append({"task": task, "paper: Orca-13B over Vicuna-13B (%)": None if value is None else round(value, 1),
-                     "paper status": paper_status if value is not None else NOT_AVAILABLE,
-                     "ours: after over before (%)": None if ours is None else round(ours, 1)})
+        row = {"task": task, "paper: Orca-13B over Vicuna-13B (%)": None if value is None else round(value, 1),
+               "paper status": paper_status if value is not None else NOT_AVAILABLE}
+        for conv, name in (("robust", "ours"), ("published", "ours (published)")):
+            pair = [_outcomes(zs.results[m], conv, task) for m in (before, after)] if have else [None, None]
+            ours, lo, hi = _relative(*pair)
+            test = _mcnemar(*pair)
+            row[f"{name}: after over before (%)"] = rnd(ours)
+            row[f"{name} 95% CI low (%)"], row[f"{name} 95% CI high (%)"] = rnd(lo), rnd(hi)
+            row[f"{name}: McNemar p"] = None if test is None else round(test.p_value, 4)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def plot_relative_improvement(table: pd.DataFrame, title: str):
+    """The paper's relative improvement beside ours (both conventions, with 95% error bars); missing: "n/a"."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, max(3, 0.28 * len(table) + 1)))
+    series = [("paper: Orca-13B over Vicuna-13B (%)", None, None)]
+    for name in ("ours", "ours (published)"):
+        if f"{name}: after over before (%)" in table.columns:
+            series.append((f"{name}: after over before (%)", f"{name} 95% CI low (%)", f"{name} 95% CI high (%)"))
+    height = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(9, max(3, 0.28 * len(table) * len(series) / 2 + 1)))
     y = range(len(table))
-    for k, col in enumerate([c for c in table.columns if c.endswith("(%)")]):
-        values = pd.to_numeric(table[col], errors="coerce").fillna(0.0)
-        ax.barh([v + 0.4 * k for v in y], values, height=0.4, label=col)
-    ax.set_yticks([v + 0.2 for v in y], table["task"], fontsize=7)
+    handles = []
+    for k, (col, lo, hi) in enumerate(series):
+        nan = pd.Series([math.nan] * len(table))
+        values = pd.to_numeric(table[col], errors="coerce")
+        low = pd.to_numeric(table[lo], errors="coerce") if lo else nan
+        high = pd.to_numeric(table[hi], errors="coerce") if hi else nan
+        handles.append(_bars(ax, [v + height * k for v in y], values.tolist(), low.tolist(), high.tolist(),
+                             height, col, f"C{k}"))
+    ax.set_yticks([v + 0.4 - height / 2 for v in y], table["task"], fontsize=7)
+    ax.set_ylim(-0.6, len(table) - 0.1)
     ax.axvline(0, color="0.3", lw=0.8)
-    ax.set_xlabel("relative improvement (%); missing values drawn as 0")
+    ax.set_xlabel("relative improvement (%), ours with paired bootstrap 95% intervals; n/a: missing")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 
 
-def system_message_table(zs: ZeroShotRun) -> pd.DataFrame:
-    """Macro/micro accuracy and failure rate per system message (the paper's Table 9 has no numbers to show)."""
+def paired_table(zs: ZeroShotRun, before: str, after: str) -> pd.DataFrame:
+    """Before vs after on the same items, per task and over all items, under both conventions: accuracies, the
+    discordant pairs and the exact McNemar p-value. Empty when one of the two models was not scored."""
+    columns = ["task", "paired items"]
+    for prefix in ("", "published: "):
+        columns += [f"{prefix}before acc %", f"{prefix}after acc %", f"{prefix}right only before",
+                    f"{prefix}right only after", f"{prefix}McNemar p"]
+    if before not in zs.results or after not in zs.results:
+        return pd.DataFrame(columns=columns)
     rows = []
+    for task in [*zs.items, None]:
+        row = {"task": task or "all items"}
+        for conv, prefix in (("robust", ""), ("published", "published: ")):
+            b, a = (_outcomes(zs.results[m], conv, task) for m in (before, after))
+            test = _mcnemar(b, a)
+            if test is None:
+                continue
+            shared = b.index.intersection(a.index)
+            row["paired items"] = test.n
+            row[f"{prefix}before acc %"] = round(100.0 * b.loc[shared].mean(), 1)
+            row[f"{prefix}after acc %"] = round(100.0 * a.loc[shared].mean(), 1)
+            row[f"{prefix}right only before"], row[f"{prefix}right only after"] = test.b, test.c
+            row[f"{prefix}McNemar p"] = round(test.p_value, 4)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def system_message_table(zs: ZeroShotRun) -> pd.DataFrame:
+    """Per system message: macro/micro accuracy with 95% intervals (bootstrap / Wilson), the published-convention
+    macro, the failure rate, and the exact McNemar p-value against the first message on the paired items (the
+    paper's Table 9 has no numbers to show)."""
+    rows = []
+    reference = next(iter(zs.system_messages), None)
     for mid, res in zs.system_messages.items():
         text = SYSTEM_MESSAGES[mid]
+        test = None if mid == reference else _mcnemar(_outcomes(zs.system_messages[reference], "robust"),
+                                                     _outcomes(res, "robust"))
         rows.append({"system message id": mid, "system message": (text[:70] + "...") if len(text) > 70 else
                      (text or "<empty system message>"), "items": int(res.per_task["n"].sum()),
-                     "macro acc %": round(res.macro, 1), "micro acc %": round(res.micro, 1),
+                     "macro acc %": round(res.macro, 1), "macro 95% CI": _macro(res, "robust")[1],
+                     "micro acc %": round(res.micro, 1), "micro 95% CI": _wilson(_outcomes(res, "robust"))[1],
+                     "published macro acc %": _macro(res, "published")[0],
                      "extraction failures %": round(float(res.records["failed"].mean() * 100), 1),
+                     f"McNemar p vs message {reference}": None if test is None else round(test.p_value, 4),
                      "paper": NOT_AVAILABLE})
     return pd.DataFrame(rows)
 
@@ -231,7 +402,13 @@ def zero_shot_metrics(zs: ZeroShotRun) -> dict[str, float]:
     out: dict[str, float] = {f"{zs.benchmark}/n_items": zs.n_items, f"{zs.benchmark}/n_tasks": len(zs.items),
                              f"{zs.benchmark}/student_found": int(zs.student_found)}
     for model, res in zs.results.items():
-        out.update(res.metrics(f"{zs.benchmark}/{zs.slots.get(model, model)}"))
+        slot = f"{zs.benchmark}/{zs.slots.get(model, model)}"
+        out.update(res.metrics(slot))
+        lo_hi = bootstrap_macro_interval([g["correct"].astype(float).to_numpy()
+                                          for _, g in res.records.groupby("task", sort=False)])
+        if not any(math.isnan(x) for x in lo_hi):           # undefined with 1 item per task: left out
+            out[f"{slot}/macro_accuracy_ci95_low"], out[f"{slot}/macro_accuracy_ci95_high"] = \
+                100.0 * lo_hi[0], 100.0 * lo_hi[1]
     for mid, res in zs.system_messages.items():
         out[f"{zs.benchmark}/system_message_{mid}/macro_accuracy"] = res.macro
     return out
