@@ -49,7 +49,7 @@ def write_synthetic(path: Path, n: int, seed: int = 0) -> None:
                        "system": rng.choice(["", "You are an AI assistant. Think step by step and justify your "
                                                  "answer."], n),
                        "user": text(60, 200), "response": text(40, 300), "status": "ok"})
-    df.to_parquet(path, index=False)
+    df.to_parquet(path, index=False, row_group_size=10_000)     # as notebook 02 writes its train files
 
 
 def _rss_sampler(stop: threading.Event, peak: dict) -> None:

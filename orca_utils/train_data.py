@@ -220,39 +220,70 @@ def _serialize_batch(batch: dict, tokenizer, max_len: int) -> dict:
     return out
 
 
-def load_stage_arrow(folder: Path, stage: int, cache_dir: Path):
-    """02's `train_stage{stage}.parquet` as a memory-mapped `datasets.Dataset` (checked like `read_stage_table`,
-    without holding the text in memory: the checks run on Arrow columns)."""
+def load_stage_arrow(folder: Path, stage: int, cache_dir: Path, batch_rows: int = 10_000):
+    """02's `train_stage{stage}.parquet` as a memory-mapped `datasets.Dataset`, checked like `read_stage_table`.
+
+    The parquet file is streamed batch by batch (`pyarrow` `iter_batches`) into an Arrow file in `cache_dir`: only
+    `ok` rows, only the columns training reads; the checks (empty responses, duplicate ids) run on the same batches.
+    `datasets.Dataset.from_parquet` would hold a whole row group of text in memory at once. The Arrow file is
+    reused while the parquet file's size and modification time are unchanged.
+    """
+    import hashlib
+
+    import pyarrow as pa
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
     from datasets import Dataset
 
     path = Path(folder) / f"train_stage{stage}.parquet"
     if not path.exists():
         raise TrainDataError(f"{path}: missing; notebook 02_augmentation writes train_stage1/2.parquet")
-    ds = Dataset.from_parquet(str(path), cache_dir=str(cache_dir), keep_in_memory=False)
-    missing = [c for c in TRAIN_COLUMNS if c not in ds.column_names]
+    source = pq.ParquetFile(path)
+    names = source.schema_arrow.names
+    missing = [c for c in TRAIN_COLUMNS if c not in names]
     if missing:
         raise TrainDataError(f"{path}: missing columns {missing}; expected at least {list(TRAIN_COLUMNS)}")
-    if "status" in ds.column_names:
-        ds = ds.filter(lambda s: [x == "ok" for x in s], input_columns="status", batched=True)
-    ds = ds.select_columns(list(TRAIN_COLUMNS))
-    n_empty, first_empty, ids = 0, None, set()
-    for batch in ds.select_columns(["id", "response"]).with_format("arrow").iter(batch_size=10_000):
-        response = pc.utf8_trim_whitespace(pc.fill_null(batch.column("response"), ""))
-        empty = pc.equal(pc.utf8_length(response), 0)
-        if pc.any(empty).as_py():
-            n_empty += pc.sum(empty).as_py()
-            first_empty = first_empty or batch.column("id")[pc.index(empty, True).as_py()].as_py()
-        before = len(ids)
-        ids.update(hash(x) for x in batch.column("id").to_pylist())
-        if len(ids) - before != batch.num_rows:
-            raise TrainDataError(f"{path}: duplicate ids")
-    if n_empty:
-        raise TrainDataError(f"{path}: {n_empty} rows with an empty response (first id {first_empty!r}); "
-                             f"02 keeps only status == 'ok' rows")
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = Path(cache_dir) / f"stage{stage}_rows_{key}.arrow"
+    if not target.exists():
+        _stream_checked_rows(source, path, target, batch_rows, "status" in names)
+    ds = Dataset.from_file(str(target))
     if len(ds) == 0:
         raise TrainDataError(f"{path}: no training rows")
     return ds
+
+
+def _stream_checked_rows(source, path: Path, target: Path, batch_rows: int, has_status: bool) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = pa.schema([(c, pa.string()) for c in TRAIN_COLUMNS])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    n_empty, first_empty, ids = 0, None, set()
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        columns = list(TRAIN_COLUMNS) + (["status"] if has_status else [])
+        for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
+            if has_status:
+                batch = batch.filter(pc.equal(batch.column("status"), "ok"))
+            batch = pa.RecordBatch.from_arrays([pc.cast(batch.column(c), pa.string()) for c in TRAIN_COLUMNS],
+                                               schema=schema)
+            empty = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(batch.column("response"), ""))),
+                             0)
+            if pc.any(empty).as_py():
+                n_empty += pc.sum(empty).as_py()
+                first_empty = first_empty or batch.column("id")[pc.index(empty, True).as_py()].as_py()
+            before = len(ids)
+            ids.update(hash(x) for x in batch.column("id").to_pylist())
+            if len(ids) - before != batch.num_rows:
+                raise TrainDataError(f"{path}: duplicate ids")
+            writer.write_batch(batch)
+    if n_empty:
+        tmp.unlink()
+        raise TrainDataError(f"{path}: {n_empty} rows with an empty response (first id {first_empty!r}); "
+                             f"02 keeps only status == 'ok' rows")
+    tmp.replace(target)
 
 
 def split_heldout_indices(n: int, fraction: float, max_rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
