@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
@@ -158,14 +159,43 @@ def _loglikelihood(backend, items: Sequence[EvalItem], apply_chat_template: bool
     return out
 
 
+def _generate_resumable(backend, items: Sequence[EvalItem], max_new_tokens: int, system_message: str | None,
+                        stop: Sequence[str] | None, records_dir: Path, chunk_items: int) -> list[dict]:
+    """`_generate` in chunks, each chunk's records written to `records_dir/part-NNNNN.parquet` as soon as it is
+    scored: an interrupted evaluation resumes from the parts already written instead of starting over.
+
+    `records_dir` must be specific to the model and the generation settings (the caller keys it by them).
+    """
+    records_dir = Path(records_dir)
+    records_dir.mkdir(parents=True, exist_ok=True)
+    done: dict[str, dict] = {}
+    parts = sorted(records_dir.glob("part-*.parquet"))
+    for part in parts:
+        for rec in pd.read_parquet(part).to_dict("records"):
+            done[str(rec["id"])] = rec
+    todo = [it for it in items if it.id not in done]
+    for start in range(0, len(todo), max(1, chunk_items)):
+        chunk = todo[start:start + chunk_items]
+        records = _generate(backend, chunk, max_new_tokens, system_message, stop)
+        path = records_dir / f"part-{len(parts):05d}.parquet"
+        tmp = path.with_suffix(".tmp")
+        pd.DataFrame(records).to_parquet(tmp, index=False)
+        tmp.replace(path)                     # a kill mid-write never leaves a half part
+        parts.append(path)
+        done.update({r["id"]: r for r in records})
+    return [done[it.id] for it in items]
+
+
 def evaluate(backend, items_by_task: dict[str, list[EvalItem]], *, mode: str = "generate",
              max_new_tokens: int = 256, system_message: str | None = None,
              stop: Sequence[str] | None = DEFAULT_STOP, apply_chat_template: bool = False,
-             normalize: bool = False, label: str = "") -> EvalResult:
+             normalize: bool = False, label: str = "", records_dir: Path | None = None,
+             chunk_items: int = 256) -> EvalResult:
     """Score `backend` on every task. All tasks' prompts go to the backend in one call (better batches).
 
     `apply_chat_template` and `normalize` only matter in log-likelihood mode (lm-eval's defaults: raw prompt,
-    `acc`). Free-form tasks are always generated.
+    `acc`). Free-form tasks are always generated. With `records_dir`, generations are scored and saved
+    `chunk_items` at a time and a rerun resumes from what was saved (`_generate_resumable`).
     """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: expected one of {MODES}")
@@ -180,6 +210,9 @@ def evaluate(backend, items_by_task: dict[str, list[EvalItem]], *, mode: str = "
             else []
         if gen_items:
             records += _generate(backend, gen_items, max_new_tokens, system_message, stop)
+    elif records_dir is not None:
+        records = _generate_resumable(backend, items, max_new_tokens, system_message, stop, records_dir,
+                                      chunk_items)
     else:
         records = _generate(backend, items, max_new_tokens, system_message, stop)
     seconds = time.time() - t0

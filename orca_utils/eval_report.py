@@ -14,9 +14,14 @@ intervals as error bars and a missing value as missing ("n/a"), never as a zero 
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
@@ -28,7 +33,7 @@ from .eval_tasks import EvalItem, get_task, load_benchmark, subset_items, task_s
 from .reference import NOT_AVAILABLE, format_paper_value, paper_block
 from .system_messages import SYSTEM_MESSAGES
 
-__all__ = ["ZeroShotRun", "run_zero_shot", "paper_columns", "accuracy_table", "relative_improvement",
+__all__ = ["ZeroShotRun", "run_zero_shot", "model_backend", "records_dir", "paper_columns", "accuracy_table", "relative_improvement",
            "system_message_table", "plot_relative_improvement", "plot_accuracy", "paired_table"]
 
 CONVENTION_COLUMNS = {"robust": "correct", "published": "published_correct"}   # record column per convention
@@ -56,7 +61,37 @@ def _hf_backend(model, cfg, label: str):
     from .generate import HFBackend
 
     return HFBackend(model, batch_size=cfg.batch_size, device=cfg.device, max_len_tokens=cfg.max_len_tokens,
-                     label=label)
+                     label=label, dtype=cfg.dtype)
+
+
+@contextlib.contextmanager
+def model_backend(spec: str, cfg, label: str) -> Iterator:
+    """The backend that generates for `spec`: in process (`serve: none`), or an OpenAI-compatible server started
+    for the block (`serve: transformers | vllm`, `orca_utils.serving`) scored through `OpenAIBackend`."""
+    if cfg.serve == "none":
+        backend = _hf_backend(spec, cfg, label)
+        try:
+            yield backend
+        finally:
+            del backend
+        return
+    if cfg.mode != "generate":
+        raise ValueError(f"serve: {cfg.serve}: a served model answers chat requests only; set mode: generate")
+    from .generate import OpenAIBackend
+    from .serving import served_model
+
+    with served_model(spec, cfg.serve, device=cfg.device, dtype=cfg.dtype) as server:
+        yield OpenAIBackend(server.base_url, server.model, label=label, concurrency=cfg.batch_size)
+
+
+def records_dir(run, cfg, slot: str, spec: str, system_message: str | None, tag: str) -> Path:
+    """Where one model's per-item records are saved as they are scored, keyed by everything that shapes them
+    (model files, generation settings, system message): a rerun with the same key resumes, any change starts a
+    new folder."""
+    weights = [p for p in Path(spec).glob("*.safetensors")] if Path(spec).is_dir() else []
+    key = json.dumps([spec, sorted((p.name, p.stat().st_mtime_ns) for p in weights), cfg.mode, cfg.max_new_tokens,
+                      cfg.max_len_tokens, cfg.serve, system_message, cfg.seed, cfg.n_items_per_task])
+    return run.path("records") / f"{slot}-{tag}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def run_zero_shot(cfg, run, benchmark: str) -> ZeroShotRun:
@@ -75,31 +110,47 @@ def run_zero_shot(cfg, run, benchmark: str) -> ZeroShotRun:
     out.student_found = bool(student_dir and (student_dir / "config.json").exists())
     if out.student_found:
         models.append((student_label(cfg), str(student_dir), "student"))
-    for label, spec, slot in models:
-        out.slots[label] = slot
-        backend = _hf_backend(spec, cfg, label)
-        out.results[label] = evaluate(backend, items, label=label, **kwargs)
-        out.system_message_model = label            # the comparison uses the last (trained, when present) model
-        last_backend = backend
-    if cfg.api_models:
-        from .generate import OpenAIBackend
+    with contextlib.ExitStack() as stack:
+        last_backend, last_spec = None, None
+        for label, spec, slot in models:
+            out.slots[label] = slot
+            if last_backend is not None:            # one model on the device (or one server) at a time
+                last_backend = None
+                stack.close()
+                gc.collect()
+            last_backend = stack.enter_context(model_backend(spec, cfg, label))
+            last_spec = spec
+            out.results[label] = evaluate(last_backend, items, label=label, chunk_items=cfg.records_chunk_items,
+                                          records_dir=records_dir(run, cfg, slot, spec, message, "main"), **kwargs)
+            out.results[label].records.to_parquet(run.path(f"records_{slot}.parquet"), index=False)
+            out.system_message_model = label        # the comparison uses the last (trained, when present) model
+        if cfg.api_models:
+            from .generate import OpenAIBackend
 
-        for name in cfg.api_models:
-            api = OpenAIBackend(cfg.api_base_url, name, api_key_env=cfg.api_key_env, label=name)
-            out.results[name] = evaluate(api, items, label=name, **{**kwargs, "mode": "generate"})
-            out.slots[name] = "api_" + "".join(ch if ch.isalnum() else "_" for ch in name)
-    if models and cfg.compare_system_message_ids:
-        keep = {get_task(benchmark, t).name for t in cfg.compare_tasks} if cfg.compare_tasks else set(items)
-        subset = {t: subset_items(v, cfg.compare_n_items_per_task, cfg.seed) for t, v in items.items() if t in keep}
-        if not subset:
-            raise ValueError(f"compare_tasks {cfg.compare_tasks}: none of them is among the tasks run {list(items)}")
-        for mid in cfg.compare_system_message_ids:
-            if mid == cfg.system_message_id and cfg.mode == "generate":   # already scored: reuse, do not pay twice
-                out.system_messages[mid] = _restrict(out.results[out.system_message_model], subset)
-                continue
-            out.system_messages[mid] = evaluate(last_backend, subset, label=f"system message {mid}",
-                                                **{**kwargs, "system_message": SYSTEM_MESSAGES[mid] or None})
+            for name in cfg.api_models:
+                api = OpenAIBackend(cfg.api_base_url, name, api_key_env=cfg.api_key_env, label=name)
+                out.results[name] = evaluate(api, items, label=name, **{**kwargs, "mode": "generate"})
+                out.slots[name] = "api_" + "".join(ch if ch.isalnum() else "_" for ch in name)
+        if models and cfg.compare_system_message_ids:
+            _compare_system_messages(out, cfg, run, items, kwargs, last_backend, last_spec, benchmark)
     return out
+
+
+def _compare_system_messages(out: ZeroShotRun, cfg, run, items, kwargs, backend, spec, benchmark) -> None:
+    keep = {get_task(benchmark, t).name for t in cfg.compare_tasks} if cfg.compare_tasks else set(items)
+    subset = {t: subset_items(v, cfg.compare_n_items_per_task, cfg.seed) for t, v in items.items() if t in keep}
+    if not subset:
+        raise ValueError(f"compare_tasks {cfg.compare_tasks}: none of them is among the tasks run {list(items)}")
+    slot = out.slots[out.system_message_model]
+    for mid in cfg.compare_system_message_ids:
+        if mid == cfg.system_message_id and cfg.mode == "generate":   # already scored: reuse, do not pay twice
+            out.system_messages[mid] = _restrict(out.results[out.system_message_model], subset)
+            continue
+        message = SYSTEM_MESSAGES[mid] or None
+        out.system_messages[mid] = evaluate(backend, subset, label=f"system message {mid}",
+                                            chunk_items=cfg.records_chunk_items,
+                                            records_dir=records_dir(run, cfg, slot, spec, message, f"sm{mid}"),
+                                            **{**kwargs, "system_message": message})
 
 
 def _restrict(result: EvalResult, items: dict[str, list[EvalItem]]) -> EvalResult:

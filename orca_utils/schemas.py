@@ -261,6 +261,12 @@ class ZeroShotEvalParams(CommonParams):
                                   "endpoint to score the same way (e.g. gpt-3.5-turbo); key from api_key_env")
     api_base_url: str | None = Field(None, description="OpenAI-compatible base URL; null: api.openai.com")
     n_error_examples: int = Field(2, ge=0, description="wrong answers shown per task")
+    serve: Literal["none", "transformers", "vllm"] = Field(
+        "none", description="none: generate in the notebook's process (HF generate); transformers / vllm: serve "
+        "each model behind an OpenAI-compatible server on 127.0.0.1 and score through it (same prompts, same "
+        "scoring; vllm needs the gpu extra). Generation mode only")
+    records_chunk_items: int = Field(256, ge=1, description="items generated and saved per chunk: an interrupted "
+                                     "evaluation resumes from the saved chunks (records/ in the output folder)")
 
 
 class AgievalParams(ZeroShotEvalParams):
@@ -340,25 +346,49 @@ class SafetyParams(CommonParams):
 
 
 class ExperimentParams(CommonParams):
-    """09_explanation_vs_answer (issue 9): answer-only vs explanation vs progressive, same compute and problems."""
+    """09_explanation_vs_answer: answer-only vs explanation vs progressive on the same problems, under two controls
+    (same tokens, same epochs), scored on real BBH items and on a difficulty curve of generated problems."""
 
-    tasks: list[str] = Field(["boolean_expressions", "object_counting", "dyck_languages", "web_of_lies"],
+    tasks: list[str] = Field(["boolean_expressions", "web_of_lies", "tracking_shuffled_objects_three_objects",
+                              "tracking_shuffled_objects_five_objects", "tracking_shuffled_objects_seven_objects",
+                              "navigate"],
                              min_length=1, description="symbolic BBH tasks (orca_utils.symbolic.TASKS)")
     seeds: list[int] = Field([0], min_length=1, description="one full run per seed; >= 2 seeds give t-intervals")
     train_problems_per_task: int = Field(100, ge=1, description="fresh problems per task, the same for every variant")
-    train_tokens: int = Field(300_000, ge=1, description="token budget per variant (steps x batch x seq_len)")
+    controls: list[Literal["same_tokens", "same_epochs"]] = Field(
+        ["same_tokens", "same_epochs"], min_length=1, description="same_tokens: every variant the same optimizer "
+        "steps; same_epochs: every variant the same passes over the problems (the paper's setting)")
+    epochs: float = Field(3.0, gt=0, description="passes over the training problems under same_epochs")
+    train_tokens: int | None = Field(None, ge=1, description="same_tokens budget per variant (steps x batch x "
+                                     "seq_len); null: what the explanation student uses under same_epochs")
     seq_len_tokens: int = Field(512, ge=64, description="packed sequence length (task-tokenizer tokens)")
     batch_size: int = Field(4, ge=1, description="packed sequences per optimizer step")
     learning_rate: float = Field(3e-3, gt=0)
     n_layers: int = Field(2, ge=1)
     hidden_size: int = Field(128, ge=16)
     n_heads: int = Field(4, ge=1)
+    larger_student: dict[str, int] | None = Field(None, description="{n_layers, hidden_size, n_heads}: also train "
+                                                  "this size (same_epochs, answer_only and explanation)")
     eval_items_per_task: int | None = Field(20, ge=1, description="real BBH items per task (null: all 250)")
-    eval_max_new_tokens: int = Field(200, ge=8, description="generation cap; longer traces count as unfinished")
+    eval_max_new_tokens: int = Field(200, ge=8, description="generation cap; outputs reaching it are reported")
     eval_batch_size: int = Field(80, ge=1)
+    stop_at_answer: bool = Field(True, description="stop generating once the line 'So the answer is ...' is complete")
+    curve: dict[str, list[int]] = Field(
+        {"tracking_shuffled_objects_five_objects": [1, 3, 5, 7], "navigate": [2, 5, 8]},
+        description="difficulty curve: task -> numbers of steps (orca_utils.symbolic.STEP_UNITS); tasks not "
+        "trained are skipped")
+    curve_items_per_step: int = Field(20, ge=1, description="held-out generated problems per task and step count")
+    alpha: float = Field(0.05, gt=0, lt=1, description="level of the pre-registered paired tests (Holm over tasks)")
     tokenizer: Literal["bpe", "char"] = Field("bpe", description="bpe: byte-level BPE trained on each seed's "
                                               "training texts; char: one token per character")
     tokenizer_vocab_size: int = Field(1024, ge=300, le=65536, description="BPE entries (specials and bytes included)")
+
+    @field_validator("larger_student")
+    @classmethod
+    def _student_size(cls, v: dict[str, int] | None) -> dict[str, int] | None:
+        if v is not None and set(v) != {"n_layers", "hidden_size", "n_heads"}:
+            raise ValueError(f"larger_student: expected keys n_layers, hidden_size, n_heads; got {sorted(v)}")
+        return v
 
 
 class ReportParams(CommonParams):

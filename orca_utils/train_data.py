@@ -230,8 +230,6 @@ def load_stage_arrow(folder: Path, stage: int, cache_dir: Path, batch_rows: int 
     """
     import hashlib
 
-    import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
     from datasets import Dataset
 

@@ -1,0 +1,64 @@
+"""Evaluation at scale: per-item records that survive an interruption, and the served (OpenAI-compatible) path."""
+from __future__ import annotations
+
+import pytest
+
+from orca_utils.eval_mcq import evaluate
+from orca_utils.eval_tasks import EvalItem
+
+SPEC = "random-llama:L2-H64:shared:tokenizers/llama"
+
+
+def _items(n=7):
+    return {"t": [EvalItem(benchmark="bbh", task="t", id=f"t-{i}", prompt=f"Is {i} even? Options: (A) yes (B) no", target="A",
+                           kind="choice", options=["yes", "no"]) for i in range(n)]}
+
+
+class Scripted:
+    """Answers '(A)' for even numbers, counts prompts, and can die after `fail_after` prompts."""
+
+    label = "scripted"
+
+    def __init__(self, fail_after=None):
+        self.seen, self.fail_after = [], fail_after
+
+    def generate(self, prompts, max_new_tokens=8, stop=None, system_message=None):
+        out = []
+        for p in prompts:
+            if self.fail_after is not None and len(self.seen) >= self.fail_after:
+                raise KeyboardInterrupt("killed mid-evaluation")
+            self.seen.append(p)
+            out.append("So the answer is (A)." if int(p.split()[1]) % 2 == 0 else "So the answer is (B).")
+        return out
+
+
+def test_an_interrupted_evaluation_resumes_from_its_saved_records(tmp_path):
+    items = _items()
+    full = evaluate(Scripted(), items, records_dir=tmp_path / "full", chunk_items=2)
+    dying = Scripted(fail_after=4)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(dying, items, records_dir=tmp_path / "r", chunk_items=2)
+    assert len(list((tmp_path / "r").glob("part-*.parquet"))) == 2        # two chunks of 2 were saved
+    again = Scripted()
+    resumed = evaluate(again, items, records_dir=tmp_path / "r", chunk_items=2)
+    assert len(again.seen) == 3, "only the 3 items never scored are generated again"
+    cols = ["id", "prediction", "correct", "published_correct"]
+    assert resumed.records[cols].equals(full.records[cols]) and resumed.macro == full.macro
+
+
+@pytest.mark.slow
+def test_served_model_prompts_and_answers_like_the_in_process_model():
+    from orca_utils.generate import HFBackend, OpenAIBackend
+    from orca_utils.serving import served_model
+
+    local = HFBackend(SPEC, batch_size=1, device="cpu", progress=False)
+    prompts = ["Is 4 even? Options: (A) yes (B) no", "Name a colour."]
+    expected = local.generate_completions(prompts, max_new_tokens=6, stop=[], system_message="Answer briefly.")
+    with served_model(SPEC, "transformers", device="cpu") as server:
+        remote = OpenAIBackend(server.base_url, server.model, label="served", concurrency=1, progress=False)
+        got = remote.generate_completions(prompts, max_new_tokens=6, stop=[], system_message="Answer briefly.")
+        scored = evaluate(remote, _items(2), max_new_tokens=6)
+    # The server rendered the same prompt (the training format) and generated the same greedy tokens.
+    assert [c.prompt_tokens for c in got] == [c.prompt_tokens for c in expected]
+    assert [c.text for c in got] == [c.text for c in expected]
+    assert len(scored.records) == 2
