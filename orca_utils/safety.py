@@ -27,8 +27,10 @@ reachable, `load_toxicity_scorer` says why and nothing is scored.
 """
 from __future__ import annotations
 
+import gc
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -41,7 +43,7 @@ from .judge import ChatFn, VerdictParseError, ask_with_retry
 __all__ = ["load_truthfulqa", "split_answers", "build_mc", "score_mc", "evaluate_mc", "summarise_mc", "paired_mc",
            "build_truth_judge_messages", "parse_yes_no", "judge_truthfulness", "TOXIGEN_13_GROUPS",
            "list_toxigen_files", "parse_toxigen_line", "load_toxigen_prompts", "ToxicityScorer",
-           "load_toxicity_scorer", "summarise_toxicity"]
+           "load_toxicity_scorer", "summarise_toxicity", "ResidentBackends"]
 
 # ---------------------------------------------------------------- TruthfulQA
 
@@ -61,6 +63,46 @@ def split_answers(cell: str, close: bool = True) -> list[str]:
         if part not in out:
             out.append(part)
     return out
+
+
+class ResidentBackends(Mapping):
+    """{label: backend} over `models` ([(label, spec)]) that keeps at most ONE model loaded: reading a label loads
+    its backend with `make(label, spec)` after dropping the one loaded before. Two 13B models never share the
+    device; a notebook that walks the models once per task loads each model once per task."""
+
+    def __init__(self, models: Sequence[tuple[str, str]], make: Callable[[str, str], object]):
+        self._specs = dict(models)
+        self._make = make
+        self._label: str | None = None
+        self._backend = None
+        self.loads = 0
+
+    def __getitem__(self, label: str):
+        if label not in self._specs:
+            raise KeyError(label)
+        if label != self._label:
+            self._backend, self._label = None, None
+            gc.collect()
+            _empty_device_cache()
+            self._backend, self._label = self._make(label, self._specs[label]), label
+            self.loads += 1
+        return self._backend
+
+    def __iter__(self):
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+def _empty_device_cache() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
 
 
 def load_truthfulqa(data_dir: str | None = None, offline: bool = False) -> pd.DataFrame:

@@ -62,3 +62,26 @@ def test_served_model_prompts_and_answers_like_the_in_process_model():
     assert [c.prompt_tokens for c in got] == [c.prompt_tokens for c in expected]
     assert [c.text for c in got] == [c.text for c in expected]
     assert len(scored.records) == 2
+
+
+def test_resident_backends_keep_one_model_loaded():
+    import weakref
+
+    from orca_utils.safety import ResidentBackends
+
+    class Model:
+        pass
+
+    alive = []
+
+    def make(label, spec):
+        model = Model()
+        alive.append(weakref.ref(model))
+        return model
+
+    backends = ResidentBackends([("base", "a"), ("student", "b")], make)
+    for _ in range(2):                                  # two tasks, each walking both models
+        for label, backend in backends.items():
+            assert sum(r() is not None for r in alive) == 1, "two models resident at once"
+            assert backend is backends[label]            # reading the current one again does not reload
+    assert backends.loads == 4 and list(backends) == ["base", "student"]
