@@ -105,9 +105,28 @@ def run_preflight(cfgs: dict, options: Options | None = None) -> Report:
     """Every check on a loaded profile ({notebook stem: validated params}, from `config.load_profile`)."""
     opts = options or Options()
     findings: list[Finding] = []
-    for check in (check_endpoints, check_model_specs, check_url_sources, check_accelerate, check_memory):
+    for check in (check_endpoints, check_model_specs, check_url_sources, check_accelerate, check_serving,
+                  check_memory):
         findings += [f for f in check(cfgs, opts) if f not in findings]
     return Report(findings)
+
+
+def check_serving(cfgs: dict, opts: Options) -> list[Finding]:
+    """05/06 `serve`: the engine is installed (vLLM comes with the `gpu` extra) and the mode allows serving."""
+    import importlib.util
+
+    findings: list[Finding] = []
+    for stem, cfg in cfgs.items():
+        engine = getattr(cfg, "serve", "none")
+        if engine == "none":
+            continue
+        if getattr(cfg, "mode", "generate") != "generate":
+            findings.append(Problem(f"{stem}.serve", f"{engine}: a served model answers chat requests only, but "
+                                    f"mode is {cfg.mode}: set mode: generate, or serve: none"))
+        if engine == "vllm" and importlib.util.find_spec("vllm") is None:
+            findings.append(Problem(f"{stem}.serve", "vllm is not installed here: pip install -e '.[gpu]' on the "
+                                    "GPU machine, or set serve: transformers"))
+    return findings
 
 
 def _owner(cfgs: dict, name: str, stem: str) -> str:

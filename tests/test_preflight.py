@@ -380,3 +380,18 @@ def test_rehearsal_profile_is_ready(repo, capsys):
     if not (repo / "params" / "rehearsal.yaml").exists():
         pytest.skip("params/rehearsal.yaml not in this checkout")
     assert main(["validate", "--profile", "rehearsal", "--deep"]) == 0, capsys.readouterr().out
+
+
+def test_serving_engine_is_checked(monkeypatch):
+    import importlib.util
+
+    from orca_utils.config import load_profile
+    from orca_utils.preflight import Options, check_serving
+
+    cfgs = load_profile("rehearsal", overrides=["05_agieval.serve=vllm", "06_bbh.mode=loglikelihood"])
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    lines = [f"{f.param}: {f.message}" for f in check_serving(cfgs, Options())]
+    assert any(line.startswith("05_agieval.serve: vllm is not installed") for line in lines), lines
+    assert any(line.startswith("06_bbh.serve: transformers: a served model answers chat requests only")
+               for line in lines), lines
