@@ -23,7 +23,7 @@ def _add_run(p):
     p.add_argument("--only", nargs="+", help="notebook numbers or stems to run, e.g. --only 03 04")
     p.add_argument("--from", dest="start", help="run from this notebook to the end, e.g. --from 02")
     p.add_argument("--params-override", action="append", default=[], metavar="KEY=VALUE",
-                   help="e.g. 04_training.max_steps=5 or seed=1 (common); repeatable")
+                   help="e.g. 04_training.stage1.max_steps=5 or seed=1 (common); repeatable")
     p.add_argument("--run-dir", help="outputs folder for this run (default: outputs/<profile>)")
     p.add_argument("--notebooks-dir", help=argparse.SUPPRESS)
 

@@ -56,7 +56,7 @@ def profile_path(profile: str, params_dir: Path | None = None) -> Path:
 
 
 def parse_overrides(overrides: str | list[str] | tuple[str, ...] | None) -> list[tuple[str, Any]]:
-    """`"04_training.max_steps=5; seed=1"` or a list of `key=value` into (dotted key, YAML-parsed value) pairs.
+    """`"04_training.stage1.max_steps=5; seed=1"` or a list of `key=value` into (dotted key, YAML-parsed value) pairs.
 
     A bare key (no dot) addresses `common`. Values are parsed as YAML scalars, so `true`, `3`, `0.5`, `null` work.
     """
@@ -69,7 +69,7 @@ def parse_overrides(overrides: str | list[str] | tuple[str, ...] | None) -> list
         if not raw:
             continue
         if "=" not in raw:
-            raise ConfigError(f"override {raw!r}: expected key=value, e.g. 04_training.max_steps=5")
+            raise ConfigError(f"override {raw!r}: expected key=value, e.g. 04_training.stage1.max_steps=5")
         key, value = raw.split("=", 1)
         try:
             parsed = yaml.safe_load(value) if value.strip() else ""

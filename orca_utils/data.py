@@ -152,6 +152,11 @@ class DatasetLocation:
 def candidate_roots(data_dir: str | os.PathLike | None = None) -> list[tuple[str, Path | None]]:
     """The local roots in resolution order, as (label, path or None when unset)."""
     env = os.environ.get("ORCA_DATA_DIR")
+    for label, value in (("data_dir param", data_dir), ("$ORCA_DATA_DIR", env)):
+        if value and not Path(value).expanduser().is_dir():
+            # An explicit root that does not exist is a typo, not a reason to read another copy silently.
+            raise DatasetNotFoundError(f"{label}: {value}: no such directory (unset it to use ../shared/data, the "
+                                       f"pinned GitHub files or the hub)")
     return [
         ("data_dir param", Path(data_dir).expanduser() if data_dir else None),
         ("$ORCA_DATA_DIR", Path(env).expanduser() if env else None),

@@ -90,3 +90,13 @@ def test_hub_snapshot_is_used_when_it_succeeds(roots, monkeypatch, tmp_path):
 def test_real_shared_data_is_found():
     loc = resolve_dataset("bbh")
     assert (loc.path / "boolean_expressions.json").exists()
+
+
+def test_an_explicit_root_that_does_not_exist_is_an_error(tmp_path, monkeypatch):
+    from orca_utils.data import DatasetNotFoundError, resolve_dataset
+
+    with pytest.raises(DatasetNotFoundError, match=r"data_dir param: .*missing-root: no such directory"):
+        resolve_dataset("bbh", data_dir=str(tmp_path / "missing-root"))
+    monkeypatch.setenv("ORCA_DATA_DIR", str(tmp_path / "typo"))
+    with pytest.raises(DatasetNotFoundError, match=r"\$ORCA_DATA_DIR: .*typo: no such directory"):
+        resolve_dataset("bbh")
