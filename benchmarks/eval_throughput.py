@@ -1,6 +1,8 @@
-"""Examples/s of batched HF greedy generation vs one-at-a-time, same model, same items (goal: >= 4x at batch 16).
+"""Examples/s of batched HF greedy generation vs one-at-a-time, same model, same items (goal: >= 4x at batch 16),
+and of the served path (`orca_utils.serving`: an OpenAI-compatible server, requests `--batch-size` at a time).
 
     .venv/bin/python benchmarks/eval_throughput.py [--model SPEC] [--items 32] [--batch-size 16] [--max-new-tokens 16 64]
+        [--serve transformers|vllm|none]
 
 Items are BBH zero-shot prompts (the first tasks' fixed subsets). Each `--max-new-tokens` value is measured both ways
 in the same run: short generations are prefill-bound (a prompt's prefill costs the same batched or not), longer
@@ -30,6 +32,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, nargs="+", default=[16, 64])
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--serve", default="transformers", choices=["transformers", "vllm", "none"],
+                    help="also time the served path with this engine (none: skip)")
     args = ap.parse_args()
 
     root = resolve_dataset("bbh", None, offline=True).path
@@ -56,8 +60,31 @@ def main() -> None:
         results.append({"max_new_tokens": max_new, "batched_examples_per_s": round(len(prompts) / t_batched, 3),
                         "single_examples_per_s": round(len(prompts) / t_single, 3), "speedup": round(ratio, 2),
                         "identical_outputs": agree, "goal_met": ratio >= 4.0})
+    if args.serve != "none":
+        served_rates(args, prompts, results)
     print(json.dumps({"model": args.model, "items": len(prompts), "batch_size": args.batch_size, "goal_speedup": 4.0,
-                      "settings": results}))
+                      "serve": args.serve, "settings": results}))
+
+
+def served_rates(args, prompts, results) -> None:
+    """The same prompts through a served copy of the model (server start-up excluded from the rate)."""
+    from orca_utils.generate import OpenAIBackend
+    from orca_utils.serving import served_model
+
+    t0 = time.perf_counter()
+    with served_model(args.model, args.serve, device=args.device) as server:
+        started = time.perf_counter() - t0
+        remote = OpenAIBackend(server.base_url, server.model, concurrency=args.batch_size, progress=False)
+        remote.generate(prompts[:2], max_new_tokens=2)                    # warm-up
+        for entry in results:
+            t0 = time.perf_counter()
+            served = remote.generate_completions(prompts, entry["max_new_tokens"])
+            seconds = time.perf_counter() - t0
+            entry["served_examples_per_s"] = round(len(prompts) / seconds, 3)
+            entry["served_vs_batched"] = round(entry["served_examples_per_s"] / entry["batched_examples_per_s"], 2)
+            print(f"max_new_tokens {entry['max_new_tokens']:4d}: served ({args.serve}, {args.batch_size} requests "
+                  f"in flight) {seconds:6.1f}s ({len(prompts) / seconds:.2f} examples/s; server start {started:.0f}s, "
+                  f"not counted); {len(served)} answers")
 
 
 if __name__ == "__main__":

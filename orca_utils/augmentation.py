@@ -176,19 +176,22 @@ def train_frame(responses):
 
 def plot_length_distributions(responses: dict, count_tokens):
     """Box plots of response length (tokens) per system message id, one panel per teacher (paper §3.1.3)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from . import figure_style
+
+    figure_style.apply()
     fig, axes = plt.subplots(1, len(responses), figsize=(5.5 * len(responses), 3.6), squeeze=False, sharey=True)
     for ax, (stage, df) in zip(axes[0], responses.items()):
         ok = df[df["status"].isin(["ok", "truncated"])]
         ids = sorted(ok["system_message_id"].unique())
         data = [[count_tokens(t) for t in ok.loc[ok["system_message_id"] == i, "response"]] for i in ids]
+        teacher = str(df["teacher"].iloc[0]) if len(df) else "?"
+        color = figure_style.color_for(teacher, role=figure_style.role_of(str(stage)))
         if data:
-            ax.boxplot(data, tick_labels=[str(i) for i in ids], showfliers=False)
-        ax.set_title(f"{stage}: {df['teacher'].iloc[0] if len(df) else '?'}", fontsize=9)
+            ax.boxplot(data, tick_labels=[str(i) for i in ids], showfliers=False, patch_artist=True,
+                       boxprops={"facecolor": color, "alpha": 0.8}, medianprops={"color": "black"})
+        ax.set_title(f"{stage}: {teacher}", fontsize=9)
         ax.set_xlabel("system message id")
     axes[0][0].set_ylabel("response length (tokens)")
     fig.suptitle("Teacher response length per system message", fontsize=10)

@@ -260,8 +260,13 @@ def accuracy_table(zs: ZeroShotRun) -> pd.DataFrame:
 
 
 def plot_accuracy(zs: ZeroShotRun, title: str):
-    """Per task, each model's accuracy under both conventions with Wilson 95% error bars (missing: "n/a")."""
+    """Per task, each model's accuracy under both conventions with Wilson 95% error bars (missing: "n/a").
+    One colour per model (`figure_style.color_for`); the published convention is the hatched bar."""
     import matplotlib.pyplot as plt
+
+    from . import figure_style
+
+    figure_style.apply()
 
     labels = {s.name: s.label for s in task_specs(zs.benchmark)}
     series = [(f"{model} ({conv})", res, conv) for model, res in zs.results.items() for conv in CONVENTION_COLUMNS]
@@ -278,7 +283,8 @@ def plot_accuracy(zs: ZeroShotRun, title: str):
             lo.append(100.0 * a)
             hi.append(100.0 * b)
         handles.append(_bars(ax, [t + k * height for t in range(len(tasks))], values, lo, hi, height, name,
-                             f"C{k}"))
+                             figure_style.color_for(name[: -len(conv) - 3]),
+                             hatch=None if conv == "robust" else figure_style.PAPER_HATCH))
     ax.set_yticks([t + 0.4 - height / 2 for t in range(len(tasks))], [labels.get(t, t) for t in tasks], fontsize=7)
     ax.set_ylim(-0.6, len(tasks) - 0.1)
     ax.set_xlabel("accuracy (%), 95% Wilson interval; n/a: not scored under that convention")
@@ -289,7 +295,7 @@ def plot_accuracy(zs: ZeroShotRun, title: str):
     return fig
 
 
-def _bars(ax, y, values, lo, hi, height, label, color=None):
+def _bars(ax, y, values, lo, hi, height, label, color=None, hatch=None):
     """Horizontal bars with error bars where the interval is known; a missing value is written "n/a", not drawn.
     Returns the legend handle (a series with no value at all still gets its own colour in the legend)."""
     import numpy as np
@@ -297,7 +303,8 @@ def _bars(ax, y, values, lo, hi, height, label, color=None):
 
     v, lo, hi = np.asarray(values, float), np.asarray(lo, float), np.asarray(hi, float)
     have = ~np.isnan(v)
-    ax.barh(np.asarray(y)[have], v[have], height=height, label=label, color=color)
+    ax.barh(np.asarray(y)[have], v[have], height=height, label=label, color=color, hatch=hatch,
+            edgecolor="white" if hatch else None, linewidth=0)
     known = have & ~np.isnan(lo) & ~np.isnan(hi)
     if known.any():
         err = np.clip([v[known] - lo[known], hi[known] - v[known]], 0, None)     # rounding may cross the bar
@@ -305,7 +312,7 @@ def _bars(ax, y, values, lo, hi, height, label, color=None):
                     ecolor="0.2", elinewidth=0.8, capsize=2)
     for yy in np.asarray(y)[~have]:
         ax.text(0, yy, " n/a", va="center", fontsize=6, color="0.3")
-    return Patch(color=color, label=label)
+    return Patch(facecolor=color, hatch=hatch, edgecolor="white" if hatch else None, label=label)
 
 
 def _relative(before: pd.Series | None, after: pd.Series | None) -> tuple[float | None, float, float]:
@@ -364,9 +371,13 @@ def relative_improvement(zs: ZeroShotRun, before: str, after: str) -> pd.DataFra
 
 
 def plot_relative_improvement(table: pd.DataFrame, title: str):
-    """The paper's relative improvement beside ours (both conventions, with 95% error bars); missing: "n/a"."""
+    """The paper's relative improvement beside ours (both conventions, with 95% error bars); missing: "n/a".
+    The paper's bars take Orca-13B's colour, ours the tuned student's (`figure_style.color_for`)."""
     import matplotlib.pyplot as plt
 
+    from . import figure_style
+
+    figure_style.apply()
     series = [("paper: Orca-13B over Vicuna-13B (%)", None, None)]
     for name in ("ours", "ours (published)"):
         if f"{name}: after over before (%)" in table.columns:
@@ -380,8 +391,10 @@ def plot_relative_improvement(table: pd.DataFrame, title: str):
         values = pd.to_numeric(table[col], errors="coerce")
         low = pd.to_numeric(table[lo], errors="coerce") if lo else nan
         high = pd.to_numeric(table[hi], errors="coerce") if hi else nan
+        color = figure_style.color_for(col, role=None if col.startswith("paper") else "tuned student")
+        hatch = figure_style.PAPER_HATCH if col.startswith("paper") else ("...." if "published" in col else None)
         handles.append(_bars(ax, [v + height * k for v in y], values.tolist(), low.tolist(), high.tolist(),
-                             height, col, f"C{k}"))
+                             height, col, color, hatch=hatch))
     ax.set_yticks([v + 0.4 - height / 2 for v in y], table["task"], fontsize=7)
     ax.set_ylim(-0.6, len(table) - 0.1)
     ax.axvline(0, color="0.3", lw=0.8)

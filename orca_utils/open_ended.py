@@ -194,38 +194,55 @@ def paper_relative_scores() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_relative_scores(summary: pd.DataFrame, paper: pd.DataFrame):
-    """Bars per prompt set: our mean relative score per reference (whiskers: the two orders) beside the paper's
-    Orca-13B (hatched, recalled values marked unverified)."""
+def plot_relative_scores(summary: pd.DataFrame, paper: pd.DataFrame, candidate: str | None = None,
+                         paper_reference: str = "ChatGPT"):
+    """The paper's way (its Figures 3-4): per prompt set, horizontal bars of each model's score relative to a
+    reference (%), ours beside the paper's. Ours: mean of both orders, error bar spanning the two orders (the
+    position bias); the paper's Orca-13B and Vicuna-13B relative to `paper_reference` (hatched, recalled values
+    marked unverified). A missing value is written "n/a", never drawn as a zero bar. Colours from
+    `figure_style.color_for`: `candidate` (the label of the model judged, e.g. notebook 04's student) gives ours."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    sets = [s for s in summary["set"].drop_duplicates()]
-    refs = list(summary["reference"].drop_duplicates())
-    paper_refs = ["ChatGPT", "GPT-4"]
-    width = 0.8 / (len(refs) + len(paper_refs))
-    fig, ax = plt.subplots(figsize=(8, 4))
-    x = np.arange(len(sets))
-    for k, ref in enumerate(refs):
+    from . import figure_style
+    from .eval_report import _bars
+
+    figure_style.apply()
+    sets = [s for s in [*PAPER_SET_NAMES, "all"] if s in set(summary["set"])] + \
+        [s for s in summary["set"].drop_duplicates() if s not in PAPER_SET_NAMES and s != "all"]
+    if not sets:
+        sets = [*PAPER_SET_NAMES, "all"]
+    ours_color = figure_style.color_for(candidate) if candidate else figure_style.color_for("ours (candidate)")
+    series = []                                   # (label, values, low, high, colour, hatch)
+    for ref in summary["reference"].drop_duplicates():
         part = summary[summary["reference"] == ref].set_index("set").reindex(sets)
-        lo = part[["relative_candidate_first_pct", "relative_reference_first_pct"]].min(axis=1)
-        hi = part[["relative_candidate_first_pct", "relative_reference_first_pct"]].max(axis=1)
-        mean = part["relative_mean_pct"]
-        ax.bar(x + k * width, mean.fillna(0), width, label=f"ours vs {ref}")
-        ax.errorbar(x + k * width, mean, yerr=[mean - lo, hi - mean], fmt="none", ecolor="k", capsize=3)
-        for xi, v in zip(x + k * width, mean):
-            if np.isnan(v):
-                ax.text(xi, 2, "no parsed\nverdict", ha="center", fontsize=6, rotation=90)
-    for j, ref in enumerate(paper_refs):
-        part = paper[(paper["paper_reference"] == ref) & (paper["paper_model"] == "Orca-13B")].set_index("set")
-        vals = part.reindex(sets)["value"].astype(float)
-        pos = x + (len(refs) + j) * width
-        ax.bar(pos, vals.fillna(0), width, hatch="//", alpha=0.5, label=f"paper Orca-13B vs {ref} (unverified)")
-    ax.axhline(100, color="0.5", lw=0.8, ls="--")
-    ax.set_xticks(x + width * (len(refs) + len(paper_refs) - 1) / 2, [PAPER_SET_NAMES.get(s, s) for s in sets])
-    ax.set_ylabel("candidate total / reference total (%)")
-    ax.set_title("Open-ended generation judged pairwise (mean of both orders)")
-    ax.legend(fontsize=7, loc="upper right")
+        orders = part[["relative_candidate_first_pct", "relative_reference_first_pct"]].astype(float)
+        series.append((f"ours vs {ref}" + (f": {candidate}" if candidate else ""),
+                       part["relative_mean_pct"].astype(float).tolist(), orders.min(axis=1).tolist(),
+                       orders.max(axis=1).tolist(), ours_color, None))
+    for model in ("Orca-13B", "Vicuna-13B"):
+        part = paper[(paper["paper_reference"] == paper_reference) & (paper["paper_model"] == model)]
+        values = part.set_index("set").reindex(sets)["value"].astype(float)
+        unverified = part["shown"].astype(str).str.contains("unverified").any()
+        series.append((f"paper: {model} vs {paper_reference}" + (" (unverified)" if unverified else ""),
+                       values.tolist(), [np.nan] * len(sets), [np.nan] * len(sets),
+                       figure_style.color_for(model), figure_style.PAPER_HATCH))
+    height = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.35 * len(sets) * len(series) + 1)))
+    handles = []
+    for k, (label, values, lo, hi, color, hatch) in enumerate(series):
+        y = [len(sets) - 1 - i + 0.4 - height / 2 - k * height for i in range(len(sets))]   # first set on top
+        handles.append(_bars(ax, y, values, lo, hi, height, label, color, hatch=hatch))
+    names = {**PAPER_SET_NAMES, "all": "Average (all sets)"}
+    ax.set_yticks([len(sets) - 1 - i for i in range(len(sets))], [names.get(s, s) for s in sets])
+    ax.set_ylim(-0.6, len(sets) - 0.4)
+    ax.axvline(100, color="0.4", lw=0.8, ls="--")
+    top = np.nanmax([v for _label, values, _lo, hi, _c, _h in series for v in [*values, *hi]] + [100.0])
+    ax.set_xlim(0, max(110.0, 10 * np.ceil(top / 10) + 5))
+    ax.set_xlabel("score relative to the reference (%): candidate total / reference total\n"
+                  "ours: mean of both orders, error bar: the two orders; n/a: missing")
+    ax.set_title(f"Open-ended generation relative to the reference (paper: {paper_reference}, GPT-4 as judge)")
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1)
     fig.tight_layout()
     return fig
 

@@ -127,10 +127,14 @@ def plot_length_distributions(lengths: pd.DataFrame, title: str):
     """Paper-style panels: prompt vs response histogram, totals by collection, totals by system message."""
     import matplotlib.pyplot as plt
 
+    from . import figure_style
+
+    figure_style.apply()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     top = max(int(lengths["total_tokens"].quantile(0.995)), 8)
     bins = np.linspace(0, top, 50)
-    for col, colour in (("prompt_tokens", "tab:blue"), ("response_tokens", "tab:orange")):
+    for col in ("prompt_tokens", "response_tokens"):
+        colour = figure_style.color_for(col.split("_")[0])
         axes[0].hist(lengths[col].clip(upper=top), bins=bins, alpha=0.6, color=colour, label=col.split("_")[0])
     axes[0].set(xlabel="tokens", ylabel="samples", title="prompt (system + user) vs response")
     axes[0].legend()
@@ -151,11 +155,17 @@ def plot_packing(grid: pd.DataFrame, paper_factor: float | None, paper_label: st
     """Packing factor and padding fraction against max_len, one line per (tokenizer, method)."""
     import matplotlib.pyplot as plt
 
+    from . import figure_style
+
+    figure_style.apply()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     for (tok, method), part in grid.groupby(["tokenizer", "method"]):
         style = "-" if method.startswith("best") else "--"
-        axes[0].plot(part["max_len"], part["packing_factor"], style, marker="o", label=f"{method} / {tok}")
-        axes[1].plot(part["max_len"], 100 * part["padding_fraction"], style, marker="o", label=f"{method} / {tok}")
+        colour = figure_style.color_for(str(tok))         # one colour per tokenizer, line style per method
+        axes[0].plot(part["max_len"], part["packing_factor"], style, marker="o", color=colour,
+                     label=f"{method} / {tok}")
+        axes[1].plot(part["max_len"], 100 * part["padding_fraction"], style, marker="o", color=colour,
+                     label=f"{method} / {tok}")
     if paper_factor is not None:
         axes[0].scatter([2048], [paper_factor], marker="*", s=200, color="black", zorder=5, label=paper_label)
     for ax in axes:

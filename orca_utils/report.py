@@ -3,10 +3,17 @@
 `build_report(profile_dir)` reads `outputs/<profile>/` (each notebook's `tab_*.csv` + `.md`, `fig_*.png`,
 `metrics.json`, `run_info.json`, and the run's `manifest.json`) and writes `outputs/<profile>/report/`:
 `report.html` (figures copied into `report/figures/`, referenced by relative links, so the folder opens in any
-browser and can be moved as a whole), `report.pdf` when asked (matplotlib only: text pages and figure pages), and
-`sections.json` (what was found and what is missing). Nothing is ever invented: a notebook without outputs is
-listed as MISSING with the command that produces it; tables are shown as the notebooks saved them (those of 05-08
-carry the paper's numbers beside ours, from `orca_utils.reference`).
+browser and can be moved as a whole), `report.pdf` when asked, and `sections.json` (what was found and what is
+missing). Nothing is ever invented: a notebook without outputs is listed as MISSING with the command that produces
+it; tables are shown as the notebooks saved them (those of 05-08 carry the paper's numbers beside ours, from
+`orca_utils.reference`; paper numbers recalled rather than checked are marked "(unverified)").
+
+The report reads like the paper: sections in the paper's order (explanation tuning §3, open-ended generation §5,
+reasoning §6, safety §7, then our explanation-vs-answer experiment), numbered and captioned tables and figures, a
+table of contents and the run manifest as an appendix. The HTML is written directly from the notebooks' CSV files
+(never parsed back), and `report.pdf` is that same HTML typeset by WeasyPrint: tables stay text, and figures are
+embedded as vector graphics (the SVG `Run.save_fig` writes beside each PNG/PDF; outputs saved before it did fall
+back to the PNG, and the summary lists them under `raster_figures`).
 
 Provenance at a glance: each section carries a badge, "offline stand-in" when its provenance (the `provenance`
 of `metrics.json` and the line under each table) names a stand-in (SmolLM2, a data or symbolic teacher, a local
@@ -26,23 +33,26 @@ import pandas as pd
 
 from .schemas import NOTEBOOK_SCHEMAS
 
-__all__ = ["SECTIONS", "Section", "collect_sections", "build_report", "classify_provenance"]
+__all__ = ["SECTIONS", "PAPER_ORDER", "Section", "collect_sections", "build_report", "classify_provenance"]
 
-# notebook -> (section title, what the paper shows there)
+# notebook -> (section title, what the paper shows there); the report numbers them in PAPER_ORDER
 SECTIONS = {
-    "01_sampling": ("1. Sampling FLAN-v2 with the 16 system messages",
+    "01_sampling": ("Sampling FLAN-v2 with the 16 system messages",
                     "system messages table, sampling quotas, contamination check (paper §3.1, Table 2)"),
-    "02_augmentation": ("2. Teacher augmentation", "teacher responses and their status (paper §3.1.3)"),
-    "03_packing": ("3. Tokenization and packing", "length distributions and packing efficiency (paper §3.2)"),
-    "04_training": ("4. Progressive training", "training curves of both stages (paper §3.2)"),
-    "05_agieval": ("5. AGIEval, zero-shot", "beside the paper's Table 4 / Figure 5"),
-    "06_bbh": ("6. Big-Bench Hard, zero-shot", "beside the paper's Table 6 / Figure 9"),
-    "07_open_ended": ("7. Open-ended generation", "beside the paper's Figures 3-4 (GPT-4 judge)"),
-    "08_safety": ("8. Safety: TruthfulQA and ToxiGen", "beside the paper's §7"),
-    "09_explanation_vs_answer": ("9. Explanation traces vs answer-only, on a laptop",
+    "02_augmentation": ("Teacher augmentation", "teacher responses and their status (paper §3.1.3)"),
+    "03_packing": ("Tokenization and packing", "length distributions and packing efficiency (paper §3.2)"),
+    "04_training": ("Progressive training", "training curves of both stages (paper §3.2)"),
+    "05_agieval": ("AGIEval, zero-shot", "beside the paper's Table 4 / Figure 5 (paper §6.1)"),
+    "06_bbh": ("Big-Bench Hard, zero-shot", "beside the paper's Table 6 / Figure 9 (paper §6.2)"),
+    "07_open_ended": ("Open-ended generation", "beside the paper's Figures 3-4, GPT-4 as judge (paper §5)"),
+    "08_safety": ("Safety: TruthfulQA and ToxiGen", "beside the paper's §7"),
+    "09_explanation_vs_answer": ("Explanation traces vs answer-only, on a laptop",
                                  "the paper's central claim, tested at small scale"),
-    "10_report": ("10. Report", ""),
+    "10_report": ("Report", ""),
 }
+# The paper's order: explanation tuning (§3), open-ended generation (§5), reasoning (§6), safety (§7); then ours.
+PAPER_ORDER = ["01_sampling", "02_augmentation", "03_packing", "04_training", "07_open_ended", "05_agieval",
+               "06_bbh", "08_safety", "09_explanation_vs_answer"]
 _STANDIN = re.compile(r"stand-in|offline|smollm|symbolic|data teacher|local server|fake|tiny|placeholder|"
                       r"char-level|task tokenizer|trained here", re.I)
 
@@ -60,8 +70,8 @@ class Section:
     title: str
     note: str
     status: str                                   # "ok" | "missing" | "failed" | "running"
-    tables: list[dict] = field(default_factory=list)     # name, html, provenance
-    figures: list[dict] = field(default_factory=list)    # name, src (relative), provenance
+    tables: list[dict] = field(default_factory=list)     # name, frame (None: unreadable), error, provenance
+    figures: list[dict] = field(default_factory=list)    # name, src (relative), file, vector
     metrics: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     badge: str = "unknown"
@@ -89,34 +99,91 @@ def collect_sections(root: Path, report_dir: Path) -> list[Section]:
         sec = Section(nb, title, note, status, metrics=metrics.get("metrics", {}),
                       provenance=metrics.get("provenance", {}))
         for csv in sorted(folder.glob("tab_*.csv")) if folder.exists() else []:
+            frame, error = None, ""
             try:
                 frame = pd.read_csv(csv)
-                table_html = frame.to_html(index=False, border=0, classes="tab", na_rep="", escape=True)
             except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-                table_html = f"<p class='missing'>unreadable table {html.escape(csv.name)}: {html.escape(str(exc))}</p>"
-            sec.tables.append({"name": csv.stem, "html": table_html,
+                error = str(exc)
+            sec.tables.append({"name": csv.stem, "frame": frame, "error": error,
                                "provenance": _table_provenance(csv.with_suffix(".md"))})
         for png in sorted(folder.glob("fig_*.png")) if folder.exists() else []:
-            target = fig_dir / f"{nb}__{png.name}"
-            shutil.copyfile(png, target)
-            sec.figures.append({"name": png.stem, "src": f"figures/{target.name}", "file": target})
+            svg = png.with_suffix(".svg")           # vector copy for the report, when Run.save_fig wrote one
+            source = svg if svg.exists() else png
+            target = fig_dir / f"{nb}__{source.name}"
+            shutil.copyfile(source, target)
+            sec.figures.append({"name": png.stem, "src": f"figures/{target.name}", "file": target,
+                                "vector": source.suffix == ".svg"})
         sec.badge = classify_provenance([*map(str, sec.provenance.values()), *(t["provenance"] for t in sec.tables)])
         out.append(sec)
     return out
 
 
-_CSS = """body{font-family:Georgia,serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.4}
-h1{font-size:1.7em}h2{border-bottom:1px solid #aaa;margin-top:2em}
-table.tab{border-collapse:collapse;font:12px/1.3 monospace;margin:.5em 0}table.tab td,table.tab th{padding:2px 8px;
-border-bottom:1px solid #ddd;text-align:right}figure{margin:1em 0}img{max-width:100%}
+_CSS = """@page{size:A4;margin:18mm 16mm 20mm;@bottom-center{content:counter(page);font:9pt Georgia,serif;color:#555}}
+@page wide{size:A4 landscape}
+body{font-family:Georgia,"DejaVu Serif",serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.4}
+h1{font-size:1.7em}h2{border-bottom:1px solid #aaa;margin-top:2em}h2.appendix{page-break-before:always}
+.tab-wrap{margin:1em 0 1.4em}.tab-wrap.wide{page:wide}
+table.tab{border-collapse:collapse;font:11px/1.3 "DejaVu Sans",Helvetica,sans-serif;margin:.3em 0;
+border-top:1.5px solid #222;border-bottom:1.5px solid #222}
+table.tab caption{caption-side:top;text-align:left;font:12px Georgia,serif;padding-bottom:4px}
+table.tab thead th{border-bottom:1px solid #222;font-weight:bold;vertical-align:bottom}
+table.tab td,table.tab th{padding:2px 6px;text-align:left}table.tab td.num{text-align:right;
+font-variant-numeric:tabular-nums;white-space:nowrap}
+table.tab .paper{background:#eef3fa}table.tab td.unverified{color:#8a5a00;font-style:italic}
+table.tab td.na{color:#999}table.tab tbody tr:nth-child(even){background:#f7f7f7}
+table.tab tbody tr:nth-child(even) .paper{background:#e3ebf6}
+figure{margin:1em 0;page-break-inside:avoid}figure img{max-width:100%;max-height:200mm}
+figcaption,caption .num-label{font-size:12px}.label{font-weight:bold}
 .badge{font:12px sans-serif;padding:2px 8px;border-radius:8px;margin-left:.5em;vertical-align:middle}
 .standin{background:#ffe9b3}.real{background:#c8f0c8}.unknown{background:#ddd}
-.missing{color:#a00;font-weight:bold}.prov{font-size:11px;color:#555;font-style:italic}"""
+.missing{color:#a00;font-weight:bold}.prov{font-size:11px;color:#555;font-style:italic}
+nav.toc ul{list-style:none;padding-left:0}nav.toc li{margin:.15em 0}nav.toc ul ul{padding-left:1.5em;font-size:.9em}
+@media print{body{max-width:none;margin:0;font-size:10.5pt}h2{page-break-after:avoid}
+nav.toc a::after{content:leader('.') target-counter(attr(href),page)}nav.toc a{color:#222;text-decoration:none}
+figure img{width:100%}.tab-wrap{page-break-inside:auto}table.tab thead{display:table-header-group}}"""
+
+_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?%?$")
 
 
 def _badge(text: str) -> str:
     cls = {"offline stand-in": "standin", "real teacher/model": "real"}.get(text, "unknown")
     return f"<span class='badge {cls}'>{html.escape(text)}</span>"
+
+
+def _caption_text(name: str) -> str:
+    """`tab_bbh_accuracy` -> "bbh accuracy"."""
+    return re.sub(r"^(tab|fig)_", "", name).replace("_", " ")
+
+
+def _cell(value, column: str) -> str:
+    """One table cell: numbers right-aligned, the paper's columns shaded, unverified paper numbers marked."""
+    text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+    classes = []
+    if _NUMBER.match(text.strip()) or re.match(r"^([-+]?\d+(\.\d+)?\s*)?\[[-+\d.]+, [-+\d.]+\]$", text.strip()):
+        # 41.7, 12%, [30.1, 52.3], 41.7 [30.1, 52.3]
+        classes.append("num")
+    if column.lower().startswith("paper"):
+        classes.append("paper")
+    if "(unverified)" in text:
+        classes += ["unverified", "num"]
+    if text.strip().lower() in {"not available", "n/a"}:
+        classes.append("na")
+    attr = f" class='{' '.join(dict.fromkeys(classes))}'" if classes else ""
+    return f"<td{attr}>{html.escape(text)}</td>"
+
+
+def table_html(frame: pd.DataFrame, caption: str, label: str | None = None, table_id: str | None = None) -> str:
+    """A captioned, aligned table written straight from a DataFrame (no HTML parsing anywhere)."""
+    columns = [str(c) for c in frame.columns]
+    wide = " wide" if len(columns) > 8 else ""
+    head = "".join(f"<th{' class=paper' if c.lower().startswith('paper') else ''}>{html.escape(c)}</th>"
+                   for c in columns)
+    body = "".join("<tr>" + "".join(_cell(v, c) for v, c in zip(row, columns)) + "</tr>"
+                   for row in frame.itertuples(index=False, name=None))
+    cap = (f"<span class='label'>{html.escape(label)}.</span> " if label else "") + html.escape(caption)
+    ident = f" id='{table_id}'" if table_id else ""
+    return (f"<div class='tab-wrap{wide}'{ident}><table class='tab'><caption>{cap}</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def _manifest_html(manifest: dict) -> str:
@@ -132,14 +199,16 @@ def _manifest_html(manifest: dict) -> str:
             f"finished {html.escape(str(manifest.get('run_finished')))} · status "
             f"{html.escape(str(manifest.get('status')))}</p>")
     versions = " · ".join(f"{k} {v}" for k, v in (manifest.get("versions") or {}).items())
+    frame = pd.DataFrame(rows, columns=["notebook", "status", "started", "finished", "duration_s", "params_hash",
+                                        "seed", "error"])
     return head + f"<p class='prov'>{html.escape(versions)}</p>" + \
-        pd.DataFrame(rows).to_html(index=False, border=0, classes="tab", na_rep="")
+        table_html(frame, "Notebooks of this run: status, timing, params hash and seed.", "Table A1")
 
 
-def _section_html(sec: Section, profile: str) -> str:
-    parts = [f"<h2 id='{sec.notebook}'>{html.escape(sec.title)}{_badge(sec.badge)}</h2>"]
-    if sec.note:
-        parts.append(f"<p class='prov'>{html.escape(sec.note)}</p>")
+def _section_html(sec: Section, number: int, profile: str, counters: dict) -> str:
+    parts = [f"<h2 id='{sec.notebook}'>{number}. {html.escape(sec.title)}{_badge(sec.badge)}</h2>",
+             f"<p class='prov'>notebook {html.escape(sec.notebook)}"
+             f"{' · ' + html.escape(sec.note) if sec.note else ''}</p>"]
     if sec.status != "ok":
         label = "MISSING" if sec.status == "missing" else "INCOMPLETE"
         parts.append(f"<p class='missing'>{label}: {sec.notebook} has "
@@ -154,50 +223,52 @@ def _section_html(sec: Section, profile: str) -> str:
     if not sec.tables and not sec.figures:
         parts.append("<p class='missing'>no tables or figures saved by this notebook</p>")
     for t in sec.tables:
-        parts.append(f"<h3>{html.escape(t['name'])}</h3>{t['html']}")
-        if t["provenance"]:
-            parts.append(f"<p class='prov'>{html.escape(t['provenance'])}</p>")
+        counters["table"] += 1
+        t["number"] = counters["table"]
+        caption = _caption_text(t["name"]) + (f" ({t['provenance']})" if t["provenance"] else "")
+        if t["frame"] is None:
+            parts.append(f"<p class='missing' id='table-{t['number']}'>Table {t['number']}: unreadable table "
+                         f"{html.escape(t['name'])}: {html.escape(t['error'])}</p>")
+        else:
+            parts.append(table_html(t["frame"], caption, f"Table {t['number']}", f"table-{t['number']}"))
     for f in sec.figures:
-        parts.append(f"<figure><img src='{html.escape(f['src'])}' alt='{html.escape(f['name'])}'>"
-                     f"<figcaption class='prov'>{html.escape(f['name'])}</figcaption></figure>")
+        counters["figure"] += 1
+        f["number"] = counters["figure"]
+        parts.append(f"<figure id='figure-{f['number']}'><img src='{html.escape(f['src'])}' "
+                     f"alt='{html.escape(f['name'])}'><figcaption><span class='label'>Figure {f['number']}.</span> "
+                     f"{html.escape(sec.title)}: {html.escape(_caption_text(f['name']))} "
+                     f"<span class='prov'>(provenance under the plot)</span></figcaption></figure>")
     return "\n".join(parts)
 
 
-def _write_pdf(path: Path, sections: list[Section], manifest: dict) -> None:
-    import matplotlib
+def _toc_html(sections: list[Section]) -> str:
+    items = []
+    for number, s in enumerate(sections, 1):
+        sub = "".join(f"<li><a href='#table-{t['number']}'>Table {t['number']}: {html.escape(_caption_text(t['name']))}"
+                      f"</a></li>" for t in s.tables) + \
+            "".join(f"<li><a href='#figure-{f['number']}'>Figure {f['number']}: "
+                    f"{html.escape(_caption_text(f['name']))}</a></li>" for f in s.figures)
+        items.append(f"<li><a href='#{s.notebook}'>{number}. {html.escape(s.title)}</a> · {s.status} "
+                     f"{_badge(s.badge)}{'<ul>' + sub + '</ul>' if sub else ''}</li>")
+    items.append("<li><a href='#manifest'>Appendix A. Run manifest</a></li>")
+    return "<nav class='toc' id='contents'><h2>Contents</h2><ul>" + "".join(items) + "</ul></nav>"
 
-    matplotlib.use("Agg")
-    import matplotlib.image as mpimg
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_pdf import PdfPages
 
-    def text_page(pdf, title: str, lines: list[str]) -> None:
-        for start in range(0, max(1, len(lines)), 60):
-            fig = plt.figure(figsize=(8.27, 11.69))
-            fig.text(0.05, 0.96, title, fontsize=13, weight="bold", va="top")
-            fig.text(0.05, 0.93, "\n".join(line[:120] for line in lines[start:start + 60]), fontsize=6.5,
-                     family="monospace", va="top")
-            pdf.savefig(fig), plt.close(fig)
+def _write_pdf(path: Path, page: str, base_dir: Path) -> None:
+    """Typeset the report's HTML with WeasyPrint (tables stay text; SVG figures stay vector)."""
+    import logging
 
-    with PdfPages(path) as pdf:
-        text_page(pdf, f"Orca notebooks report · profile {manifest.get('profile', '?')}",
-                  [f"{s.title}: {s.status} [{s.badge}]" for s in sections])
-        for s in sections:
-            lines = []
-            for t in s.tables:
-                frame = pd.read_html(__import__("io").StringIO(t["html"]))[0] if "<table" in t["html"] else None
-                lines += [f"== {t['name']}", *(frame.to_string(index=False).splitlines() if frame is not None
-                                               else []), t["provenance"], ""]
-            if lines:
-                text_page(pdf, s.title, lines)
-            for f in s.figures:
-                fig, ax = plt.subplots(figsize=(8.27, 6))
-                ax.imshow(mpimg.imread(f["file"])), ax.axis("off"), ax.set_title(f"{s.title}: {f['name']}", fontsize=9)
-                pdf.savefig(fig), plt.close(fig)
+    from weasyprint import HTML
+
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)        # unsupported-CSS chatter, not errors
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
+    HTML(string=page, base_url=str(base_dir)).write_pdf(path)
 
 
 def build_report(root: Path, pdf: bool = False, profile: str | None = None) -> dict:
-    """Write `root/report/report.html` (+ `report.pdf`); return a summary of what was found and what is missing."""
+    """Write `root/report/report.html` (+ `report.pdf`); return a summary of what was found and what is missing:
+    per section its status, badge and counts, the figures' relative paths (`images`), the figures that had no
+    vector copy (`raster_figures`) and the paths written."""
     root = Path(root)
     report_dir = root / "report"
     if report_dir.exists():
@@ -205,28 +276,37 @@ def build_report(root: Path, pdf: bool = False, profile: str | None = None) -> d
     report_dir.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((root / "manifest.json").read_text()) if (root / "manifest.json").exists() else {}
     profile = profile or manifest.get("profile") or root.name
-    sections = [s for s in collect_sections(root, report_dir) if s.notebook != "10_report"]
+    found = {s.notebook: s for s in collect_sections(root, report_dir) if s.notebook != "10_report"}
+    sections = [found[nb] for nb in PAPER_ORDER if nb in found] + \
+        [s for nb, s in found.items() if nb not in PAPER_ORDER]
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    counters = {"table": 0, "figure": 0}
+    bodies = [_section_html(s, n, profile, counters) for n, s in enumerate(sections, 1)]    # numbers tables/figures
     body = [f"<h1>Orca, reproduced as notebooks: run report ({html.escape(profile)})</h1>",
-            f"<p>Generated {stamp}. Each section carries a badge: {_badge('offline stand-in')} numbers from "
-            f"offline stand-ins (never to be read as GPT-4, ChatGPT or LLaMA-13B), {_badge('real teacher/model')} "
-            f"numbers from the real teachers and models, {_badge('unknown')} no provenance saved. Paper numbers "
-            f"marked (unverified) were recalled, not checked against the paper.</p>",
-            "<h2>Contents</h2><ul>" + "".join(
-                f"<li><a href='#{s.notebook}'>{html.escape(s.title)}</a> · {s.status} {_badge(s.badge)}</li>"
-                for s in sections) + "<li><a href='#manifest'>Run manifest</a></li></ul>",
-            *(_section_html(s, profile) for s in sections),
-            "<h2 id='manifest'>Run manifest: what ran, where, when, how long</h2>", _manifest_html(manifest)]
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Orca notebooks report ({html.escape(profile)})"
-            f"</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+            f"<p>Generated {stamp}. Sections follow the paper (Mukherjee et al., 2023, arXiv 2306.02707): "
+            f"explanation tuning (§3), open-ended generation (§5), reasoning (§6), safety (§7), then our "
+            f"explanation-vs-answer experiment. Each section carries a badge: {_badge('offline stand-in')} numbers "
+            f"from offline stand-ins (never to be read as GPT-4, ChatGPT or LLaMA-13B), "
+            f"{_badge('real teacher/model')} numbers from the real teachers and models, {_badge('unknown')} no "
+            f"provenance saved. In the tables, the paper's columns are shaded; paper numbers marked (unverified) "
+            f"were recalled, not checked against the paper.</p>",
+            _toc_html(sections), *bodies,
+            "<h2 id='manifest' class='appendix'>Appendix A. Run manifest: what ran, where, when, how long</h2>",
+            _manifest_html(manifest)]
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Orca notebooks report "
+            f"({html.escape(profile)})</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) +
+            "\n</body></html>\n")
     html_path = report_dir / "report.html"
     html_path.write_text(page)
+    figures = [f for s in sections for f in s.figures]
     summary = {"html": str(html_path), "sections": {s.notebook: {"status": s.status, "badge": s.badge,
                                                                  "tables": len(s.tables), "figures": len(s.figures)}
                                                     for s in sections},
-               "missing": [s.notebook for s in sections if s.status == "missing"]}
+               "missing": [s.notebook for s in sections if s.status == "missing"],
+               "images": [f["src"] for f in figures],
+               "raster_figures": [f["src"] for f in figures if not f["vector"]]}
     if pdf:
-        _write_pdf(report_dir / "report.pdf", sections, manifest)
+        _write_pdf(report_dir / "report.pdf", page, report_dir)
         summary["pdf"] = str(report_dir / "report.pdf")
     (report_dir / "sections.json").write_text(json.dumps(summary, indent=2))
     return summary

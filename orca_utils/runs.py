@@ -86,7 +86,8 @@ class Run:
         return self.dir / name
 
     def save_fig(self, fig, name: str, provenance: str) -> list[Path]:
-        """Save `fig` as `<name>.png` and `.pdf`, with `provenance` (model, teacher, data) printed under it."""
+        """Save `fig` as `<name>.png` and `.pdf` (returned), with `provenance` (model, teacher, data) printed under
+        it; a vector `<name>.svg` is written beside them for the report (notebook 10 embeds it in report.pdf)."""
         if not name.startswith("fig_"):
             name = f"fig_{name}"
         # Under everything already drawn (tick labels and x labels reach below the axes), so it never overlaps.
@@ -98,6 +99,7 @@ class Run:
             target = self.path(f"{name}.{ext}")
             fig.savefig(target, dpi=150 if ext == "png" else None, bbox_inches="tight")
             out.append(target)
+        fig.savefig(self.path(f"{name}.svg"), bbox_inches="tight")
         return out
 
     def save_table(self, df, name: str, provenance: str, index: bool = False) -> list[Path]:

@@ -454,37 +454,56 @@ def paper_safety_values() -> dict[str, str]:
 
 def plot_truthfulqa(table: pd.DataFrame, paper_value: str):
     """Overall MC1 and MC2 (%) per model with their 95% intervals as error bars; the paper's figure values, when
-    the reference has none, are named so."""
+    the reference has none, are named so. One colour per model (`figure_style.color_for`); MC2 is hatched."""
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.patches import Patch
 
+    from . import figure_style
+
+    figure_style.apply()
     overall = table[table["category"] == "Overall"].set_index("model")
     fig, ax = plt.subplots(figsize=(6, 3.5))
     x = np.arange(len(overall))
+    colors = [figure_style.color_for(m) for m in overall.index]
+    hatches = {"mc1": None, "mc2": figure_style.PAPER_HATCH}
     for k, metric in enumerate(("mc1", "mc2")):
         values = overall[metric].to_numpy(dtype=float)
         err = None
         if f"{metric}_ci95_low" in overall:
             err = np.clip([values - overall[f"{metric}_ci95_low"].to_numpy(dtype=float),
                            overall[f"{metric}_ci95_high"].to_numpy(dtype=float) - values], 0, None)
-        ax.bar(x + 0.4 * k - 0.2, values, width=0.4, yerr=err, capsize=3, label=metric)
+        ax.bar(x + 0.4 * k - 0.2, values, width=0.4, yerr=err, capsize=3, label=metric, color=colors,
+               hatch=hatches[metric], edgecolor="white", linewidth=0)
     ax.set_ylabel("accuracy / true-answer mass (%), 95% CI")
     ax.set_xticks(x, [m[:40] for m in overall.index], fontsize=7)
-    ax.legend(fontsize=8)
+    ax.legend(handles=[Patch(facecolor="0.6", hatch=h, edgecolor="white", label=m) for m, h in hatches.items()],
+              fontsize=8)
     ax.set_title(f"TruthfulQA MC (CSV-built), n={int(overall['n'].iloc[0])}; paper: {paper_value}", fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def plot_toxigen(summary: pd.DataFrame):
-    """Paper-style per-group bars: mean toxicity probability of continuations, hate vs neutral prompts, per model."""
+    """Paper-style per-group bars: mean toxicity probability of continuations, hate vs neutral prompts, per model
+    (in the model's colour, `figure_style.color_for`; neutral prompts hatched)."""
     import matplotlib.pyplot as plt
 
+    from . import figure_style
+
+    figure_style.apply()
     models = list(summary["model"].drop_duplicates())
     fig, axes = plt.subplots(len(models), 1, figsize=(9, 3 * len(models)), squeeze=False)
     for ax, model in zip(axes[:, 0], models):
         part = summary[summary["model"] == model].pivot(index="group", columns="kind", values="mean_toxicity")
-        part.plot.bar(ax=ax, rot=45)
+        color = figure_style.color_for(model)
+        width = 0.8 / max(1, len(part.columns))
+        for k, kind in enumerate(part.columns):
+            ax.bar([i + (k - (len(part.columns) - 1) / 2) * width for i in range(len(part))], part[kind],
+                   width=width, color=color, alpha=1.0 if k == 0 else 0.55, label=str(kind),
+                   hatch=None if k == 0 else figure_style.PAPER_HATCH, edgecolor="white", linewidth=0)
+        ax.set_xticks(range(len(part)), [str(g) for g in part.index], rotation=45, ha="right")
+        ax.legend(fontsize=7)
         ax.set_ylim(0, 1)
         ax.set_ylabel("mean P(toxic)")
         ax.set_title(model, fontsize=9)

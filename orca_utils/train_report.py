@@ -40,11 +40,15 @@ def loss_curves(results: list[dict]) -> pd.DataFrame:
 def plot_loss_curves(results: list[dict], title: str):
     import matplotlib.pyplot as plt
 
+    from . import figure_style
+
+    figure_style.apply()
     df = loss_curves(results)
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for (stage, split), part in df.groupby(["stage", "split"]):
         ax.plot(part["step"], part["loss"], marker="o" if split == "held-out" else None, ms=4,
-                ls="-" if split == "train" else "--", label=f"stage {stage} {split}")
+                ls="-" if split == "train" else "--", label=f"stage {stage} {split}",
+                color=figure_style.color_for(f"stage {stage}"))     # the colour of that stage's teacher
     boundary = results[0]["steps"] if len(results) > 1 else None
     if boundary:
         ax.axvline(boundary + 0.5, color="0.6", lw=0.8)

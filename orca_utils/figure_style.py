@@ -1,0 +1,98 @@
+"""One look for every figure of the notebooks: a seaborn paper theme and one colour per model, teacher or variant.
+
+`apply()` sets the theme (seaborn "paper" context, white grid, serif text, fonts embedded as text in PDF/SVG);
+every figure function of `orca_utils` calls it before drawing. `color_for(label)` gives the colour of a series:
+
+* the paper's models keep fixed colours wherever they appear (a label naming one of them, e.g. "gpt-4-0613",
+  "paper: Orca-13B over Vicuna-13B (%)", takes that model's colour);
+* our own models and stand-ins take the colour of their role, read from the label (or given as `role=`):
+  untuned student, tuned student, stage-1 teacher, stage-2 teacher, and the answer_only / explanation /
+  progressive variants of notebook 09; so notebook 04's student has one colour in 05, 06, 07 and 08 alike;
+* anything else gets a stable colour from its label's hash (the same label, the same colour, run after run).
+
+No backend is chosen here: library code never switches matplotlib's backend (headless kernels and tests fall
+back to Agg on their own).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+
+__all__ = ["PAPER_COLORS", "ROLE_COLORS", "FALLBACK", "PAPER_HATCH", "apply", "color_for", "role_of"]
+
+# The paper's models (Mukherjee et al., 2023): fixed, from the colour-blind-safe palette.
+PAPER_COLORS = {
+    "Orca-13B": "#0173b2",          # blue
+    "ChatGPT": "#029e73",           # green
+    "GPT-4": "#cc78bc",             # purple
+    "Vicuna-13B": "#de8f05",        # orange
+    "LLaMA-13B": "#ca9161",         # brown
+    "text-davinci-003": "#949494",  # grey
+}
+# Our models and stand-ins, by role (distinct from the paper's colours above).
+ROLE_COLORS = {
+    "untuned student": "#56b4e9",   # sky blue: the base model before tuning
+    "tuned student": "#d55e00",     # vermillion: notebook 04's student ("ours")
+    "stage-1 teacher": "#66c2a5",   # light green (the paper's stage-1 teacher is ChatGPT)
+    "stage-2 teacher": "#7b3294",   # dark purple (the paper's stage-2 teacher is GPT-4)
+    "answer_only": "#999933",       # olive
+    "explanation": "#882255",       # wine
+    "progressive": "#117733",       # dark green
+}
+FALLBACK = ["#332288", "#44aa99", "#aa4499", "#ddcc77", "#661100", "#6699cc", "#888888", "#e7298a"]
+PAPER_HATCH = "//"                  # bars that show the paper's numbers (or a second reading of ours)
+
+_PAPER_PATTERNS = [  # (pattern, paper model); matched case-insensitively, earliest match in the label wins
+    (r"orca[-\s]?13b|\borca\b(?![-\s]tun)", "Orca-13B"),
+    (r"chatgpt|gpt-3\.5|gpt-35", "ChatGPT"),
+    (r"gpt-?4", "GPT-4"),
+    (r"vicuna", "Vicuna-13B"),
+    (r"llama[-\s]?13b|\bllama\b", "LLaMA-13B"),
+    (r"text-davinci-003|davinci", "text-davinci-003"),
+]
+_ROLE_PATTERNS = [  # checked in this order, before the paper's models (a student "tuned on GPT-4" is ours)
+    ("tuned student", r"orca[-\s]tun|orca tuning|tuned by 04|\bstudent tuned|\btuned student|notebook 04|"
+                      r"\btuned on\b"),
+    ("untuned student", r"untuned|\(base\)|base model|not tuned|before tuning"),
+    ("answer_only", r"answer[_\s-]?only"),
+    ("progressive", r"progressive"),
+    ("explanation", r"explanation"),
+    ("stage-1 teacher", r"stage[-_\s]?1\b|stage[-_\s]?one"),
+    ("stage-2 teacher", r"stage[-_\s]?2\b|stage[-_\s]?two"),
+]
+
+
+def role_of(label: str) -> str | None:
+    """The role (a key of ROLE_COLORS) or paper model (a key of PAPER_COLORS) a label names, else None."""
+    text = str(label)
+    for role, pattern in _ROLE_PATTERNS:
+        if re.search(pattern, text, re.I):
+            return role
+    hits = [(m.start(), model) for pattern, model in _PAPER_PATTERNS if (m := re.search(pattern, text, re.I))]
+    return min(hits)[1] if hits else None
+
+
+def color_for(label: str, role: str | None = None) -> str:
+    """The colour (hex) of a model, teacher or variant: fixed for the paper's models, by role for ours, else
+    stable from the label. `role` (a key of ROLE_COLORS or PAPER_COLORS) overrides what the label says."""
+    key = role or role_of(label)
+    if key in PAPER_COLORS:
+        return PAPER_COLORS[key]
+    if key in ROLE_COLORS:
+        return ROLE_COLORS[key]
+    digest = int(hashlib.md5(str(label).strip().lower().encode()).hexdigest(), 16)
+    return FALLBACK[digest % len(FALLBACK)]
+
+
+def apply() -> None:
+    """The paper theme: seaborn "paper" context, white grid, serif fonts, text kept as text in PDF and SVG."""
+    import seaborn as sns
+
+    sns.set_theme(context="paper", style="whitegrid", font="serif", rc={
+        "font.serif": ["DejaVu Serif", "Times New Roman", "Times"],
+        "pdf.fonttype": 42, "ps.fonttype": 42,         # TrueType embedded: selectable text in the PDFs
+        "svg.fonttype": "path",                         # SVG glyphs as paths: identical wherever it is shown
+        "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
+        "legend.fontsize": 7, "legend.frameon": False, "figure.dpi": 100, "savefig.dpi": 150,
+        "axes.spines.top": False, "axes.spines.right": False, "grid.linewidth": 0.5,
+    })

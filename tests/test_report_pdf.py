@@ -1,0 +1,157 @@
+"""report.pdf reads like the paper: typeset from the report's HTML (WeasyPrint), tables as text with numbered
+captions, figures embedded as vector graphics, a table of contents, sections in the paper's order, and the run
+manifest as an appendix."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pypdf = pytest.importorskip("pypdf")
+
+from orca_utils.report import build_report
+
+
+def _figure(path_stem: Path, model: str, vector: bool = True) -> None:
+    """A small figure saved the way `Run.save_fig` saves it: PNG + PDF, and SVG for the report."""
+    import matplotlib.pyplot as plt
+
+    from orca_utils import figure_style
+
+    figure_style.apply()
+    fig, ax = plt.subplots(figsize=(4, 2.5))
+    ax.barh([0, 1], [30.0, 55.0], color=figure_style.color_for(model))
+    ax.set_xlabel("accuracy (%)")
+    for ext in ("png", "pdf", *(("svg",) if vector else ())):
+        fig.savefig(path_stem.with_suffix(f".{ext}"), dpi=60 if ext == "png" else None, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _notebook(root: Path, nb: str, provenance: dict, tables: dict, figures=(), vector: bool = True) -> None:
+    folder = root / nb
+    folder.mkdir(parents=True)
+    for name, frame in tables.items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+        (folder / f"{name}.md").write_text(f"| table |\n\n_{'; '.join(provenance.values())}_\n")
+    for name in figures:
+        _figure(folder / name, "SmolLM2-135M-Instruct (untuned, offline stand-in student)", vector)
+    (folder / "metrics.json").write_text(json.dumps({"metrics": {"x/y": 1}, "provenance": provenance}))
+    (folder / "run_info.json").write_text(json.dumps({"status": "ok", "params_hash": "h"}))
+
+
+@pytest.fixture
+def outputs(tmp_path):
+    root = tmp_path / "outputs" / "smoke"
+    bbh = pd.DataFrame({"task": ["Boolean Expressions", "Word Sorting"], "items": [4, 2],
+                        "student: acc %": [62.5, 12.5], "student: acc 95% CI": ["[30.6, 86.3]", "[2.2, 47.1]"],
+                        "paper ChatGPT": ["82.8 (unverified)", "not available"], "paper Orca-13B": ["72.0", "n/a"]})
+    _notebook(root, "06_bbh", {"model": "SmolLM2-135M-Instruct (offline stand-in)"}, {"tab_bbh_accuracy": bbh},
+              figures=["fig_bbh_accuracy"])
+    _notebook(root, "07_open_ended", {"judge": "SmolLM2-135M-Instruct (local stand-in judge)"},
+              {"tab_open_ended_relative": pd.DataFrame({"set": ["Vicuna"], "relative_mean_pct": [71.25]})},
+              figures=["fig_open_ended"])
+    _notebook(root, "03_packing", {"tokenizer": "SmolLM2 tokenizer (offline stand-in)"}, {},
+              figures=["fig_packing"], vector=False)          # outputs saved before SVGs were written
+    (root / "manifest.json").write_text(json.dumps({
+        "profile": "smoke", "git": {"commit": "abc123def456", "dirty": False}, "status": "ok",
+        "notebooks": {"06_bbh": {"status": "ok", "duration_s": 3.2, "started": "t0", "finished": "t1",
+                                 "params_hash": "h", "seed": 42}}}))
+    return root
+
+
+def _images(obj, found: dict) -> dict:
+    """{object number: image} of every image XObject reachable from a page's resources (through forms too);
+    pages may share one resource dictionary, so an image is counted once."""
+    resources = obj.get("/Resources")
+    resources = resources.get_object() if resources is not None else {}
+    for ref in (resources.get("/XObject") or {}).values():
+        x, key = ref.get_object(), getattr(ref, "idnum", id(ref))
+        if key in found:
+            continue
+        if x.get("/Subtype") == "/Image":
+            found[key] = x
+        elif x.get("/Subtype") == "/Form":
+            found[key] = None
+            _images(x, found)
+    return found
+
+
+def _content(obj) -> bytes:
+    """A page's content stream and those of the form XObjects it draws."""
+    contents = obj.get_contents()
+    data = contents.get_data() if contents is not None else b""
+    resources = obj.get("/Resources")
+    for ref in ((resources.get_object() if resources is not None else {}).get("/XObject") or {}).values():
+        x = ref.get_object()
+        if x.get("/Subtype") == "/Form":
+            data += x.get_data() + _content_form(x)
+    return data
+
+
+def _content_form(form) -> bytes:
+    data = b""
+    resources = form.get("/Resources")
+    for ref in ((resources.get_object() if resources is not None else {}).get("/XObject") or {}).values():
+        x = ref.get_object()
+        if x.get("/Subtype") == "/Form":
+            data += x.get_data() + _content_form(x)
+    return data
+
+
+@pytest.mark.timeout(600)
+def test_report_pdf_has_text_tables_vector_figures_contents_and_captions(outputs):
+    summary = build_report(outputs, pdf=True)
+    pdf_path = Path(summary["pdf"])
+    assert pdf_path.is_file() and pdf_path.read_bytes()[:4] == b"%PDF"
+    reader = pypdf.PdfReader(str(pdf_path))
+    pages = [p.extract_text() for p in reader.pages]
+    text = "\n".join(pages)
+    flat = " ".join(text.split())
+
+    # a table of contents, numbered captions, the manifest as an appendix
+    assert "Contents" in pages[0]
+    for label in ("Table 1", "Table 2", "Figure 1", "Figure 2", "Figure 3", "Appendix A", "Table A1"):
+        assert label in flat, label
+    assert "abc123def456" in flat
+    # tables are text: our numbers, the paper's beside them, unverified ones marked
+    for cell in ("62.5", "[30.6, 86.3]", "82.8 (unverified)", "not available", "71.25"):
+        assert cell in flat, cell
+    # the paper's order: open-ended generation (§5) before reasoning (§6: BBH); packing (§3) first
+    body = flat[flat.index("Appendix A") + 10:] if flat.count("Appendix A") > 1 else flat
+    assert body.index("Tokenization and packing") < body.index("Open-ended generation") < \
+        body.index("Big-Bench Hard")
+    assert re.search(r"Table 1\. bbh accuracy|Table 1\. open ended relative", flat)
+
+    # figures: SVG copies embedded as vector graphics; only the figure without an SVG falls back to PNG
+    assert summary["raster_figures"] == ["figures/03_packing__fig_packing.png"]
+    assert sum(src.endswith(".svg") for src in summary["images"]) == 2
+    found: dict = {}
+    for page in reader.pages:
+        _images(page, found)
+    images = [img for img in found.values() if img is not None]
+    assert len(images) == 1, "the one PNG fallback is the only raster image"
+    figure_pages = [i for i, t in enumerate(pages) if re.search(r"Figure [23]\.", " ".join(t.split()))]
+    assert figure_pages
+    from orca_utils.figure_style import ROLE_COLORS
+
+    r, g, b = (int(ROLE_COLORS["untuned student"][k:k + 2], 16) / 255 for k in (1, 3, 5))
+    digits = [re.escape(f"{x:.6f}"[:5]) for x in (r, g, b)]                  # 0.337255 -> 0.337
+    bar_fill = re.compile(r"\d* ".join(digits).encode() + rb"\d* rg")         # the bars' colour, a vector fill
+    for i in figure_pages:
+        content = _content(reader.pages[i])
+        assert bar_fill.search(content), "the figure's bars are drawn as filled paths in the student's colour"
+        assert re.search(rb"\b(re|l|c)\b", content) and re.search(rb"\b(f|f\*|S|B)\b", content), \
+            "path construction and painting operators draw the figure"
+
+
+def test_report_html_numbers_tables_and_figures_without_parsing(outputs):
+    summary = build_report(outputs, pdf=False)
+    page = Path(summary["html"]).read_text()
+    assert page.count("<caption>") == 3                        # two notebook tables + the manifest
+    assert "Table 1." in page and "Figure 3." in page and "id='table-2'" in page and "id='figure-1'" in page
+    assert "class='num unverified'" in page or "class='unverified num'" in page or "unverified" in page
+    assert all((outputs / "report" / src).is_file() for src in summary["images"])
+    assert "pdf" not in summary
