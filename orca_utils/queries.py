@@ -118,6 +118,9 @@ def plot_system_message_frequencies(stage: pd.DataFrame, title: str):
     """The paper-style figure: relative frequency of each system message (1..16) within each collection."""
     import matplotlib.pyplot as plt
 
+    from .figure_style import apply, color_for
+
+    apply()
     present = [c for c in COLLECTIONS if (stage["collection"] == c).any()]
     fig, axes = plt.subplots(len(present), 1, figsize=(8, 1.9 * max(1, len(present)) + 0.6), sharex=True,
                              squeeze=False)
@@ -125,7 +128,7 @@ def plot_system_message_frequencies(stage: pd.DataFrame, title: str):
     for ax, c in zip(axes[:, 0], present):
         counts = stage.loc[stage["collection"] == c, "system_message_id"].value_counts()
         freq = np.array([counts.get(i, 0) for i in ids]) / max(1, counts.sum())
-        ax.bar(ids, freq, color="tab:blue")
+        ax.bar(ids, freq, color=color_for(f"{c} queries"))
         ax.set_ylabel(f"{c}\n(n={int(counts.sum())})")
         ax.set_ylim(0, max(0.05, freq.max() * 1.15))
     axes[-1, 0].set_xticks(ids)
