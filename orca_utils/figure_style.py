@@ -12,11 +12,19 @@ every figure function of `orca_utils` calls it before drawing. `color_for(label)
 
 No backend is chosen here: library code never switches matplotlib's backend (headless kernels and tests fall
 back to Agg on their own).
+
+Restyling without touching code (every notebook's kernel reads the same environment):
+- `ORCA_FIGURE_STYLE=path/to/my.mplstyle`: a matplotlib style file applied on top of the theme (fonts, sizes, grid);
+- `ORCA_FIGURE_COLORS=path/to/colors.json`: `{"tuned student": "#000000", "GPT-4": "#ff0000", ...}`, keys being
+  roles or paper models (the keys of ROLE_COLORS and PAPER_COLORS).
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
+from pathlib import Path
 
 __all__ = ["PAPER_COLORS", "ROLE_COLORS", "FALLBACK", "PAPER_HATCH", "apply", "color_for", "role_of"]
 
@@ -76,6 +84,9 @@ def color_for(label: str, role: str | None = None) -> str:
     """The colour (hex) of a model, teacher or variant: fixed for the paper's models, by role for ours, else
     stable from the label. `role` (a key of ROLE_COLORS or PAPER_COLORS) overrides what the label says."""
     key = role or role_of(label)
+    custom = _custom_colors()
+    if key in custom:
+        return custom[key]
     if key in PAPER_COLORS:
         return PAPER_COLORS[key]
     if key in ROLE_COLORS:
@@ -96,3 +107,26 @@ def apply() -> None:
         "legend.fontsize": 7, "legend.frameon": False, "figure.dpi": 100, "savefig.dpi": 150,
         "axes.spines.top": False, "axes.spines.right": False, "grid.linewidth": 0.5,
     })
+    style = os.environ.get("ORCA_FIGURE_STYLE")
+    if style:
+        import matplotlib.pyplot as plt
+
+        if not Path(style).is_file():
+            raise FileNotFoundError(f"ORCA_FIGURE_STYLE={style}: no such matplotlib style file")
+        plt.style.use(style)
+
+
+def _custom_colors() -> dict[str, str]:
+    """`ORCA_FIGURE_COLORS` (a JSON file of role or paper model -> colour), or {}; unknown keys are an error."""
+    path = os.environ.get("ORCA_FIGURE_COLORS")
+    if not path:
+        return {}
+    try:
+        colors = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"ORCA_FIGURE_COLORS={path}: not a readable JSON object ({exc})") from None
+    unknown = sorted(set(colors) - set(ROLE_COLORS) - set(PAPER_COLORS))
+    if unknown:
+        raise ValueError(f"ORCA_FIGURE_COLORS={path}: unknown keys {unknown}; expected roles {sorted(ROLE_COLORS)} "
+                         f"or paper models {sorted(PAPER_COLORS)}")
+    return colors

@@ -187,3 +187,25 @@ def test_open_ended_figure_draws_ours_beside_the_papers_with_intervals_and_na():
     assert ax.collections, "ours: the two orders drawn as an error bar"
     assert "Average (all sets)" in [t.get_text() for t in ax.get_yticklabels()]
     plt.close("all")
+
+
+def test_colours_and_style_can_be_changed_from_the_environment(tmp_path, monkeypatch):
+    import json
+
+    import matplotlib as mpl
+    import pytest
+
+    from orca_utils import figure_style
+
+    (tmp_path / "colors.json").write_text(json.dumps({"tuned student": "#000000"}))
+    monkeypatch.setenv("ORCA_FIGURE_COLORS", str(tmp_path / "colors.json"))
+    assert figure_style.color_for("student tuned by 04_training") == "#000000"
+    assert figure_style.color_for("GPT-4") == figure_style.PAPER_COLORS["GPT-4"]
+    (tmp_path / "colors.json").write_text(json.dumps({"my model": "#000000"}))
+    with pytest.raises(ValueError, match="unknown keys"):
+        figure_style.color_for("x")
+    monkeypatch.delenv("ORCA_FIGURE_COLORS")
+    (tmp_path / "big.mplstyle").write_text("axes.titlesize: 21\n")
+    monkeypatch.setenv("ORCA_FIGURE_STYLE", str(tmp_path / "big.mplstyle"))
+    figure_style.apply()
+    assert mpl.rcParams["axes.titlesize"] == 21
