@@ -135,8 +135,9 @@ def run_stage(cfg: AugmentationParams, stage: str, requests: list[ChatRequest], 
 
 def run_stages(cfg: AugmentationParams, requests: dict, endpoints: dict, cache_path: Path, count_tokens=None,
                progress: bool = True) -> dict[str, ChatRun]:
-    """Both stages in order under one `max_cost_usd` for the whole notebook; a stage with no `ok` response stops
-    the notebook with its most common error (nothing to train on would only fail later, in 04)."""
+    """Both stages in order under one `max_cost_usd` for the whole notebook; a stage that got no answer at all
+    (every request an error: a configuration problem) stops the notebook with its most common error, instead of
+    leaving 04 without data; a stage whose answers were all cut at max_tokens is reported."""
     runs, spent = {}, 0.0
     for stage in STAGES:
         run = run_stage(cfg, stage, requests[stage], endpoints[stage], cache_path, count_tokens, progress, spent)
@@ -144,11 +145,14 @@ def run_stages(cfg: AugmentationParams, requests: dict, endpoints: dict, cache_p
         run.stats["notebook_spent_usd"] = spent
         runs[stage] = run
         counts = run.status_counts()
-        if requests[stage] and counts.get("ok", 0) == 0:
+        if requests[stage] and counts.get("ok", 0) + counts.get("truncated", 0) == 0:
             errors = [r.error for r in run.results if r.error]
             common = max(set(errors), key=errors.count) if errors else "no error recorded"
-            raise RuntimeError(f"02_augmentation.{stage}: no `ok` response from {teacher_of(cfg, stage).model!r} "
+            raise RuntimeError(f"02_augmentation.{stage}: no answer from {teacher_of(cfg, stage).model!r} "
                                f"({counts}); most common error: {common}")
+        if requests[stage] and counts.get("ok", 0) == 0:
+            print(f"warning: 02_augmentation.{stage}: every answer was cut at max_tokens: no training row for this "
+                  f"stage (raise {stage}.max_tokens)")
     return runs
 
 

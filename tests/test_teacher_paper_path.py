@@ -183,6 +183,6 @@ def test_a_stage_without_usable_responses_stops_the_notebook(tmp_path):
     requests = {s: _requests(m, 2, dialect="chat") for s, m in (("stage1", "m1"), ("stage2", "m2"))}
     with serve_openai_compatible({"m1": Empty(), "m2": Recorder()}) as base_url:
         endpoint = _endpoint(base_url)
-        with pytest.raises(RuntimeError, match=r"02_augmentation.stage1: no `ok` response from 'm1'"):
+        with pytest.raises(RuntimeError, match=r"02_augmentation.stage1: no answer from 'm1'"):
             run_stages(cfg, requests, {"stage1": endpoint, "stage2": endpoint}, tmp_path / "c.sqlite",
                        progress=False)
