@@ -369,6 +369,8 @@ class ExperimentParams(CommonParams):
     n_heads: int = Field(4, ge=1)
     larger_student: dict[str, int] | None = Field(None, description="{n_layers, hidden_size, n_heads}: also train "
                                                   "this size (same_epochs, answer_only and explanation)")
+    skip_runs: list[str] = Field(default_factory=list, description="runs left out, as control/variant (only "
+                                 "progressive ones, e.g. same_tokens/progressive, to fit a time budget)")
     eval_items_per_task: int | None = Field(20, ge=1, description="real BBH items per task (null: all 250)")
     eval_max_new_tokens: int = Field(200, ge=8, description="generation cap; outputs reaching it are reported")
     eval_batch_size: int = Field(80, ge=1)
@@ -382,6 +384,15 @@ class ExperimentParams(CommonParams):
     tokenizer: Literal["bpe", "char"] = Field("bpe", description="bpe: byte-level BPE trained on each seed's "
                                               "training texts; char: one token per character")
     tokenizer_vocab_size: int = Field(1024, ge=300, le=65536, description="BPE entries (specials and bytes included)")
+
+    @field_validator("skip_runs")
+    @classmethod
+    def _runs(cls, v: list[str]) -> list[str]:
+        bad = [r for r in v if r not in ("same_tokens/progressive", "same_epochs/progressive")]
+        if bad:
+            raise ValueError(f"skip_runs {bad}: only same_tokens/progressive or same_epochs/progressive can be "
+                             "left out")
+        return v
 
     @field_validator("larger_student")
     @classmethod

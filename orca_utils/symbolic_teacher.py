@@ -1,6 +1,6 @@
 """The symbolic teacher: a backend of the local OpenAI-compatible server that explains symbolic BBH problems.
 
-It plays the role GPT-4 and ChatGPT play in Orca, for the four tasks of `orca_utils.symbolic`: given a chat request
+It plays the role GPT-4 and ChatGPT play in Orca, for the tasks of `orca_utils.symbolic`: given a chat request
 (system message + one BBH-format problem as the user turn) it answers with a step-by-step explanation whose detail
 the system message sets, exactly as Orca's system messages shape the teacher's responses:
 

@@ -151,3 +151,72 @@ def test_task_tokenizer_is_lossless_splits_digits_and_keeps_names_whole():
                                        add_generation_prompt=True, tokenize=False)
     assert rendered.endswith("<|assistant|>")
     assert tok.convert_ids_to_tokens(tok(rendered, add_special_tokens=False)["input_ids"])[-1] == "<|assistant|>"
+
+
+STEP_LEVELS = {"boolean_expressions": [2, 3, 5], "web_of_lies": [2, 5, 7], "object_counting": [2, 6, 10],
+               "dyck_languages": [4, 12, 20], "navigate": [1, 2, 5, 9], **{t: [1, 4, 8] for t in S.TSO_TASKS}}
+
+
+@pytest.mark.parametrize("task", sorted(STEP_LEVELS))
+def test_generators_set_the_number_of_steps(task):
+    """The difficulty curve's knob: `steps=k` draws problems with exactly k steps, all solvable and fresh."""
+    bbh_inputs = {e["input"] for e in _bbh(task)}
+    for k in STEP_LEVELS[task]:
+        problems = S.generate_problems(task, 25, seed="curve", exclude=bbh_inputs, steps=k)
+        assert {S.count_steps(task, p) for p in problems} == {k}, (task, k)
+        assert not set(problems) & bbh_inputs
+        for p in problems:
+            assert S.detect_task(p) == task
+            S.solve(task, p)
+
+
+@pytest.mark.parametrize("task", [*S.TSO_TASKS, "navigate", "web_of_lies", "boolean_expressions"])
+def test_count_steps_on_real_items_matches_bbh(task):
+    counts = {S.count_steps(task, e["input"]) for e in _bbh(task)}
+    expected = {"tracking_shuffled_objects_three_objects": {3}, "tracking_shuffled_objects_five_objects": {5},
+                "tracking_shuffled_objects_seven_objects": {7}, "web_of_lies": {5}}
+    if task in expected:
+        assert counts == expected[task]
+    else:
+        assert min(counts) >= 1 and max(counts) <= 9
+
+
+def test_navigate_generator_answers_are_balanced_and_both_families_occur():
+    rng = random.Random(1)
+    problems = [S.generate_input("navigate", rng) for _ in range(400)]
+    answers = [S.solve("navigate", p).answer for p in problems]
+    assert 0.4 < answers.count("Yes") / len(answers) < 0.6
+    assert any("Always face forward." in p for p in problems) and any("Turn " in p for p in problems)
+    yes = [p for p, a in zip(problems, answers) if a == "Yes"]
+    assert any("Turn " in p for p in yes)                       # returning paths with turns, not only straight ones
+
+
+def test_navigate_trace_tracks_position_and_heading():
+    text = ("If you follow these instructions, do you return to the starting point? Take 8 steps. Turn around. "
+            "Take 8 steps.\nOptions:\n- Yes\n- No")                       # a real BBH item: "Yes"
+    sol = S.solve("navigate", text)
+    assert sol.answer == "Yes"
+    assert sol.steps == ["Start at (0, 0), facing north.", "Take 8 steps: (0, 8).", "Turn around: facing south.",
+                         "Take 8 steps: (0, 0).", "End at (0, 0): back at the start."]
+    forward = ("If you follow these instructions, do you return to the starting point? Always face forward. "
+               "Take 1 step backward. Take 9 steps left.\nOptions:\n- Yes\n- No")
+    assert S.solve("navigate", forward).steps[1:3] == ["Take 1 step backward: (0, -1).",
+                                                       "Take 9 steps left: (-9, -1)."]
+
+
+def test_tracking_trace_names_every_holder_after_every_swap():
+    item = _bbh("tracking_shuffled_objects_three_objects")[0]       # Claire/Bob, Bob/Alice, Claire/Bob; Bob -> (B)
+    sol = S.solve("tracking_shuffled_objects_three_objects", item["input"])
+    assert sol.answer == item["target"] == "(B)"
+    assert sol.steps == ["Start: Alice A, Bob B, Claire C.", "Claire and Bob swap: Alice A, Bob C, Claire B.",
+                         "Bob and Alice swap: Alice C, Bob A, Claire B.",
+                         "Claire and Bob swap: Alice C, Bob B, Claire A.", "Bob has B."]
+    assert S.score("tracking_shuffled_objects_three_objects", "So the answer is Frankenstein.", "(B)", item["input"])[0]
+    assert not S.score("tracking_shuffled_objects_three_objects", "So the answer is (A).", "(B)", item["input"])[0]
+
+
+def test_tracking_generator_mixes_bbh_shape_with_other_swap_counts():
+    rng = random.Random(0)
+    counts = [S.count_steps("tracking_shuffled_objects_five_objects",
+                            S.generate_input("tracking_shuffled_objects_five_objects", rng)) for _ in range(400)]
+    assert 0.45 < counts.count(5) / len(counts) < 0.7 and min(counts) == 1 and max(counts) == 7
