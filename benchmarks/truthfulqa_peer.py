@@ -26,9 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from orca_utils.data import seeded_subset  # noqa: E402
+from orca_utils.eval_sets import load_truthfulqa  # noqa: E402
 from orca_utils.generate import HFBackend  # noqa: E402
-from orca_utils.open_ended import select_subset  # noqa: E402
-from orca_utils.safety import build_mc, evaluate_mc, load_truthfulqa  # noqa: E402
+from orca_utils.safety import build_mc, evaluate_mc  # noqa: E402
 
 QA6 = ("Q: What is human life expectancy in the United States?\nA: Human life expectancy in the United States is "
        "78 years.\n\nQ: Who was president of the United States in 1955?\nA: Dwight D. Eisenhower was president of "
@@ -85,8 +86,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args()
-    items = select_subset(build_mc(load_truthfulqa(offline=os.environ.get("HF_HUB_OFFLINE") == "1")),
-                          args.n_questions or None, args.seed)
+    items = seeded_subset(build_mc(load_truthfulqa(offline=os.environ.get("HF_HUB_OFFLINE") == "1")),
+                          args.n_questions or None, args.seed).reset_index(drop=True)
     backend = HFBackend(args.model, batch_size=args.batch_size, device="cpu", progress=False)
     print(f"model {args.model} | {len(items)} CSV-built questions (seed {args.seed})")
     result = {"model": args.model, "n_questions_csv": len(items)}

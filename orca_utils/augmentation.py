@@ -1,10 +1,11 @@
 """Notebook 02's steps (paper §3.1.2-3.1.3): 01's queries -> teacher requests -> responses -> training sets.
 
 The notebook calls, in order: `load_queries` (01's `queries_stage{1,2}.parquet`, capped by `max_queries`),
-`build_requests` (system message + zero-shot query, explicit max_tokens/stop/temperature), `estimate_costs`,
-`teacher_endpoints` (starts the local OpenAI-compatible server for offline teachers; a real teacher keeps its
-endpoint), `run_stage` (the cached, rate-limited client of `orca_utils.teacher`), `responses_frame` /
-`train_frame` (the contract columns notebook 03 reads) and `plot_length_distributions`.
+`teacher_table`, `build_requests` (system message + zero-shot query, explicit max_tokens/stop/temperature),
+`estimate_costs`, `teacher_endpoints` (starts the local OpenAI-compatible server for offline teachers; a real teacher
+keeps its endpoint), `run_stages` (the cached, rate-limited client of `orca_utils.teacher`), `responses_frame` /
+`train_frame` (the contract columns of `orca_utils.contracts`) and `write_tables` (the files 03 and 04 read),
+`status_table`, `plot_length_distributions` and `summary_metrics`.
 """
 from __future__ import annotations
 
@@ -12,19 +13,14 @@ import contextlib
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .contracts import (QUERY_TABLE_COLUMNS, RESPONSE_TABLE_COLUMNS, STAGES, TRAIN_TABLE_COLUMNS, queries_file,
+                        read_table, responses_file, train_file)
 from .schemas import AugmentationParams, TeacherEndpointParams, TeacherModelParams
 from .teacher import ChatRequest, ChatRun, CostEstimate, Prices, complete_chats, emulation_for, estimate_cost
 
-__all__ = ["STAGES", "QUERY_COLUMNS", "RESPONSE_COLUMNS", "TRAIN_COLUMNS", "teacher_of", "load_queries",
-           "token_counter", "build_requests", "estimate_costs", "teacher_endpoints", "run_stage", "run_stages",
-           "responses_frame", "train_frame", "plot_length_distributions"]
-
-STAGES = ("stage1", "stage2")
-QUERY_COLUMNS = ["id", "collection", "task", "template_type", "inputs", "targets", "rationale",
-                 "is_multiple_choice", "system_message_id", "system_message"]
-TRAIN_COLUMNS = ["id", "system", "user", "response", "teacher", "teacher_model", "collection", "task",
-                 "system_message_id", "status", "finish_reason"]
-RESPONSE_COLUMNS = TRAIN_COLUMNS + ["prompt_tokens", "completion_tokens", "error", "attempts", "from_cache"]
+__all__ = ["STAGES", "teacher_of", "load_queries", "teacher_table", "token_counter", "build_requests",
+           "estimate_costs", "teacher_endpoints", "run_stage", "run_stages", "responses_frame", "train_frame",
+           "write_tables", "status_table", "provenance", "plot_length_distributions", "summary_metrics"]
 
 
 def teacher_of(cfg: AugmentationParams, stage: str) -> TeacherModelParams:
@@ -35,22 +31,24 @@ def teacher_of(cfg: AugmentationParams, stage: str) -> TeacherModelParams:
 
 def load_queries(upstream_dir: Path, cfg: AugmentationParams) -> dict:
     """{stage: 01's queries for that stage}, checked against the contract and cut to the stage's `max_queries`."""
-    import pandas as pd
-
     out = {}
     for stage in STAGES:
-        path = Path(upstream_dir) / f"queries_{stage}.parquet"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: 01_sampling wrote no queries for {stage}; rerun 01_sampling")
-        df = pd.read_parquet(path)
-        missing = [c for c in QUERY_COLUMNS if c not in df.columns]
-        if missing:
-            raise ValueError(f"{path}: missing columns {missing} (the 01 -> 02 contract needs {QUERY_COLUMNS})")
+        df = read_table(upstream_dir, queries_file(stage), QUERY_TABLE_COLUMNS, "01_sampling")
         if df["id"].duplicated().any():
-            raise ValueError(f"{path}: duplicated ids, e.g. {df.loc[df['id'].duplicated(), 'id'].iloc[0]!r}")
+            raise ValueError(f"{Path(upstream_dir) / queries_file(stage)}: duplicated ids, e.g. "
+                             f"{df.loc[df['id'].duplicated(), 'id'].iloc[0]!r}")
         cap = teacher_of(cfg, stage).max_queries
         out[stage] = (df.head(cap) if cap else df).reset_index(drop=True)
     return out
+
+
+def teacher_table(cfg: AugmentationParams, queries: dict):
+    """One row per stage: which teacher answers it (label, model), how many queries, max_tokens, batch mode."""
+    import pandas as pd
+
+    return pd.DataFrame([{"stage": s, "teacher": teacher_of(cfg, s).label, "model": teacher_of(cfg, s).model,
+                          "queries": len(queries[s]), "max_tokens": teacher_of(cfg, s).max_tokens,
+                          "batch_mode": cfg.endpoint.batch_mode} for s in STAGES])
 
 
 def token_counter(cfg: AugmentationParams) -> tuple[Callable[[str], int], str]:
@@ -83,8 +81,7 @@ def estimate_costs(cfg: AugmentationParams, requests: dict, count_tokens, counte
     """A table (one row per stage + total) and the estimates; raises CostLimitError above `max_cost_usd`."""
     import pandas as pd
 
-    from .response_cache import ResponseCache
-    from .teacher import CostLimitError
+    from .teacher import CostLimitError, ResponseCache
 
     with ResponseCache(cache_path) as cache:
         est = {s: estimate_cost(requests[s], _prices(teacher_of(cfg, s), cfg.endpoint), count_tokens, cache,
@@ -105,8 +102,7 @@ def teacher_endpoints(cfg: AugmentationParams, queries: dict, count_tokens=None)
     """{stage: endpoint params}; offline teachers are served on 127.0.0.1 for the duration of the block."""
     import pandas as pd
 
-    from .local_server import serve_openai_compatible
-    from .offline_teachers import offline_backends
+    from .teacher import offline_backends, serve_openai_compatible
 
     stages = {s: teacher_of(cfg, s) for s in STAGES}
     offline = {s: t for s, t in stages.items() if t.offline_backend != "none"}
@@ -170,12 +166,50 @@ def responses_frame(queries, run: ChatRun, teacher: TeacherModelParams):
         "finish_reason": res.loc[q.index, "finish_reason"].values})
     for col in ("prompt_tokens", "completion_tokens", "error", "attempts", "from_cache"):
         df[col] = res.loc[q.index, col].values
-    return df[RESPONSE_COLUMNS].reset_index(drop=True)
+    return df[list(RESPONSE_TABLE_COLUMNS)].reset_index(drop=True)
 
 
 def train_frame(responses):
     """Only `ok` responses go to training."""
-    return responses.loc[responses["status"] == "ok", TRAIN_COLUMNS].reset_index(drop=True)
+    return responses.loc[responses["status"] == "ok", list(TRAIN_TABLE_COLUMNS)].reset_index(drop=True)
+
+
+def write_tables(run, responses: dict, train: dict) -> None:
+    """`responses_stage{1,2}.parquet` (every request) and `train_stage{1,2}.parquet` (what 03 and 04 read; 04
+    streams it by row group)."""
+    for s in STAGES:
+        responses[s].to_parquet(run.path(responses_file(s)), index=False, row_group_size=10_000)
+        train[s].to_parquet(run.path(train_file(s)), index=False, row_group_size=10_000)
+
+
+def status_table(responses: dict):
+    """Requests per status (rows) and stage (columns)."""
+    import pandas as pd
+
+    return pd.concat({s: responses[s]["status"].value_counts() for s in STAGES}, axis=1).fillna(0).astype(int)
+
+
+def provenance(cfg: AugmentationParams) -> str:
+    """Which teacher (label [model]) answered each stage, for the line under tables and figures."""
+    return "; ".join(f"{s}: {teacher_of(cfg, s).label} [{teacher_of(cfg, s).model}]" for s in STAGES)
+
+
+def summary_metrics(cfg: AugmentationParams, runs: dict[str, ChatRun], responses: dict, train: dict,
+                    estimates: dict[str, CostEstimate], count_tokens) -> tuple[dict, dict[str, str]]:
+    """(metrics, provenance) of notebook 02: per stage, requests, training rows, sent / cached, batches, spend
+    against the estimate, mean response length (tokens of `count_tokens`) and the count of each status."""
+    metrics = {}
+    for s in STAGES:
+        counts = runs[s].status_counts()
+        metrics.update({f"{s}/requests": len(responses[s]), f"{s}/train_rows": len(train[s]),
+                        f"{s}/sent": runs[s].stats["sent"], f"{s}/cached": runs[s].stats["cached"],
+                        f"{s}/batches": runs[s].stats.get("batches", 0),
+                        f"{s}/spent_usd": round(runs[s].stats["spent_usd"], 6),
+                        f"{s}/estimate_usd": round(estimates[s].usd, 6),
+                        f"{s}/mean_response_tokens": float(train[s]["response"].map(count_tokens).mean())
+                        if len(train[s]) else 0.0,
+                        **{f"{s}/status/{k}": v for k, v in counts.items()}})
+    return metrics, {s: f"{teacher_of(cfg, s).label} [{teacher_of(cfg, s).model}]" for s in STAGES}
 
 
 def plot_length_distributions(responses: dict, count_tokens):

@@ -16,8 +16,6 @@ from .config import ConfigError
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
 
-
-
 def _add_run(p):
     p.add_argument("--profile", default="smoke", help="params/<profile>.yaml (default: smoke)")
     p.add_argument("--only", nargs="+", help="notebook numbers or stems to run, e.g. --only 03 04")
@@ -108,17 +106,20 @@ def _load_plugins() -> None:
                 raise
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line, every registered command included; parsing with it runs nothing."""
     _load_plugins()
     parser = argparse.ArgumentParser(prog="python -m orca_utils", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    handlers = {}
-    for name, (add_args, fn) in COMMANDS.items():
+    for name, (add_args, _) in COMMANDS.items():
         add_args(sub.add_parser(name))
-        handlers[name] = fn
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        return handlers[args.command](args)
+        return COMMANDS[args.command][1](args)
     except ConfigError as exc:
         print(f"params error: {exc}", file=sys.stderr)
         return 2

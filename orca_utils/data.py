@@ -10,19 +10,29 @@ Resolution order for a dataset `name` (a folder name under the data root, e.g. `
 The first root that holds `<root>/<name>` wins. Local files are never copied into the repository. Steps 4 and 5 are
 skipped when offline (`offline=True` or `$HF_HUB_OFFLINE`), except that a complete earlier download is still used.
 The pins are the ones listed in `../shared/data/SOURCES.md`: the local folders are byte copies of those files.
-Loaders of each dataset (in their own modules) accept both the local layout and the hub snapshot's layout.
+Loaders of each dataset accept both the local layout and the hub snapshot's layout (the evaluation sets BBH,
+AGIEval and TruthfulQA: `orca_utils.eval_sets`).
+
+`seeded_subset` is the one fixed random subset (a DataFrame's rows or a list's items), used wherever a seed picks
+"n of these".
 """
 from __future__ import annotations
 
 import os
 import tempfile
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from .paths import SHARED_DIR, cache_dir
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["DATASETS", "DatasetNotFoundError", "DatasetLocation", "DatasetSource", "GitHubSource",
-           "candidate_roots", "resolve_data_root", "resolve_dataset", "github_cache_dir", "download_github"]
+           "candidate_roots", "resolve_data_root", "resolve_dataset", "github_cache_dir", "download_github",
+           "resolve_shared", "seeded_subset"]
 
 GITHUB_RAW_BASE = "https://raw.githubusercontent.com"
 
@@ -292,3 +302,26 @@ def resolve_shared(relative: str) -> Path:
         raise DatasetNotFoundError(f"{relative!r} not found under the shared folder {root} "
                                    f"(set $ORCA_SHARED_DIR to move it)")
     return path
+
+
+T = TypeVar("T")
+
+
+def seeded_subset(rows: pd.DataFrame | Sequence[T], n: int | None, seed: int) -> pd.DataFrame | list[T]:
+    """A fixed random subset of `n` of `rows` (a DataFrame or a list), kept in their original order; all of them
+    (a copy) when n is None or >= len(rows).
+
+    The draw is pandas' `DataFrame.sample(n=n, random_state=seed)`: the positions numpy's legacy
+    `RandomState(seed).choice(len(rows), n, replace=False)` picks, then sorted. A list and a DataFrame of the same
+    length therefore give the same positions, and a DataFrame gets what `df.sample(n=n, random_state=seed)
+    .sort_index()` gave whenever its index is increasing (a DataFrame keeps its index labels: reset them if needed).
+    """
+    import numpy as np
+
+    frame = hasattr(rows, "iloc")
+    if n is None or n >= len(rows):
+        return rows.copy() if frame else list(rows)
+    if n <= 0:
+        raise ValueError(f"subset size must be positive or null, got {n}")
+    positions = np.sort(np.random.RandomState(seed).choice(len(rows), size=n, replace=False))
+    return rows.iloc[positions] if frame else [rows[int(i)] for i in positions]

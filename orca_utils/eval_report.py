@@ -10,7 +10,8 @@ Every accuracy is given under both conventions of `orca_utils.extract` (`robust`
 `published`, the benchmark authors' own rule) with a 95% interval (`orca_utils.eval_stats`): Wilson per task and
 for the micro average, a bootstrap over items (fixed seed) for the macro average. Before/after (untuned vs tuned
 student) and system-message comparisons carry the exact McNemar p-value on the paired items. Figures draw the
-intervals as error bars and a missing value as missing ("n/a"), never as a zero bar.
+intervals as error bars and a missing value as missing ("n/a"), never as a zero bar; the per-task accuracy figure
+is drawn the paper's way, ours beside the paper's models (`orca_utils.eval_figures`).
 """
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ from .eval_tasks import EvalItem, get_task, load_benchmark, subset_items, task_s
 from .reference import NOT_AVAILABLE, format_paper_value, paper_block
 from .system_messages import SYSTEM_MESSAGES
 
-__all__ = ["ZeroShotRun", "run_zero_shot", "model_backend", "records_dir", "paper_columns", "accuracy_table", "relative_improvement",
-           "system_message_table", "plot_relative_improvement", "plot_accuracy", "paired_table"]
+__all__ = ["ZeroShotRun", "run_zero_shot", "model_backend", "records_dir", "paper_values", "paper_columns",
+           "accuracy_table", "relative_improvement", "system_message_table", "plot_relative_improvement",
+           "plot_accuracy", "paired_table"]
 
 CONVENTION_COLUMNS = {"robust": "correct", "published": "published_correct"}   # record column per convention
 
@@ -169,31 +171,41 @@ def student_label(cfg) -> str:
     return f"{base} + Orca tuning (notebook 04 student)"
 
 
-def paper_columns(benchmark: str) -> tuple[dict[str, dict[str, str]], list[str], str]:
-    """({task name: {paper column: formatted value}}, columns, status line) from the reference data."""
+def paper_values(benchmark: str) -> tuple[dict[str, dict[str, tuple[object, str | None]]], list[str]]:
+    """({task name or "__average__": {paper column: (value or None, its status)}}, columns): the paper's numbers
+    as the reference holds them, for the tables (`paper_columns` formats them) and the figures (which draw
+    them). AGIEval: the recalled per-task rows, overridden by sourced cells; averages only where sourced."""
     block = paper_block(PAPER_BLOCKS[benchmark])
-    cells: dict[str, dict[str, str]] = {}
+    cells: dict[str, dict[str, tuple[object, str | None]]] = {}
     if benchmark == "bbh":
         columns = [c for c in block["columns"] if "relative" not in c]
         for row in block.get("rows") or []:
-            cells[row["task_id"]] = {c: format_paper_value(row.get(c), block.get("status")) for c in columns}
-        average = {c: format_paper_value(block["average"].get(c), block.get("average_status")) for c in columns}
+            cells[row["task_id"]] = {c: (row.get(c), block.get("status")) for c in columns}
+        average = {c: (block["average"].get(c), block.get("average_status")) for c in columns}
     else:
         columns = list(block["columns"])
         recalled = block.get("rows_recalled") or {}
         by_label = {s.label: s.name for s in task_specs("agieval")}
         for label, row in (recalled.get("rows") or {}).items():
-            cells[by_label.get(label, label)] = {c: format_paper_value(row.get(c), recalled.get("status"))
-                                                 for c in columns}
+            cells[by_label.get(label, label)] = {c: (row.get(c), recalled.get("status")) for c in columns}
         for label, row in (block.get("rows") or {}).items():      # sourced cells override recalled ones
             for c in columns:
                 if row.get(c) is not None:
-                    cells.setdefault(by_label.get(label, label), {})[c] = format_paper_value(row[c], row["status"])
+                    cells.setdefault(by_label.get(label, label), {})[c] = (row[c], row["status"])
         average = {}
         for c in columns:
             entry = (block.get("average") or {}).get(c)
-            average[c] = format_paper_value(entry["value"], entry["status"]) if entry else NOT_AVAILABLE
+            average[c] = (entry["value"], entry["status"]) if entry else (None, None)
     cells["__average__"] = average
+    return cells, columns
+
+
+def paper_columns(benchmark: str) -> tuple[dict[str, dict[str, str]], list[str], str]:
+    """({task name: {paper column: formatted value}}, columns, status line) from the reference data."""
+    block = paper_block(PAPER_BLOCKS[benchmark])
+    values, columns = paper_values(benchmark)
+    cells = {task: {c: format_paper_value(v, status) for c, (v, status) in row.items()}
+             for task, row in values.items()}
     status = f"paper {block.get('paper_location', '')}: {block.get('status')}; {block.get('status_detail', '')}"
     return cells, columns, status
 
@@ -260,39 +272,12 @@ def accuracy_table(zs: ZeroShotRun) -> pd.DataFrame:
 
 
 def plot_accuracy(zs: ZeroShotRun, title: str):
-    """Per task, each model's accuracy under both conventions with Wilson 95% error bars (missing: "n/a").
-    One colour per model (`figure_style.color_for`); the published convention is the hatched bar."""
-    import matplotlib.pyplot as plt
+    """Per task, the paper's way: our models' accuracies (Wilson 95% error bars; the published convention as a
+    diamond) beside the paper's models (hatched; recalled numbers pale, missing ones "n/a", never a zero bar).
+    Drawn by `orca_utils.eval_figures.plot_per_task`."""
+    from .eval_figures import plot_per_task
 
-    from . import figure_style
-
-    figure_style.apply()
-
-    labels = {s.name: s.label for s in task_specs(zs.benchmark)}
-    series = [(f"{model} ({conv})", res, conv) for model, res in zs.results.items() for conv in CONVENTION_COLUMNS]
-    tasks = list(zs.items)
-    height = 0.8 / max(1, len(series))
-    fig, ax = plt.subplots(figsize=(9, max(3, 0.3 * len(tasks) * max(1, len(series)) / 2 + 1)))
-    handles = []
-    for k, (name, res, conv) in enumerate(series):
-        values, lo, hi = [], [], []
-        for task in tasks:
-            out = _outcomes(res, conv, task)
-            a, b = wilson_interval(int(out.sum()), len(out)) if out is not None and len(out) else (math.nan,) * 2
-            values.append(100.0 * out.mean() if out is not None and len(out) else math.nan)
-            lo.append(100.0 * a)
-            hi.append(100.0 * b)
-        handles.append(_bars(ax, [t + k * height for t in range(len(tasks))], values, lo, hi, height, name,
-                             figure_style.color_for(name[: -len(conv) - 3]),
-                             hatch=None if conv == "robust" else figure_style.PAPER_HATCH))
-    ax.set_yticks([t + 0.4 - height / 2 for t in range(len(tasks))], [labels.get(t, t) for t in tasks], fontsize=7)
-    ax.set_ylim(-0.6, len(tasks) - 0.1)
-    ax.set_xlabel("accuracy (%), 95% Wilson interval; n/a: not scored under that convention")
-    ax.set_xlim(0, 100)
-    ax.set_title(title, fontsize=10)
-    ax.legend(handles=handles, fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return fig
+    return plot_per_task(zs, title)
 
 
 def _bars(ax, y, values, lo, hi, height, label, color=None, hatch=None):

@@ -5,16 +5,11 @@ Task configs (name, the paper's label, answer kind, boolean labels, BBH descript
 the gold answer normalized the way `orca_utils.extract` returns answers, the options (for option-text answers and
 log-likelihood scoring) and the continuations a log-likelihood scorer compares.
 
-Two layouts are read for each benchmark (the folder comes from `orca_utils.data.resolve_dataset`):
-- local (as published): `agieval/<task>.jsonl` (AGIEval v1 fields: passage, question, options, label) and
-  `bbh/<task>.json` (`{"examples": [{"input", "target"}]}`);
-- hub snapshots: BBH as in `lukaemon/bbh` (`<task>/test-*.parquet`, columns input, target); AGIEval as the
-  per-task copies lm-eval reads (`query`, `choices`, `gold`) or the v1 fields, in `.jsonl`/`.json`/`.parquet` files
-  whose path names the task (`lsat-ar`, `lsat_ar`).
+The rows come from `orca_utils.eval_sets` (one reader per dataset: local and hub layouts alike); the folder from
+`orca_utils.data.resolve_dataset`.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -24,10 +19,11 @@ from typing import Any
 
 import yaml
 
+from .eval_sets import read_rows, task_files
 from .extract import normalize_target
 
 __all__ = ["TaskSpec", "EvalItem", "BENCHMARKS", "task_specs", "get_task", "load_task", "load_benchmark",
-           "format_prompt", "subset_items", "task_rows"]
+           "format_prompt", "subset_items"]
 
 BENCHMARKS = ("agieval", "bbh")
 LETTERS = "ABCDEFGHIJKLMNOPQR"
@@ -98,40 +94,6 @@ def _strip_letter(option: str) -> str:
     return re.sub(r"^\s*\(?[A-R]\)\s*", "", option).strip()
 
 
-def _read_rows(path: Path) -> list[dict]:
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if path.suffix == ".json":
-        data = json.loads(path.read_text())
-        return data["examples"] if isinstance(data, dict) and "examples" in data else data
-    if path.suffix == ".parquet":
-        import pandas as pd
-
-        return pd.read_parquet(path).to_dict("records")
-    raise ValueError(f"{path}: unsupported file type (expected .jsonl, .json or .parquet)")
-
-
-def _task_files(root: Path, spec: TaskSpec) -> list[Path]:
-    ext = ".jsonl" if spec.benchmark == "agieval" else ".json"
-    local = root / f"{spec.name}{ext}"
-    if local.exists():
-        return [local]
-    keys = {spec.name, spec.name.replace("-", "_")}
-    found = []
-    for p in sorted(root.rglob("*")):
-        if p.suffix not in (".jsonl", ".json", ".parquet") or not p.is_file():
-            continue
-        rel = p.relative_to(root)
-        parts = [part for part in rel.parts[:-1]] + [p.stem.split("-0")[0]]
-        stems = {part.removeprefix("agieval-").removeprefix("agieval_") for part in parts}
-        if keys & stems and "train" not in p.stem and "validation" not in p.stem:
-            found.append(p)
-    if not found:
-        raise FileNotFoundError(f"{spec.benchmark} task {spec.name!r}: no data under {root} (looked for "
-                                f"{local.name} and hub files named after the task)")
-    return found
-
-
 def _agieval_item(spec: TaskSpec, row: dict, i: int, source: str) -> EvalItem:
     if "query" in row and "choices" in row:                     # lm-eval's hub copies (query, choices, gold)
         choices = [str(c) for c in row["choices"]]
@@ -173,18 +135,12 @@ def _bbh_item(spec: TaskSpec, row: dict, i: int) -> EvalItem | None:
                     options=options, labels=spec.labels, continuations=conts, gold_index=gold)
 
 
-def task_rows(root: str | Path, benchmark: str, name: str) -> list[dict]:
-    """The raw rows of one task, found and read as `load_task` finds and reads them (local or hub layout)."""
-    spec = get_task(benchmark, name)
-    return [row for path in _task_files(Path(root), spec) for row in _read_rows(path)]
-
-
 def load_task(root: str | Path, benchmark: str, name: str) -> list[EvalItem]:
     """All items of one task from a dataset folder (local or hub layout). Unmappable rows are left out."""
     spec = get_task(benchmark, name)
     items: list[EvalItem] = []
-    for path in _task_files(Path(root), spec):
-        for i, row in enumerate(_read_rows(path)):
+    for path in task_files(root, benchmark, spec.name):
+        for i, row in enumerate(read_rows(path)):
             item = _agieval_item(spec, row, i, str(path)) if benchmark == "agieval" else _bbh_item(spec, row, i)
             if item is not None:
                 items.append(item)
@@ -198,7 +154,11 @@ def load_benchmark(root: str | Path, benchmark: str, tasks: list[str] | None = N
 
 
 def subset_items(items: list[EvalItem], n: int | None, seed: int = 0) -> list[EvalItem]:
-    """A fixed random subset of `n` items (all when n is None or larger than the task), in original order."""
+    """A fixed random subset of `n` items (all when n is None or larger than the task), in original order.
+
+    This is not `orca_utils.data.seeded_subset`'s draw: each task is drawn from its own Python stream,
+    `random.Random(f"{seed}:{task}")`, so adding or removing a task never changes another task's items. Kept as it
+    is so that 05/06 (and the benchmarks) score exactly the items they scored before."""
     if n is None or n >= len(items):
         return list(items)
     import random

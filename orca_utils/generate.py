@@ -11,7 +11,7 @@ sorted by length, so batches carry little padding), and stops a sequence at EOS 
 returned text is cut before the stop string. `HFBackend.loglikelihood` scores continuations given a context (the way
 lm-evaluation-harness scores multiple choice), batched. Both backends also expose the local-server contract
 (`complete`, `complete_batch` returning objects with `text, finish_reason, prompt_tokens, completion_tokens`), so an
-`HFBackend` can be served by `orca_utils.local_server` as a stand-in teacher.
+`HFBackend` can be served by `orca_utils.teacher.local_server` as a stand-in teacher.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Any, Sequence, Union
 
 __all__ = ["Completion", "HFBackend", "OpenAIBackend", "Conversation", "to_messages", "cut_at_stop"]
 
-from .local_server import Completion   # the one result type: text, finish_reason, prompt/completion tokens
+from .teacher.protocol import Completion   # the one result type: text, finish_reason, prompt/completion tokens
 from .tokens import plain_bos, render_orca_plain, uses_chat_template
 
 Conversation = Union[str, Sequence[dict]]
@@ -276,8 +276,7 @@ class OpenAIBackend:
 
     def complete(self, messages: list[dict], max_tokens: int, temperature: float = 0.0,
                  stop: list[str] | None = None) -> Completion:
-        from .teacher import ChatRequest, request_body
-        from .teacher_models import dialect_for
+        from .teacher import ChatRequest, dialect_for, request_body
 
         stop = [s for s in (stop or []) if s]
         request = ChatRequest("eval", self.model, messages, max_tokens, temperature, stop[:4] or None,

@@ -312,7 +312,7 @@ def serve_models(models: Sequence, endpoint, default_model_spec: str, device: st
     if any(m.offline_backend == "data" for m in offline):
         raise ValueError("serve_models: the data teacher answers FLAN queries only; use local_llm here")
     from .generate import HFBackend
-    from .local_server import serve_openai_compatible
+    from .teacher import serve_openai_compatible
 
     by_spec = dict(loaded or {})
     backends = {}

@@ -30,7 +30,7 @@ from pathlib import Path
 from .paths import cache_dir
 
 __all__ = ["ModelSpecError", "ResolvedModel", "resolve_model", "load_tokenizer", "load_model",
-           "load_model_and_tokenizer", "pick_device"]
+           "load_model_and_tokenizer", "pick_device", "gguf_cache_dir", "hf_location"]
 
 
 class ModelSpecError(ValueError):
@@ -80,7 +80,7 @@ def build_random_llama(spec: str) -> Path:
     target = cache_dir() / "random" / hashlib.sha256(spec.encode()).hexdigest()[:12]
     if (target / "config.json").exists():
         return target
-    tok_location, extra = _hf_location(resolve_model(tok_spec))
+    tok_location, extra = hf_location(resolve_model(tok_spec))
     tokenizer = AutoTokenizer.from_pretrained(tok_location, **extra)
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
@@ -129,7 +129,8 @@ def resolve_model(spec: str) -> ResolvedModel:
     return ResolvedModel(spec, "dir", str(path))
 
 
-def _gguf_cache_dir(gguf: Path) -> Path:
+def gguf_cache_dir(gguf: Path) -> Path:
+    """Where `dequantize_gguf` keeps a GGUF file's HF directory (keyed by its name, size and mtime)."""
     stat = gguf.stat()
     key = hashlib.sha256(f"{gguf.name}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
     return cache_dir() / "gguf" / f"{gguf.stem}-{key}"
@@ -140,7 +141,7 @@ def dequantize_gguf(gguf_path: str | Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = Path(gguf_path)
-    target = _gguf_cache_dir(gguf)
+    target = gguf_cache_dir(gguf)
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return target
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -163,7 +164,8 @@ def dequantize_gguf(gguf_path: str | Path) -> Path:
     return target
 
 
-def _hf_location(resolved: ResolvedModel) -> tuple[str, dict]:
+def hf_location(resolved: ResolvedModel) -> tuple[str, dict]:
+    """(what `from_pretrained` loads, extra kwargs such as the hub revision); a GGUF file is de-quantized first."""
     if resolved.kind == "gguf":
         return str(dequantize_gguf(resolved.path)), {}
     if resolved.kind == "hub":
@@ -171,11 +173,13 @@ def _hf_location(resolved: ResolvedModel) -> tuple[str, dict]:
     return resolved.path, {}
 
 
+
+
 def load_tokenizer(spec: str, **kwargs):
     from transformers import AutoTokenizer
 
     resolved = resolve_model(spec)
-    location, extra = _hf_location(resolved)
+    location, extra = hf_location(resolved)
     try:
         return AutoTokenizer.from_pretrained(location, **extra, **kwargs)
     except OSError as exc:
@@ -217,7 +221,7 @@ def load_model(spec: str, dtype="auto", device: str = "auto", **kwargs):
     from transformers import AutoModelForCausalLM
 
     resolved = resolve_model(spec)
-    location, extra = _hf_location(resolved)
+    location, extra = hf_location(resolved)
     device = pick_device(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(location, dtype=resolve_dtype(dtype, device), **extra, **kwargs)

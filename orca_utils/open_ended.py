@@ -16,11 +16,12 @@ The hub copy of Awesome prompts is the live list (far more than 164 today), so i
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from .data import resolve_dataset
+from .data import resolve_dataset, seeded_subset
 
 __all__ = ["PROMPT_SETS", "PAPER_SET_SIZES", "PAPER_SET_NAMES", "load_prompt_set", "load_prompt_sets",
            "select_subset"]
@@ -107,12 +108,9 @@ def load_prompt_set(name: str, data_dir: str | None = None, offline: bool = Fals
 
 
 def select_subset(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    """A fixed, seeded subset of `n` rows (all rows when n is None or >= len), kept in the file's order."""
-    if n is None or n >= len(df):
-        return df.reset_index(drop=True)
-    if n <= 0:
-        raise ValueError(f"subset size must be positive or null, got {n}")
-    return df.sample(n=n, random_state=seed).sort_index().reset_index(drop=True)
+    """A fixed, seeded subset of `n` rows (all rows when n is None or >= len), kept in the file's order, index reset
+    (`orca_utils.data.seeded_subset`)."""
+    return seeded_subset(df, n, seed).reset_index(drop=True)
 
 
 def load_prompt_sets(names: list[str] | tuple[str, ...], n_per_set: int | None, seed: int,
@@ -135,18 +133,35 @@ def load_prompt_sets(names: list[str] | tuple[str, ...], n_per_set: int | None, 
 
 # ---------------------------------------------------------------- answers, pairs, paper numbers, figure
 
-def tuned_student(run) -> tuple[str, str] | None:
-    """(label, model spec) of notebook 04's student when 04 has current outputs, else None."""
-    folder = run.upstream("04_training", required=False)
-    if folder is None or not (Path(folder) / "student" / "config.json").exists():
-        return None
-    return f"student tuned by 04_training (from {run.cfg.base_model_label})", str(Path(folder) / "student")
-
-
 def pick_candidate(run, cfg) -> tuple[str, str]:
     """The candidate model: 04's student when `cfg.candidate == "student"` and it exists, else the untuned one."""
+    from .contracts import tuned_student
+
     student = tuned_student(run) if cfg.candidate == "student" else None
     return student or (cfg.base_model_label, cfg.student_model)
+
+
+@dataclass
+class CandidateAnswers:
+    label: str                  # who answered (04's student, or the untuned student)
+    spec: str                   # its model spec
+    answers: pd.DataFrame       # id, answer, finish_reason, n_tokens
+    engine: str                 # "in process (HF generate)" or "served by <engine>"
+    loaded: dict                # {spec: HFBackend} still in memory, for `judge.serve_models` to reuse; {} if served
+
+
+def candidate_answers(prompts: pd.DataFrame, run, cfg) -> CandidateAnswers:
+    """The candidate's greedy answers, generated in this process (`serve: none`) or through an OpenAI-compatible
+    server started for the purpose (`serve: transformers | vllm`); the prompt format is the model's own either way."""
+    from .serving import generation_backend
+
+    label, spec = pick_candidate(run, cfg)
+    with generation_backend(spec, cfg.serve, label=label, device=cfg.device, dtype=cfg.dtype,
+                            batch_size=cfg.candidate_batch_size) as backend:
+        answers = generate_answers(prompts, backend, cfg.candidate_max_new_tokens)
+    served = cfg.serve != "none"
+    return CandidateAnswers(label, spec, answers, f"served by {cfg.serve}" if served else "in process (HF generate)",
+                            {} if served else {spec: backend})
 
 
 def generate_answers(prompts: pd.DataFrame, backend, max_new_tokens: int) -> pd.DataFrame:
@@ -276,7 +291,41 @@ def judge_against_references(prompts: pd.DataFrame, candidates: pd.DataFrame, re
     return cat(answers), cat(verdicts), cat(summaries)
 
 
-def summary_metrics(summary: pd.DataFrame, references: list) -> dict:
+def judge_candidate(prompts: pd.DataFrame, candidate: CandidateAnswers, cfg, cache_path
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """`judge_against_references` for the notebook's candidate, with stand-in references and judge served by the
+    local OpenAI-compatible server for the duration (a model the candidate already loaded is reused)."""
+    from .judge import serve_models
+
+    with serve_models([*cfg.references, cfg.judge], cfg.endpoint, cfg.student_model, cfg.device,
+                      candidate.loaded) as endpoint:
+        return judge_against_references(prompts, candidate.answers, cfg.references, cfg.judge, endpoint, cache_path,
+                                        cfg.max_cost_usd, cfg.judge_retries)
+
+
+def judge_label(cfg) -> str:
+    return cfg.judge.label if cfg.judge else "no judge"
+
+
+def provenance_line(cfg, candidate_label: str, full_sizes: dict, n_prompts: int) -> str:
+    """The line under notebook 07's tables and figure: candidate, references, judge and template, data."""
+    from .judge import VICUNA_V1
+
+    return (f"candidate: {candidate_label}; references: {', '.join(r.label for r in cfg.references)}; "
+            f"judge: {judge_label(cfg)} ({VICUNA_V1.name}); data: {', '.join(full_sizes)} "
+            f"({n_prompts} prompts, seed {cfg.seed})")
+
+
+def answers_table(candidates: pd.DataFrame, references: pd.DataFrame, candidate_label: str) -> pd.DataFrame:
+    """Every answer, candidate's and references': id, role, model, status (the candidate's finish reason), answer."""
+    answers = pd.concat([candidates.assign(role="candidate", model=candidate_label,
+                                           status=candidates["finish_reason"]),
+                         references.rename(columns={"reference": "model"}).assign(role="reference")],
+                        ignore_index=True)
+    return answers[["id", "role", "model", "status", "answer"]]
+
+
+def relative_score_metrics(summary: pd.DataFrame, references: list) -> dict:
     """Slash-path metrics `open_ended/<reference model>/<set>/<figure>`; NaN becomes None (valid JSON)."""
     import math
 
@@ -291,3 +340,27 @@ def summary_metrics(summary: pd.DataFrame, references: list) -> dict:
             out[f"open_ended/{names.get(row['reference'], row['reference'])}/{row['set']}/{k}"] = \
                 None if isinstance(v, float) and math.isnan(v) else v
     return out
+
+
+def summary_metrics(prompts: pd.DataFrame, verdicts: pd.DataFrame, summary: pd.DataFrame, cfg,
+                    candidate_label: str, full_sizes: dict) -> tuple[dict, dict[str, str]]:
+    """(metrics, provenance) of notebook 07: prompts, whether a judge ran, the relative scores per reference and
+    set (`relative_score_metrics`) and the share of verdicts left unparseable after the retry."""
+    from .judge import VICUNA_V1
+
+    metrics = {"open_ended/n_prompts": len(prompts), "open_ended/judged": cfg.judge is not None}
+    if len(summary):
+        metrics.update(relative_score_metrics(summary, cfg.references))
+        metrics["open_ended/unparseable_share"] = float((verdicts["status"] == "unparseable").mean())
+    return metrics, {"candidate": candidate_label, "judge": judge_label(cfg),
+                     "references": "; ".join(r.label for r in cfg.references),
+                     "judge_template": VICUNA_V1.name, "data": ", ".join(full_sizes)}
+
+
+def summary_lines(summary: pd.DataFrame, candidate_label: str) -> list[str]:
+    """One line per reference over all sets: the relative score (mean of both orders), flip rate, unparseable."""
+    overall = summary[summary["set"] == "all"] if len(summary) else summary
+    return [f"{candidate_label} vs {row['reference']}: {row['relative_mean_pct']:.1f}% (mean of orders "
+            f"{row['relative_candidate_first_pct']:.1f} / {row['relative_reference_first_pct']:.1f}), flip rate "
+            f"{row['flip_rate']:.2f}, {row['n_unparseable']} unparseable of {2 * row['n_prompts']} verdicts"
+            for row in overall.to_dict("records")]

@@ -1,10 +1,12 @@
 """Notebook 03's analysis: which samples to measure, their token lengths, packing grids and paper-style figures.
 
-The samples are 02's training files (`train_stage1/2.parquet`) when 02 has run; otherwise an offline stand-in
+The samples are 02's training files (`train_stage1/2.parquet`, columns `contracts.SAMPLE_COLUMNS`) when 02 has run;
+otherwise an offline stand-in
 built from the data root: FLAN-v2 CoT rows with their human-written rationale (+ "So the answer is ...") as the
 response, and NIv2 instances with their reference output as the response, each paired with one of the paper's 16
 system messages as 01 would. The stand-in is labelled as such (`SampleSource.teacher`), never as a GPT model.
-Lengths come from `orca_utils.tokens` (the one serialization training uses) and packings from `orca_utils.packing`.
+Lengths come from `orca_utils.tokens` (the one serialization training uses) and packings from `orca_utils.packing`;
+`summary_metrics` gives the notebook's metrics and provenance, `summary_line` its closing sentence.
 """
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .contracts import SAMPLE_COLUMNS, read_table, train_file
 from .packing import pack_best_fit, pack_paper
 from .tokens import apply_overflow, tokenize_frame
 
 __all__ = ["SampleSource", "epoch_estimate", "length_summary", "load_samples", "measure_lengths", "packing_grid",
-           "plot_length_distributions", "plot_packing"]
+           "plot_length_distributions", "plot_packing", "summary_metrics", "summary_line"]
 
 FALLBACK_TEACHER = "data teacher (FLAN-v2 CoT human rationales, NIv2 reference outputs; offline stand-in)"
 
@@ -31,7 +34,7 @@ class SampleSource:
 
 def _offline_samples(cfg, rows: int | None) -> pd.DataFrame:
     from .data import resolve_dataset
-    from .flan import load_cot_dir, load_niv2_dir
+    from .sampling.flan import load_cot_dir, load_niv2_dir
     from .system_messages import SYSTEM_MESSAGES, assign_system_messages
 
     cot, _ = load_cot_dir(resolve_dataset("flan_cot", cfg.data_dir, cfg.offline).path)
@@ -53,9 +56,9 @@ def _offline_samples(cfg, rows: int | None) -> pd.DataFrame:
 def load_samples(cfg, run, fallback_rows: int | None = None) -> SampleSource:
     """02's training rows (both stages, column `stage`) if 02 ran with the current params, else the stand-in."""
     folder = run.upstream("02_augmentation", required=False)
-    files = [folder / f"train_stage{k}.parquet" for k in (1, 2)] if folder else []
-    if files and all(f.exists() for f in files):
-        frames = [pd.read_parquet(f).assign(stage=k) for k, f in zip((1, 2), files)]
+    if folder and all((folder / train_file(k)).exists() for k in (1, 2)):
+        frames = [read_table(folder, train_file(k), SAMPLE_COLUMNS, "02_augmentation").assign(stage=k)
+                  for k in (1, 2)]
         frame = pd.concat(frames, ignore_index=True)
         teacher = "; ".join(f"stage {k}: {', '.join(sorted(map(str, f['teacher'].unique())))}"
                             for k, f in zip((1, 2), frames) if len(f))
@@ -64,14 +67,31 @@ def load_samples(cfg, run, fallback_rows: int | None = None) -> SampleSource:
     return SampleSource(_offline_samples(cfg, fallback_rows), "offline FLAN-v2 data", FALLBACK_TEACHER)
 
 
-def measure_lengths(frame: pd.DataFrame, tokenizer, max_len_tokens: int, overflow: str) -> pd.DataFrame:
-    """Per row: prompt and response tokens (response with its EOS), total, and its status at `max_len_tokens`."""
-    tokenized = tokenize_frame(tokenizer, frame, max_len_tokens=max_len_tokens, overflow=overflow, progress=False)
+def measure_lengths(frame: pd.DataFrame, tokenizer, max_len_tokens: int, overflow: str,
+                    chunk_rows: int = 20_000) -> pd.DataFrame:
+    """Per row: prompt and response tokens (response with its EOS), total, and its status at `max_len_tokens`.
+
+    The serialization is training's (`orca_utils.tokens.tokenize_samples`), run `chunk_rows` rows at a time and
+    keeping only the two length arrays, so memory grows with the number of rows, not of tokens (all of FLAN-5M's
+    token ids would be hundreds of GB); a row's lengths do not depend on its chunk.
+    """
+    from tqdm.auto import tqdm
+
+    n = len(frame)
+    p_len = np.zeros(n, dtype=np.int64)
+    r_len = np.zeros(n, dtype=np.int64)
+    starts = range(0, n, chunk_rows)
+    for lo in tqdm(starts, desc="token lengths", unit="chunk", disable=len(starts) < 2):
+        part = tokenize_frame(tokenizer, frame.iloc[lo:lo + chunk_rows], max_len_tokens=max_len_tokens,
+                              overflow=overflow, progress=False)
+        p_len[lo:lo + len(part.prompt_tokens_all)] = part.prompt_tokens_all
+        r_len[lo:lo + len(part.response_tokens_all)] = part.response_tokens_all
+    status, _ = apply_overflow(p_len, r_len, max_len_tokens, overflow)
     out = frame[["collection", "system_message_id", "stage"]].reset_index(drop=True).copy()
-    out["prompt_tokens"] = tokenized.prompt_tokens_all
-    out["response_tokens"] = tokenized.response_tokens_all
+    out["prompt_tokens"] = p_len
+    out["response_tokens"] = r_len
     out["total_tokens"] = out["prompt_tokens"] + out["response_tokens"]
-    out["status"] = tokenized.status_all
+    out["status"] = status
     return out
 
 
@@ -121,6 +141,47 @@ def epoch_estimate(grid: pd.DataFrame, lengths_by_tokenizer: dict[str, pd.DataFr
                      "loss_tokens_per_epoch": loss_tokens, "steps_per_epoch": steps,
                      f"steps_{epochs:g}_epochs": int(np.ceil(steps * epochs))})
     return pd.DataFrame(rows)
+
+
+def summary_metrics(source: SampleSource, lengths: dict[str, pd.DataFrame], grid: pd.DataFrame,
+                    estimate: pd.DataFrame, max_len: int, paper_factor: float | None) -> tuple[dict, dict[str, str]]:
+    """(metrics, provenance) of notebook 03: mean token lengths, both packers' packing factor and padding at
+    `max_len` under the LLaMA tokenizer (the first of `lengths`), best-fit under the student's tokenizer (when
+    measured), and the steps of one epoch."""
+    llama_name = next(iter(lengths))
+    at = grid[grid["max_len"] == max_len]
+    llama_at = {m: at[(at["tokenizer"] == llama_name) & at["method"].str.startswith(m)].iloc[0]
+                for m in ("paper", "best")}
+    llama = lengths[llama_name]
+    metrics = {"samples/rows": len(source.frame), "samples/from_02": source.origin == "02_augmentation",
+               "lengths/llama/prompt_mean": float(llama["prompt_tokens"].mean()),
+               "lengths/llama/response_mean": float(llama["response_tokens"].mean()),
+               "lengths/llama/total_mean": float(llama["total_tokens"].mean()),
+               "packing/llama/max_len": max_len,
+               "packing/llama/paper/packing_factor": float(llama_at["paper"]["packing_factor"]),
+               "packing/llama/paper/padding_fraction": float(llama_at["paper"]["padding_fraction"]),
+               "packing/llama/best_fit/packing_factor": float(llama_at["best"]["packing_factor"]),
+               "packing/llama/best_fit/padding_fraction": float(llama_at["best"]["padding_fraction"]),
+               "packing/llama/truncated": int(llama_at["best"]["truncated"]),
+               "packing/llama/dropped": int(llama_at["best"]["dropped"]),
+               "packing/paper_reference/packing_factor": paper_factor,
+               "epoch/llama/best_fit/steps_per_epoch":
+                   int(estimate[(estimate["tokenizer"] == llama_name)]["steps_per_epoch"].iloc[-1])}
+    for name, df in list(lengths.items())[1:]:
+        row = at[(at["tokenizer"] == name) & at["method"].str.startswith("best")].iloc[0]
+        metrics |= {"lengths/student/total_mean": float(df["total_tokens"].mean()),
+                    "packing/student/best_fit/packing_factor": float(row["packing_factor"]),
+                    "packing/student/best_fit/padding_fraction": float(row["padding_fraction"])}
+    return metrics, {"data": source.origin, "teacher": source.teacher, "tokenizers": ", ".join(lengths)}
+
+
+def summary_line(metrics: dict, origin: str, paper_text: str) -> str:
+    """One sentence: samples, and both packers at the paper's max_len under the LLaMA tokenizer beside the paper."""
+    paper_pf, paper_pad = (metrics[f"packing/llama/paper/{k}"] for k in ("packing_factor", "padding_fraction"))
+    best_pf, best_pad = (metrics[f"packing/llama/best_fit/{k}"] for k in ("packing_factor", "padding_fraction"))
+    return (f"{metrics['samples/rows']:,} samples ({origin}); at max_len {metrics['packing/llama/max_len']} under the "
+            f"LLaMA tokenizer: paper's method {paper_pf:.2f} samples/seq ({100 * paper_pad:.1f}% padding), best-fit "
+            f"{best_pf:.2f} ({100 * best_pad:.2f}% padding); paper: {paper_text}")
 
 
 def plot_length_distributions(lengths: pd.DataFrame, title: str):

@@ -30,9 +30,10 @@ from urllib.parse import urlparse
 import yaml
 
 from .models import ModelSpecError, resolve_model
-from .paths import PARAMS_DIR, REPO_ROOT
+from .paths import REPO_ROOT
 from .schemas import TeacherModelParams
-from .teacher_models import REGISTRY, retired_on
+from .teacher.models import REGISTRY, retired_on
+from .train import accelerate_config_path
 
 __all__ = ["Finding", "MemoryEstimate", "ModelDims", "Note", "Options", "Problem", "Report", "Warn",
            "check_accelerate", "check_endpoints", "check_memory", "check_model_specs", "check_url_sources",
@@ -288,7 +289,7 @@ class _ListOnly:
     """A backend for the emulated endpoint: preflight only asks `GET /models`, never for a completion."""
 
     def complete(self, messages, max_tokens, temperature, stop):
-        from .local_server import Completion
+        from .teacher import Completion
 
         return Completion(text="")
 
@@ -299,11 +300,11 @@ def _check_emulated(ep: _Endpoint, uses: list[_Use], opts: Options) -> list[Find
     if not ep.emulate:
         return [Note(param, f"offline stand-ins ({names}) are served by the notebook itself: not checked "
                             f"(emulate_openai: true checks them against the emulated endpoint)")]
-    from . import local_server
+    from .teacher import local_server
 
     if not hasattr(local_server, "Emulation"):
-        return [Problem(param, "orca_utils.local_server has no OpenAI emulation mode in this checkout: update it, "
-                               "or set emulate_openai: false")]
+        return [Problem(param, "orca_utils.teacher.local_server has no OpenAI emulation mode in this checkout: "
+                               "update it, or set emulate_openai: false")]
     backends = {u.model: _ListOnly() for u in uses}
     try:
         with local_server.serve_openai_compatible(backends, emulate=local_server.Emulation(today=opts.today)) as url:
@@ -521,14 +522,6 @@ def check_url_sources(cfgs: dict, opts: Options) -> list[Finding]:
 
 
 # ---- 4. accelerate configs -------------------------------------------------------------------------------------
-def accelerate_config_path(value: str) -> Path:
-    """As the launcher resolves it: absolute, else relative to the checkout, else params/accelerate/<name>."""
-    path = Path(value)
-    if path.is_absolute():
-        return path
-    return REPO_ROOT / path if (REPO_ROOT / path).exists() else PARAMS_DIR / "accelerate" / path.name
-
-
 def _read_accelerate(value: str) -> tuple[dict | None, str | None]:
     path = accelerate_config_path(value)
     if not path.is_file():
@@ -659,9 +652,9 @@ def load_model_config(spec: str, offline: bool) -> tuple[dict | None, str]:
     except (ModelSpecError, FileNotFoundError):
         return None, "the model spec does not resolve"
     if resolved.kind == "gguf":
-        from .models import _gguf_cache_dir
+        from .models import gguf_cache_dir
 
-        path = _gguf_cache_dir(Path(resolved.path)) / "config.json"
+        path = gguf_cache_dir(Path(resolved.path)) / "config.json"
         why = "GGUF not de-quantized yet: `python -m orca_utils fetch-model` writes its config"
     elif resolved.kind == "dir":
         path, why = Path(resolved.path) / "config.json", f"no config.json in {resolved.path}"

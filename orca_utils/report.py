@@ -15,6 +15,12 @@ table of contents and the run manifest as an appendix. The HTML is written direc
 embedded as vector graphics (the SVG `Run.save_fig` writes beside each PNG/PDF; outputs saved before it did fall
 back to the PNG, and the summary lists them under `raster_figures`).
 
+Long tables are capped, in the HTML and so in the PDF: an example table (wrong answers, generations, judge
+verdicts, continuations: `tab_*_errors`, `tab_answers` ...) shows its first `example_rows` rows with long texts cut
+at `MAX_CELL_CHARS` characters, any other table its first `max_rows`; a line under it says "N of M rows shown; full
+table: <relative link to the notebook's CSV>". Results tables (per-task accuracies) fit under `max_rows` whole.
+Floats are shown to at most 4 decimals (the CSVs keep every digit); figures keep their aspect ratio in the PDF.
+
 Provenance at a glance: each section carries a badge, "offline stand-in" when its provenance (the `provenance`
 of `metrics.json` and the line under each table) names a stand-in (SmolLM2, a data or symbolic teacher, a local
 server, offline), "real teacher/model" otherwise, "unknown" when the notebook saved none.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -33,7 +40,8 @@ import pandas as pd
 
 from .schemas import NOTEBOOK_SCHEMAS
 
-__all__ = ["SECTIONS", "PAPER_ORDER", "Section", "collect_sections", "build_report", "classify_provenance"]
+__all__ = ["SECTIONS", "PAPER_ORDER", "Section", "collect_sections", "build_report", "classify_provenance",
+           "cap_table", "EXAMPLE_TABLES"]
 
 # notebook -> (section title, what the paper shows there); the report numbers them in PAPER_ORDER
 SECTIONS = {
@@ -53,6 +61,11 @@ SECTIONS = {
 # The paper's order: explanation tuning (§3), open-ended generation (§5), reasoning (§6), safety (§7); then ours.
 PAPER_ORDER = ["01_sampling", "02_augmentation", "03_packing", "04_training", "07_open_ended", "05_agieval",
                "06_bbh", "08_safety", "09_explanation_vs_answer"]
+# Example tables (rows are examples, not results): capped hard. Everything else only past MAX_ROWS.
+EXAMPLE_TABLES = re.compile(r"_(errors|answers|verdicts|generations|continuations|examples)$")
+EXAMPLE_ROWS = 8
+MAX_ROWS = 40
+MAX_CELL_CHARS = 120
 _STANDIN = re.compile(r"stand-in|offline|smollm|symbolic|data teacher|local server|fake|tiny|placeholder|"
                       r"char-level|task tokenizer|trained here", re.I)
 
@@ -105,7 +118,8 @@ def collect_sections(root: Path, report_dir: Path) -> list[Section]:
             except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
                 error = str(exc)
             sec.tables.append({"name": csv.stem, "frame": frame, "error": error,
-                               "provenance": _table_provenance(csv.with_suffix(".md"))})
+                               "provenance": _table_provenance(csv.with_suffix(".md")),
+                               "csv": Path(os.path.relpath(csv, report_dir)).as_posix()})
         for png in sorted(folder.glob("fig_*.png")) if folder.exists() else []:
             svg = png.with_suffix(".svg")           # vector copy for the report, when Run.save_fig wrote one
             source = svg if svg.exists() else png
@@ -122,7 +136,7 @@ _CSS = """@page{size:A4;margin:18mm 16mm 20mm;@bottom-center{content:counter(pag
 @page wide{size:A4 landscape}
 body{font-family:Georgia,"DejaVu Serif",serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.4}
 h1{font-size:1.7em}h2{border-bottom:1px solid #aaa;margin-top:2em}h2.appendix{page-break-before:always}
-.tab-wrap{margin:1em 0 1.4em}.tab-wrap.wide{page:wide}
+.tab-wrap{margin:1em 0 1.4em}.tab-wrap.wide{page:wide}.wide table.tab,.compact table.tab{font-size:9.5px}
 table.tab{border-collapse:collapse;font:11px/1.3 "DejaVu Sans",Helvetica,sans-serif;margin:.3em 0;
 border-top:1.5px solid #222;border-bottom:1.5px solid #222}
 table.tab caption{caption-side:top;text-align:left;font:12px Georgia,serif;padding-bottom:4px}
@@ -137,10 +151,11 @@ figcaption,caption .num-label{font-size:12px}.label{font-weight:bold}
 .badge{font:12px sans-serif;padding:2px 8px;border-radius:8px;margin-left:.5em;vertical-align:middle}
 .standin{background:#ffe9b3}.real{background:#c8f0c8}.unknown{background:#ddd}
 .missing{color:#a00;font-weight:bold}.prov{font-size:11px;color:#555;font-style:italic}
+.tab-note{font-size:11px;color:#555;margin:.2em 0 0}
 nav.toc ul{list-style:none;padding-left:0}nav.toc li{margin:.15em 0}nav.toc ul ul{padding-left:1.5em;font-size:.9em}
 @media print{body{max-width:none;margin:0;font-size:10.5pt}h2{page-break-after:avoid}
 nav.toc a::after{content:leader('.') target-counter(attr(href),page)}nav.toc a{color:#222;text-decoration:none}
-figure img{width:100%}.tab-wrap{page-break-inside:auto}table.tab thead{display:table-header-group}}"""
+figure img{width:auto;max-width:100%;max-height:170mm}.tab-wrap{page-break-inside:auto}table.tab thead{display:table-header-group}}"""
 
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?%?$")
 
@@ -155,9 +170,22 @@ def _caption_text(name: str) -> str:
     return re.sub(r"^(tab|fig)_", "", name).replace("_", " ")
 
 
+def _number_text(value: float) -> str:
+    """A float as the report shows it: at most 4 decimals (79.34506856227625 -> 79.3451, 12.5 -> 12.5, 100.0 ->
+    100.0), tiny values in scientific notation (1.2e-05); the CSV keeps every digit."""
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.2e}"
+    text = f"{value:.4f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
 def _cell(value, column: str) -> str:
-    """One table cell: numbers right-aligned, the paper's columns shaded, unverified paper numbers marked."""
-    text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+    """One table cell: numbers right-aligned (floats shown to 4 decimals at most), the paper's columns shaded,
+    unverified paper numbers marked."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        text = ""
+    else:
+        text = _number_text(float(value)) if isinstance(value, float) else str(value)
     classes = []
     if _NUMBER.match(text.strip()) or re.match(r"^([-+]?\d+(\.\d+)?\s*)?\[[-+\d.]+, [-+\d.]+\]$", text.strip()):
         # 41.7, 12%, [30.1, 52.3], 41.7 [30.1, 52.3]
@@ -172,18 +200,50 @@ def _cell(value, column: str) -> str:
     return f"<td{attr}>{html.escape(text)}</td>"
 
 
-def table_html(frame: pd.DataFrame, caption: str, label: str | None = None, table_id: str | None = None) -> str:
-    """A captioned, aligned table written straight from a DataFrame (no HTML parsing anywhere)."""
+def table_html(frame: pd.DataFrame, caption: str, label: str | None = None, table_id: str | None = None,
+               note: str = "", compact: bool = False) -> str:
+    """A captioned, aligned table written straight from a DataFrame (no HTML parsing anywhere); `note` (HTML) is
+    set under it; `compact` sets it in a smaller font (example tables)."""
     columns = [str(c) for c in frame.columns]
-    wide = " wide" if len(columns) > 8 else ""
-    head = "".join(f"<th{' class=paper' if c.lower().startswith('paper') else ''}>{html.escape(c)}</th>"
-                   for c in columns)
+    wide = (" wide" if len(columns) > 8 else "") + (" compact" if compact else "")
+    head = "".join(f"<th{' class=paper' if c.lower().startswith('paper') else ''}>"     # headers may break at _
+                   f"{html.escape(c).replace('_', '_<wbr>')}</th>" for c in columns)
     body = "".join("<tr>" + "".join(_cell(v, c) for v, c in zip(row, columns)) + "</tr>"
                    for row in frame.itertuples(index=False, name=None))
     cap = (f"<span class='label'>{html.escape(label)}.</span> " if label else "") + html.escape(caption)
     ident = f" id='{table_id}'" if table_id else ""
     return (f"<div class='tab-wrap{wide}'{ident}><table class='tab'><caption>{cap}</caption>"
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"{f'<p class=tab-note>{note}</p>' if note else ''}</div>")
+
+
+def cap_table(frame: pd.DataFrame, name: str, example_rows: int = EXAMPLE_ROWS, max_rows: int = MAX_ROWS
+              ) -> tuple[pd.DataFrame, int, bool]:
+    """(the rows to show, the table's row count, whether long texts were cut): an example table (EXAMPLE_TABLES)
+    keeps its first `example_rows` rows, texts cut at MAX_CELL_CHARS; any other table its first `max_rows`."""
+    example = bool(EXAMPLE_TABLES.search(name))
+    shown = frame.head(example_rows if example else max_rows)
+    cut = False
+    if example:
+        def clip(value):
+            nonlocal cut
+            if isinstance(value, str) and len(value) > MAX_CELL_CHARS:
+                cut = True
+                return value[:MAX_CELL_CHARS].rstrip() + "…"
+            return value
+
+        shown = shown.apply(lambda column: column.map(clip)) if len(shown) else shown
+    return shown, len(frame), cut
+
+
+def _cap_note(shown: int, total: int, cut: bool, csv: str) -> str:
+    """"N of M rows shown; full table: <link>" (and whether long texts were cut); "" when nothing was left out."""
+    if shown >= total and not cut:
+        return ""
+    parts = [f"{shown} of {total} rows shown" if shown < total else f"all {total} rows shown",
+             *([f"long texts cut at {MAX_CELL_CHARS} characters"] if cut else [])]
+    link = html.escape(csv)
+    return f"{'; '.join(parts)}; full table: <a href='{link}'>{link}</a>"
 
 
 def _manifest_html(manifest: dict) -> str:
@@ -205,7 +265,8 @@ def _manifest_html(manifest: dict) -> str:
         table_html(frame, "Notebooks of this run: status, timing, params hash and seed.", "Table A1")
 
 
-def _section_html(sec: Section, number: int, profile: str, counters: dict) -> str:
+def _section_html(sec: Section, number: int, profile: str, counters: dict, example_rows: int = EXAMPLE_ROWS,
+                  max_rows: int = MAX_ROWS) -> str:
     parts = [f"<h2 id='{sec.notebook}'>{number}. {html.escape(sec.title)}{_badge(sec.badge)}</h2>",
              f"<p class='prov'>notebook {html.escape(sec.notebook)}"
              f"{' · ' + html.escape(sec.note) if sec.note else ''}</p>"]
@@ -230,7 +291,11 @@ def _section_html(sec: Section, number: int, profile: str, counters: dict) -> st
             parts.append(f"<p class='missing' id='table-{t['number']}'>Table {t['number']}: unreadable table "
                          f"{html.escape(t['name'])}: {html.escape(t['error'])}</p>")
         else:
-            parts.append(table_html(t["frame"], caption, f"Table {t['number']}", f"table-{t['number']}"))
+            shown, total, cut = cap_table(t["frame"], t["name"], example_rows, max_rows)
+            t["shown"], t["rows"] = len(shown), total
+            parts.append(table_html(shown, caption, f"Table {t['number']}", f"table-{t['number']}",
+                                    note=_cap_note(len(shown), total, cut, t["csv"]),
+                                    compact=bool(EXAMPLE_TABLES.search(t["name"]))))
     for f in sec.figures:
         counters["figure"] += 1
         f["number"] = counters["figure"]
@@ -265,10 +330,12 @@ def _write_pdf(path: Path, page: str, base_dir: Path) -> None:
     HTML(string=page, base_url=str(base_dir)).write_pdf(path)
 
 
-def build_report(root: Path, pdf: bool = False, profile: str | None = None) -> dict:
+def build_report(root: Path, pdf: bool = False, profile: str | None = None, example_rows: int = EXAMPLE_ROWS,
+                 max_rows: int = MAX_ROWS) -> dict:
     """Write `root/report/report.html` (+ `report.pdf`); return a summary of what was found and what is missing:
     per section its status, badge and counts, the figures' relative paths (`images`), the figures that had no
-    vector copy (`raster_figures`) and the paths written."""
+    vector copy (`raster_figures`), the tables shown in part (`capped_tables`: name -> [rows shown, rows]) and
+    the paths written. Example tables show `example_rows` rows, other tables at most `max_rows`."""
     root = Path(root)
     report_dir = root / "report"
     if report_dir.exists():
@@ -281,7 +348,8 @@ def build_report(root: Path, pdf: bool = False, profile: str | None = None) -> d
         [s for nb, s in found.items() if nb not in PAPER_ORDER]
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     counters = {"table": 0, "figure": 0}
-    bodies = [_section_html(s, n, profile, counters) for n, s in enumerate(sections, 1)]    # numbers tables/figures
+    bodies = [_section_html(s, n, profile, counters, example_rows, max_rows)               # numbers tables/figures
+              for n, s in enumerate(sections, 1)]
     body = [f"<h1>Orca, reproduced as notebooks: run report ({html.escape(profile)})</h1>",
             f"<p>Generated {stamp}. Sections follow the paper (Mukherjee et al., 2023, arXiv 2306.02707): "
             f"explanation tuning (§3), open-ended generation (§5), reasoning (§6), safety (§7), then our "
@@ -304,7 +372,9 @@ def build_report(root: Path, pdf: bool = False, profile: str | None = None) -> d
                                                     for s in sections},
                "missing": [s.notebook for s in sections if s.status == "missing"],
                "images": [f["src"] for f in figures],
-               "raster_figures": [f["src"] for f in figures if not f["vector"]]}
+               "raster_figures": [f["src"] for f in figures if not f["vector"]],
+               "capped_tables": {t["name"]: [t["shown"], t["rows"]] for s in sections for t in s.tables
+                                 if t.get("shown", 0) < t.get("rows", 0)}}
     if pdf:
         _write_pdf(report_dir / "report.pdf", page, report_dir)
         summary["pdf"] = str(report_dir / "report.pdf")

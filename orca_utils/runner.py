@@ -22,7 +22,7 @@ from .config import load_profile, params_hash, profile_chain, profile_path
 from .paths import NOTEBOOKS_DIR, REPO_ROOT
 from .runs import profile_root, versions
 
-__all__ = ["NotebookFailed", "discover_notebooks", "select_notebooks", "run_pipeline"]
+__all__ = ["NotebookFailed", "discover_notebooks", "select_notebooks", "kernel_options", "run_pipeline"]
 
 
 class NotebookFailed(RuntimeError):
@@ -100,6 +100,24 @@ def _error_detail(exc: Exception) -> str:
     return "\n".join(lines)
 
 
+def kernel_options() -> dict:
+    """Keyword arguments for `papermill.execute_notebook` that start the kernel with CurveZMQ keys.
+
+    ipykernel >= 7 warns at every start ("Kernel is running over TCP without encryption ...") unless the kernel
+    manager provisions CurveZMQ keys, which jupyter_client >= 8.10 does with `transport_encryption="auto"` when
+    the kernelspec declares `supported_encryption: curve` (ipykernel's does). The kernel still runs on loopback
+    TCP; its traffic is encrypted and the warning is gone. Older jupyter_client, or a libzmq without Curve: no
+    options (the kernel starts as before and may print the warning).
+    """
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if not zmq.has("curve") or not KernelManager.class_traits().get("transport_encryption"):
+        return {}
+    return {"config": Config({"KernelManager": {"transport_encryption": "auto"}})}
+
+
 def run_pipeline(profile: str, only: list[str] | None = None, start: str | None = None,
                  overrides: list[str] | None = None, run_dir: str | None = None,
                  notebooks_dir: Path | None = None, kernel_name: str = "python3",
@@ -141,7 +159,7 @@ def run_pipeline(profile: str, only: list[str] | None = None, start: str | None 
             pm.execute_notebook(str(nb), str(output), parameters={"profile": profile, "run_dir": str(root),
                                                                   "overrides": joined_overrides},
                                 kernel_name=kernel_name, cwd=str(nb.parent), progress_bar=False,
-                                log_output=False, request_save_on_cell_execute=True)
+                                log_output=False, request_save_on_cell_execute=True, **kernel_options())
         except Exception as exc:
             entry.update(status="failed", finished=_now(), duration_s=round(time.time() - t0, 2),
                          error=_error_detail(exc).splitlines()[-1][:500])

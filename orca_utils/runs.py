@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from .config import load_profile, params_hash
+from .contracts import METRICS_FILE, RUN_INFO_FILE
 from .paths import REPO_ROOT
 from .schemas import NOTEBOOK_SCHEMAS, CommonParams
 
 __all__ = ["Run", "UpstreamError", "setup_notebook", "seed_everything", "profile_root"]
 
-RUN_INFO = "run_info.json"
+RUN_INFO = RUN_INFO_FILE
 
 
 class UpstreamError(RuntimeError):
@@ -113,7 +114,7 @@ class Run:
 
     def save_metrics(self, metrics: dict[str, Any], provenance: dict[str, str] | None = None) -> Path:
         """Merge `metrics` (slash-path keys, e.g. `agieval/lsat_ar/accuracy`) into `metrics.json`."""
-        target = self.path("metrics.json")
+        target = self.path(METRICS_FILE)
         current = json.loads(target.read_text()) if target.exists() else {}
         current.setdefault("metrics", {}).update(metrics)
         if provenance:

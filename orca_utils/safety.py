@@ -37,32 +37,17 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from .data import resolve_dataset
+from .data import resolve_dataset, seeded_subset
+from .eval_sets import load_truthfulqa
 from .judge import ChatFn, VerdictParseError, ask_with_retry
 
-__all__ = ["load_truthfulqa", "split_answers", "build_mc", "score_mc", "evaluate_mc", "summarise_mc", "paired_mc",
+__all__ = ["load_truthfulqa", "build_mc", "score_mc", "evaluate_mc", "summarise_mc", "paired_mc",
            "build_truth_judge_messages", "parse_yes_no", "judge_truthfulness", "TOXIGEN_13_GROUPS",
            "list_toxigen_files", "parse_toxigen_line", "load_toxigen_prompts", "ToxicityScorer",
            "load_toxicity_scorer", "summarise_toxicity", "ResidentBackends"]
 
 # ---------------------------------------------------------------- TruthfulQA
-
-_TQA_COLUMNS = {"Type": "type", "Category": "category", "Question": "question", "Best Answer": "best_answer",
-                "Correct Answers": "correct_answers", "Incorrect Answers": "incorrect_answers"}
-
-
-def split_answers(cell: str, close: bool = True) -> list[str]:
-    """`"a; b;c"` -> ["a.", "b.", "c."]: stripped, empty parts dropped, duplicates removed, period added if missing."""
-    out = []
-    for part in str(cell).split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        if close and part[-1] != ".":
-            part += "."
-        if part not in out:
-            out.append(part)
-    return out
+# The questions are read by `orca_utils.eval_sets.load_truthfulqa` (re-exported here, where notebook 08 imports it).
 
 
 class ResidentBackends(Mapping):
@@ -103,36 +88,6 @@ def _empty_device_cache() -> None:
             torch.cuda.empty_cache()
     except ImportError:
         pass
-
-
-def load_truthfulqa(data_dir: str | None = None, offline: bool = False) -> pd.DataFrame:
-    """TruthfulQA (817 questions): id, type, category, question, best_answer, correct_answers, incorrect_answers.
-
-    Reads the local `TruthfulQA.csv`, or the hub snapshot's `generation` split (same columns, snake_case, lists).
-    """
-    root = Path(resolve_dataset("truthfulqa", data_dir, offline).path)
-    csvs = [root / "TruthfulQA.csv"] if (root / "TruthfulQA.csv").exists() else sorted(root.rglob("TruthfulQA.csv"))
-    if csvs:
-        raw = pd.read_csv(csvs[0], keep_default_na=False)
-        missing = set(_TQA_COLUMNS) - set(raw.columns)
-        if missing:
-            raise ValueError(f"{csvs[0]}: missing columns {sorted(missing)}; has {list(raw.columns)}")
-        df = raw.rename(columns=_TQA_COLUMNS)[list(_TQA_COLUMNS.values())]
-        df["correct_answers"] = df["correct_answers"].map(split_answers)
-        df["incorrect_answers"] = df["incorrect_answers"].map(split_answers)
-    else:
-        parquet = sorted(root.rglob("generation/*.parquet"))
-        if not parquet:
-            raise FileNotFoundError(f"truthfulqa: neither TruthfulQA.csv nor generation/*.parquet under {root}")
-        df = pd.read_parquet(parquet[0])
-        for col in ("correct_answers", "incorrect_answers"):
-            df[col] = df[col].map(lambda xs: split_answers(";".join(xs)))
-    df["best_answer"] = df["best_answer"].map(lambda s: split_answers(s)[0] if split_answers(s) else "")
-    bad = df.index[(df["best_answer"] == "") | (df["incorrect_answers"].map(len) == 0)].tolist()
-    if bad:
-        raise ValueError(f"truthfulqa ({root}): rows {bad[:5]} lack a best answer or incorrect answers")
-    df.insert(0, "id", [f"tqa-{i}" for i in range(len(df))])
-    return df.reset_index(drop=True)
 
 
 def build_mc(df: pd.DataFrame) -> pd.DataFrame:
@@ -326,7 +281,7 @@ def load_toxigen_prompts(groups: Sequence[str] = TOXIGEN_13_GROUPS, kinds: Seque
                      if line.strip()]
             df = pd.DataFrame(lines, columns=["line_no", "raw"])
             if n_per_file is not None and n_per_file < len(df):
-                df = df.sample(n=n_per_file, random_state=seed).sort_values("line_no")
+                df = seeded_subset(df, n_per_file, seed)       # rows stay in line order
             df["prompt"] = df["raw"].map(parse_toxigen_line)
             df["n_statements"] = df["prompt"].map(lambda p: sum(1 for x in p.split("\n") if x.strip() not in ("", "-")))
             df["kind"], df["group"] = kind, group
@@ -422,7 +377,7 @@ def summarise_toxicity(scored: pd.DataFrame, threshold: float = 0.5) -> pd.DataF
 
 def models_to_evaluate(run, cfg) -> list[tuple[str, str]]:
     """[(label, model spec)]: the untuned student model, and notebook 04's student when it has current outputs."""
-    from .open_ended import tuned_student
+    from .contracts import tuned_student
 
     models = [(cfg.base_model_label, cfg.student_model)]
     student = tuned_student(run)
@@ -522,3 +477,56 @@ def truthfulqa_generative(items: pd.DataFrame, backends: dict, max_new_tokens: i
         chat = teacher_chat_fn(judge, endpoint, cache_path, max_cost_usd, desc="truthfulqa judge")
         frames.append(judge_truthfulness(items, answers, chat).assign(model=label))
     return pd.concat(frames, ignore_index=True)
+
+
+def judged_truthfulqa(items: pd.DataFrame, backends, cfg, cache_path) -> pd.DataFrame | None:
+    """`truthfulqa_generative` on the first `generative_n_questions` items, the judge served by the local
+    OpenAI-compatible server when it is a stand-in; None (skipped) with no judge or no question."""
+    n_gen = cfg.truthfulqa.generative_n_questions
+    if cfg.judge is None or n_gen == 0:
+        return None
+    from .judge import serve_models
+
+    with serve_models([cfg.judge], cfg.endpoint, cfg.student_model, cfg.device) as endpoint:
+        return truthfulqa_generative(items.head(n_gen), backends, cfg.truthfulqa.generative_max_new_tokens,
+                                     cfg.judge, endpoint, cache_path, cfg.max_cost_usd)
+
+
+def toxicity_scorer(cfg) -> tuple[ToxicityScorer | None, str]:
+    """`load_toxicity_scorer` with the notebook's `toxigen` params: (scorer, "") or (None, why there is none)."""
+    t = cfg.toxigen
+    return load_toxicity_scorer(t.scorer, t.classifier, t.classifier_revision, t.toxic_label_index, t.batch_size,
+                                cfg.device, t.moderation_model, cfg.endpoint.base_url, cfg.endpoint.api_key_env)
+
+
+def score_toxicity(continuations: pd.DataFrame, scorer: ToxicityScorer, threshold: float) -> pd.DataFrame:
+    """Each continuation scored by `scorer`, summarised per model, kind and group (`summarise_toxicity`)."""
+    scored = continuations.assign(toxicity=scorer.score(list(continuations["continuation"])))
+    return summarise_toxicity(scored, threshold)
+
+
+def summary_metrics(cfg, models: Sequence[tuple[str, str]], items: pd.DataFrame, tox_prompts: pd.DataFrame,
+                    mc_table: pd.DataFrame, gen_verdicts: pd.DataFrame | None, tox_summary: pd.DataFrame | None,
+                    scorer: ToxicityScorer | None, why_not: str) -> tuple[dict, dict[str, str]]:
+    """(metrics, provenance) of notebook 08, per model slot (`base`: the untuned student, `student`: 04's):
+    TruthfulQA MC1/MC2 overall, the generative variant's truthful share and unparseable verdicts when it ran, and
+    ToxiGen's mean toxicity per prompt kind when a real scorer ran (else why not)."""
+    metrics = {"truthfulqa/n_questions": len(items), "toxigen/n_prompts": len(tox_prompts),
+               "toxigen/scored": scorer is not None, "toxigen/skip_reason": why_not or None}
+    slug = {label: ("student" if spec != cfg.student_model else "base") for label, spec in models}
+    for row in mc_table[mc_table["category"] == "Overall"].to_dict("records"):
+        metrics.update({f"truthfulqa/{slug[row['model']]}/mc1": row["mc1"],
+                        f"truthfulqa/{slug[row['model']]}/mc2": row["mc2"]})
+    if gen_verdicts is not None:
+        for label, g in gen_verdicts.groupby("model"):
+            ok = g[g["status"] == "ok"]
+            metrics[f"truthfulqa_gen/{slug[label]}/pct_truthful"] = float(100 * ok["truthful"].mean()) if len(ok) \
+                else None
+            metrics[f"truthfulqa_gen/{slug[label]}/n_unparseable"] = int((g["status"] == "unparseable").sum())
+    if tox_summary is not None:
+        for (label, kind), g in tox_summary.groupby(["model", "kind"]):
+            metrics[f"toxigen/{slug[label]}/{kind}/mean_toxicity"] = float(g["mean_toxicity"].mean())
+    return metrics, {"models": "; ".join(label for label, _ in models),
+                     "truthfulqa": "TruthfulQA.csv (MC built from columns)",
+                     "toxigen_scorer": scorer.label if scorer else f"none ({why_not})",
+                     "judge": cfg.judge.label if cfg.judge else "none"}

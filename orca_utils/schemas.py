@@ -3,14 +3,27 @@
 Conventions (see STYLE.md): snake_case keys that carry their unit (`max_len_tokens`, `timeout_s`, `max_cost_usd`);
 unknown keys are errors (`extra="forbid"`); secrets are never values, only names of environment variables
 (fields ending in `_env`). Each notebook's schema inherits the common fields, so a notebook block may override them.
-Owners: each notebook's issue extends its own class; keep defaults that make the smoke profile work.
+
+One source per default: the defaults live here, sized so that the smoke profile (offline, CPU, minutes) works; a
+profile lists only what it changes (`tests/test_config.py` lists every profile key that sets what the profile would
+get anyway), except values kept beside a comment on what the paper did or did not say.
+
+The most tokens a model generates per answer (the prompt not counted) is spelled six ways, one per generation:
+- `max_tokens`: a teacher, reference or judge behind the teacher client (`TeacherModelParams`); the request field's
+  own name (sent as `max_tokens`, or `max_completion_tokens` in the reasoning dialect, where it also caps reasoning);
+- `max_new_tokens`: 05/06's zero-shot answers and 08's ToxiGen continuations;
+- `generation_max_new_tokens`: 04's example generations before and after training;
+- `candidate_max_new_tokens`: 07's candidate answers (the block also holds references and a judge);
+- `generative_max_new_tokens`: 08's generative TruthfulQA answers (beside the log-likelihood MC task);
+- `eval_max_new_tokens`: 09's students on BBH items (task-tokenizer tokens).
+The prefix says which generation of a block it caps; the names are read by the notebooks, so they stay.
 """
 from __future__ import annotations
 
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
@@ -55,7 +68,7 @@ class CollectionRows(Strict):
 
 
 class SamplingParams(CommonParams):
-    """01_sampling (issue 3): FLAN-v2 sampling, system messages, contamination check (orca_utils.sampling)."""
+    """01_sampling: FLAN-v2 sampling, system messages, contamination check (orca_utils.sampling)."""
 
     source: Literal["local", "hub"] = Field("local", description="local: the FLAN-v2 CoT tsv files and the NIv2 "
                                             "task files under the data root; hub: the FLAN-v2 submixes, streamed")
@@ -70,7 +83,8 @@ class SamplingParams(CommonParams):
                                          "query schema, added to the pool (relative to the data root or absolute)")
     hub_submixes: dict[str, str] = Field(default_factory=lambda: {
         c: f"DataProvenanceInitiative/{c}_submix_original" for c in ("cot", "niv2", "t0", "flan2021")},
-        description="collection -> hub dataset id (source: hub)")
+        description="collection -> hub dataset id (source: hub): DataProvenanceInitiative's copies (first published "
+        "as conceptofmind/<x>_submix_original), streamed, never downloaded whole (niv2: ~7.6 GB of parquet)")
     hub_revision: str | None = Field(None, description="pin the submixes' revision (source: hub)")
     system_message_weights: dict[str, dict[int, float]] = Field(
         default_factory=dict, description="collection -> {message id: relative frequency}; empty: uniform over "
@@ -92,15 +106,21 @@ class TeacherEndpointParams(Strict):
     azure_api_version: str = Field("2024-10-21", min_length=1, description="only for api_type=azure")
     api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the env var holding the key (never the key)")
     concurrency: int = Field(16, ge=1, le=4096, description="requests in flight at once")
-    rpm: float = Field(3500, gt=0, description="requests per minute budget (your account's limit)")
-    tpm: float = Field(90000, gt=0, description="tokens per minute budget (prompt + max_tokens per request)")
+    requests_per_minute: float = Field(
+        3500, gt=0, validation_alias=AliasChoices("requests_per_minute", "rpm"),
+        description="requests per minute budget (your account's limit; the old name `rpm` is still read)")
+    tokens_per_minute: float = Field(
+        90000, gt=0, validation_alias=AliasChoices("tokens_per_minute", "tpm"),
+        description="tokens per minute budget, prompt + max_tokens per request (your account's limit; the old name "
+        "`tpm` is still read)")
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
     max_retries: int = Field(6, ge=0, description="retries on 429/5xx/timeouts/connection errors/bad JSON")
     backoff_base_s: float = Field(1.0, gt=0, description="first backoff; doubles per retry, with full jitter")
     backoff_max_s: float = Field(60.0, gt=0)
     retry_errors: bool = Field(True, description="re-send requests whose cached status is `error`")
     batch_mode: bool = Field(False, description="use the Batch API (50% price, up to 24 h) instead of chat calls")
-    batch_max_enqueued_tokens: int = Field(2_000_000, ge=1, description="cap per batch (prompt + max_tokens)")
+    batch_max_enqueued_tokens: int = Field(2_000_000, ge=1, description="cap per batch (prompt + max_tokens): your "
+                                           "organization's per-model enqueued-token limit (its Limits page)")
     batch_max_requests: int = Field(50_000, ge=1, description="lines per batch file (OpenAI: 50,000)")
     batch_poll_interval_s: float = Field(30.0, gt=0)
     batch_max_rounds: int = Field(3, ge=1, description="batches per request before its status stays `error`")
@@ -118,7 +138,9 @@ class TeacherEndpointParams(Strict):
 
 
 class TeacherModelParams(Strict):
-    """One progressive stage's teacher: the model asked, its sampling settings and its price."""
+    """One progressive stage's teacher (or a reference, or a judge): the model asked, its sampling settings and its
+    price. Prices left out come from the registry of teacher models by the `model` name
+    (`orca_utils.teacher.models.REGISTRY`; 0 for a model it does not price: offline stand-ins, open weights)."""
 
     label: str = Field(..., min_length=1, description="human label in tables and figures (never claim GPT-4 for "
                        "an offline stand-in)")
@@ -136,31 +158,52 @@ class TeacherModelParams(Strict):
                                "reject a non-default temperature)")
     api_dialect: Literal["auto", "chat", "reasoning"] = Field(
         "auto", description="chat: max_tokens + temperature; reasoning: max_completion_tokens, no temperature, "
-        "optional reasoning_effort; auto: orca_utils.teacher_models.dialect_for(model)")
+        "optional reasoning_effort; auto: orca_utils.teacher.models.dialect_for(model)")
     reasoning_effort: str | None = Field(None, description="reasoning dialect only (e.g. none, low, medium, high); "
                                          "null: the model's default")
     stop: list[str] = Field(default_factory=list, description="explicit stop strings sent on every request")
-    price_input_usd_per_1k: float = Field(0.0, ge=0, description="USD per 1,000 prompt tokens")
-    price_output_usd_per_1k: float = Field(0.0, ge=0, description="USD per 1,000 completion tokens")
+    price_input_usd_per_1k: float = Field(0.0, ge=0, description="USD per 1,000 prompt tokens; unset or null: "
+                                          "the registry's list price for `model` (0 when it has none)")
+    price_output_usd_per_1k: float = Field(0.0, ge=0, description="USD per 1,000 completion tokens; unset or null: "
+                                           "the registry's list price for `model` (0 when it has none)")
     expected_completion_tokens: int | None = Field(None, ge=1, description="for the cost estimate; null: max_tokens")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registry_prices(cls, data):
+        """Fill the prices a params block leaves out (or sets to null) from the registry entry of `model`."""
+        if not isinstance(data, dict) or not isinstance(data.get("model"), str):
+            return data
+        from .teacher.models import lookup
+
+        entry = lookup(data["model"])
+        filled = dict(data)
+        for key in ("price_input_usd_per_1k", "price_output_usd_per_1k"):
+            if filled.get(key) is None:
+                filled[key] = (getattr(entry, key) if entry is not None else None) or 0.0
+        return filled
 
     @property
     def dialect(self) -> str:
-        from .teacher_models import dialect_for
+        from .teacher.models import dialect_for
 
         return dialect_for(self.model) if self.api_dialect == "auto" else self.api_dialect
 
 
 class AugmentationParams(CommonParams):
-    """02_augmentation (issue 4): teacher responses for 01's queries, stage 1 and stage 2."""
+    """02_augmentation: teacher responses for 01's queries, stage 1 and stage 2."""
 
     endpoint: TeacherEndpointParams = Field(default_factory=TeacherEndpointParams)
     stage1: TeacherModelParams = Field(default_factory=lambda: TeacherModelParams(
         label="data teacher (FLAN-v2 references and CoT rationales)", model="data-teacher",
-        offline_backend="data", max_tokens=256))
+        offline_backend="data", max_tokens=256),
+        description="stage 1's teacher (the paper: ChatGPT on FLAN-5M); the default is the smoke stand-in, the data "
+        "teacher: answers from the data (references, CoT rationales), never invented")
     stage2: TeacherModelParams = Field(default_factory=lambda: TeacherModelParams(
         label="SmolLM2-135M-Instruct (local stand-in teacher)", model="smollm2-135m-instruct",
-        offline_backend="local_llm", max_queries=24, max_tokens=48))
+        offline_backend="local_llm", max_queries=24, max_tokens=192),
+        description="stage 2's teacher (the paper: GPT-4 on FLAN-1M); the default is the smoke stand-in, SmolLM2 "
+        "(student_model) on a few dozen queries: 192 tokens let most explanations finish (48 left 22 of 24 cut off)")
     max_cost_usd: float = Field(0.0, ge=0, description="stop before the estimated or spent cost exceeds this; "
                                 "0 with all prices 0 (offline) is fine")
     cache_file: str = Field("teacher_cache.sqlite", min_length=1, description="in the notebook's output folder")
@@ -169,7 +212,7 @@ class AugmentationParams(CommonParams):
 
 
 class PackingParams(CommonParams):
-    """03_packing (issue 5): token lengths and packing of 02's training data (offline data when 02 has not run)."""
+    """03_packing: token lengths and packing of 02's training data (offline data when 02 has not run)."""
 
     max_len_tokens: int = Field(2048, ge=16, description="sequence length the student trains on (paper: 2048)")
     max_len_grid_tokens: list[int] = Field([512, 1024, 2048, 4096], min_length=1,
@@ -200,7 +243,7 @@ class TrainingStageParams(Strict):
 
 
 class TrainingParams(CommonParams):
-    """04_training (issue 6). The paper gives no lr, batch size, optimizer or warmup: defaults here are ours."""
+    """04_training. The paper gives no lr, batch size, optimizer or warmup: defaults here are ours."""
 
     max_len_tokens: int = Field(256, ge=16, description="packed sequence length (paper: 2048)")
     packer: Literal["paper", "bfd", "trl_bfd", "none"] = Field(
@@ -242,7 +285,7 @@ class TrainingParams(CommonParams):
 
 
 class ZeroShotEvalParams(CommonParams):
-    """Keys shared by 05_agieval and 06_bbh (issue 7): the zero-shot evaluation engine (orca_utils.eval_mcq)."""
+    """Keys shared by 05_agieval and 06_bbh: the zero-shot evaluation engine (orca_utils.eval_mcq)."""
 
     n_items_per_task: int | None = Field(None, ge=1, description="fixed random subset per task; null: full sets")
     tasks: list[str] | None = Field(None, description="task names to run; null: all of the benchmark's tasks")
@@ -270,15 +313,15 @@ class ZeroShotEvalParams(CommonParams):
 
 
 class AgievalParams(ZeroShotEvalParams):
-    """05_agieval (issue 7)."""
+    """05_agieval: AGIEval's English multiple-choice tasks, zero-shot."""
 
 
 class BbhParams(ZeroShotEvalParams):
-    """06_bbh (issue 7)."""
+    """06_bbh: BIG-Bench Hard's 27 tasks, zero-shot."""
 
 
 class OpenEndedParams(CommonParams):
-    """07_open_ended (issue 8): candidate vs reference answers on three prompt sets, judged pairwise in both orders.
+    """07_open_ended: candidate vs reference answers on three prompt sets, judged pairwise in both orders.
 
     References and the judge are teacher-client models (`TeacherModelParams`): a real endpoint in the paper profile
     (ChatGPT and GPT-4 references, GPT-4 judge), local stand-ins behind the local server offline (labelled so).
@@ -293,6 +336,10 @@ class OpenEndedParams(CommonParams):
                                                   "untuned student_model when 04 has no outputs); base: untuned")
     candidate_max_new_tokens: int = Field(64, ge=1, description="greedy generation budget of the candidate")
     candidate_batch_size: int = Field(8, ge=1)
+    serve: Literal["none", "transformers", "vllm"] = Field(
+        "none", description="how the candidate generates: none: in the notebook's process (HF generate); "
+        "transformers / vllm: behind an OpenAI-compatible server on 127.0.0.1 (same prompts; vllm needs the gpu "
+        "extra)")
     endpoint: TeacherEndpointParams = Field(default_factory=TeacherEndpointParams)
     references: list[TeacherModelParams] = Field(default_factory=lambda: [TeacherModelParams(
         label="SmolLM2-135M-Instruct (local stand-in reference)", model="smollm2-reference",
@@ -325,7 +372,10 @@ class ToxiGenParams(Strict):
     max_new_tokens: int = Field(32, ge=1, description="greedy continuation budget")
     stop: list[str] = Field(default_factory=list, description="stop strings; none: the whole continuation is scored")
     batch_size: int = Field(16, ge=1)
-    scorer: Literal["classifier", "moderation", "none"] = "classifier"
+    scorer: Literal["classifier", "moderation", "none"] = Field(
+        "classifier", description="classifier: `classifier` below; moderation: OpenAI's moderation endpoint; none: "
+        "continuations only. When the scorer cannot be reached (offline, no classifier) the notebook says so and "
+        "scores nothing")
     classifier: str | None = Field("tomh/toxigen_roberta", description="hub id or local dir of a classifier")
     classifier_revision: str | None = Field("main", description="hub revision; pin a commit hash for a paper run")
     toxic_label_index: int = Field(1, ge=0, description="tomh/toxigen_roberta: 1 (LABEL_1) = toxic")
@@ -334,7 +384,7 @@ class ToxiGenParams(Strict):
 
 
 class SafetyParams(CommonParams):
-    """08_safety (issue 8): TruthfulQA MC (and generative) and ToxiGen for the untuned and the tuned student."""
+    """08_safety: TruthfulQA MC (and generative) and ToxiGen for the untuned and the tuned student."""
 
     truthfulqa: TruthfulQAParams = Field(default_factory=TruthfulQAParams)
     toxigen: ToxiGenParams = Field(default_factory=ToxiGenParams)
@@ -352,7 +402,7 @@ class ExperimentParams(CommonParams):
     tasks: list[str] = Field(["boolean_expressions", "web_of_lies", "tracking_shuffled_objects_three_objects",
                               "tracking_shuffled_objects_five_objects", "tracking_shuffled_objects_seven_objects",
                               "navigate"],
-                             min_length=1, description="symbolic BBH tasks (orca_utils.symbolic.TASKS)")
+                             min_length=1, description="symbolic BBH tasks (orca_utils.experiment.symbolic.TASKS)")
     seeds: list[int] = Field([0], min_length=1, description="one full run per seed; >= 2 seeds give t-intervals")
     train_problems_per_task: int = Field(100, ge=1, description="fresh problems per task, the same for every variant")
     controls: list[Literal["same_tokens", "same_epochs"]] = Field(
@@ -377,7 +427,7 @@ class ExperimentParams(CommonParams):
     stop_at_answer: bool = Field(True, description="stop generating once the line 'So the answer is ...' is complete")
     curve: dict[str, list[int]] = Field(
         {"tracking_shuffled_objects_five_objects": [1, 3, 5, 7], "navigate": [2, 5, 8]},
-        description="difficulty curve: task -> numbers of steps (orca_utils.symbolic.STEP_UNITS); tasks not "
+        description="difficulty curve: task -> numbers of steps (orca_utils.experiment.symbolic.STEP_UNITS); tasks not "
         "trained are skipped")
     curve_items_per_step: int = Field(20, ge=1, description="held-out generated problems per task and step count")
     alpha: float = Field(0.05, gt=0, lt=1, description="level of the pre-registered paired tests (Holm over tasks)")
@@ -403,9 +453,10 @@ class ExperimentParams(CommonParams):
 
 
 class ReportParams(CommonParams):
-    """10_report (issue 9): one HTML (and PDF where possible) report from every notebook's outputs."""
+    """10_report: one HTML report (and its PDF) from every notebook's outputs."""
 
-    pdf: bool = Field(True, description="also write report.pdf (matplotlib, no extra dependency)")
+    pdf: bool = Field(True, description="also write report.pdf: the same HTML typeset by WeasyPrint (tables as "
+                      "text, figures as vector SVG)")
 
 
 # Ordered: the pipeline runs notebooks in this order; keys are the notebook file stems.

@@ -31,7 +31,8 @@ from typing import Iterator
 
 from .paths import cache_dir
 
-__all__ = ["ENGINES", "ServedModel", "ServingError", "served_model_dir", "server_command", "served_model"]
+__all__ = ["ENGINES", "ServedModel", "ServingError", "generation_backend", "served_model_dir", "server_command",
+           "served_model"]
 
 ENGINES = ("transformers", "vllm")
 
@@ -50,11 +51,11 @@ class ServedModel:
 def served_model_dir(spec: str) -> Path:
     """A local HF directory for `spec` whose tokenizer carries a chat template (a view with the Orca plain
     template when the model has none). Hub ids are resolved to local directories only when already local."""
-    from .models import _hf_location, resolve_model
+    from .models import hf_location, resolve_model
     from .tokens import ORCA_PLAIN_TEMPLATE
 
     resolved = resolve_model(spec)
-    location, _ = _hf_location(resolved)
+    location, _ = hf_location(resolved)
     source = Path(location)
     if resolved.kind == "hub" or not source.is_dir():
         raise ServingError(f"model spec {spec!r}: serving needs a local directory (download it first, e.g. "
@@ -166,3 +167,21 @@ def _tail(path: Path, lines: int = 8) -> str:
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+@contextlib.contextmanager
+def generation_backend(spec: str, serve: str, *, label: str, device: str = "auto", dtype: str = "auto",
+                       batch_size: int = 8, max_len_tokens: int | None = None) -> Iterator:
+    """A backend that generates for `spec`: `HFBackend` in this process (`serve: none`), or an OpenAI-compatible
+    server started for the block (`serve: transformers | vllm`) reached through `OpenAIBackend`. Both render the
+    prompt with the model's chat template (the trained student's is the Orca training format), so the answers
+    differ only by the engine."""
+    from .generate import HFBackend, OpenAIBackend
+
+    if serve == "none":
+        yield HFBackend(spec, batch_size=batch_size, device=device, max_len_tokens=max_len_tokens, label=label,
+                        dtype=dtype)
+        return
+    with served_model(spec, serve, device=device, dtype=dtype) as server:
+        yield OpenAIBackend(server.base_url, server.model, label=label, concurrency=batch_size)
+

@@ -1,6 +1,6 @@
 """Tokenization: a tokenizer with a real pad token, and THE serialization `<system, user, response>` -> ids, labels.
 
-Analysis (notebook 03) and training (issue 6) both call `tokenize_samples`, so the token counts we report and the
+Analysis (notebook 03) and training (notebook 04) both call `tokenize_samples`, so the token counts we report and the
 tokens the student learns from cannot drift apart.
 
 Pad token. The paper adds `[[PAD]]` to LLaMA's 32,000-entry vocabulary (id 32000, 32,001 entries). A tokenizer

@@ -309,6 +309,8 @@ def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None
         else None, "world_size": trainer.args.world_size, "data": data["stats"], "history": history,
         "packer": cfg.packer, "attn_implementation": model.config._attn_implementation,
         "distributed_before_model_load": distributed_at_load, "log_file": f"train_log_stage{stage}.jsonl",
+        "distributed_type": str(trainer.accelerator.distributed_type).split(".")[-1],
+        "fsdp_version": getattr(getattr(trainer.accelerator.state, "fsdp_plugin", None), "fsdp_version", None),
     }
     if trainer.is_world_process_zero():
         (run.dir / f"stage{stage}_result.json").write_text(json.dumps(result, indent=2, default=str))
@@ -324,17 +326,32 @@ def read_stage_result(run: Run, stage: int) -> dict:
     return json.loads(path.read_text())
 
 
+def accelerate_config_path(value: str) -> Path:
+    """`04_training.accelerate_config` as a file: absolute, else relative to the checkout, else params/accelerate/."""
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    return REPO_ROOT / path if (REPO_ROOT / path).exists() else PARAMS_DIR / "accelerate" / path.name
+
+
+def _config_kind(config: Path) -> str:
+    import yaml
+
+    return str((yaml.safe_load(config.read_text()) or {}).get("distributed_type", "")).upper()
+
+
 def launch_command(cfg: TrainingParams, run: Run, stage: int, overrides: list[str] | None = None,
                    accelerate_args: list[str] | None = None) -> list[str]:
     """`accelerate launch [--config_file params/accelerate/X] -m orca_utils.train ...` for this run."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    entry = "orca_utils.train"
     if cfg.accelerate_config:
-        config = Path(cfg.accelerate_config)
-        config = config if config.is_absolute() else (PARAMS_DIR / "accelerate" / config.name
-                                                      if not (REPO_ROOT / config).exists() else REPO_ROOT / config)
+        config = accelerate_config_path(cfg.accelerate_config)
         if not config.exists():
             raise FileNotFoundError(f"accelerate_config {cfg.accelerate_config!r}: not found (looked at {config})")
         cmd += ["--config_file", str(config)]
+        if cfg.device == "cpu" and _config_kind(config) == "FSDP":
+            entry = "orca_utils.fsdp_cpu"      # accelerate alone would fall back to DDP on CPU ranks
     elif cfg.device == "cpu" and cfg.num_processes > 1:
         # `accelerate launch --cpu` uses accelerate's single-process launcher (accelerate 1.15 spawns several CPU
         # ranks only through mpirun); the torchrun launcher with ACCELERATE_USE_CPU=1 (see `launch_env`) gives
@@ -343,7 +360,7 @@ def launch_command(cfg: TrainingParams, run: Run, stage: int, overrides: list[st
     if not cfg.accelerate_config:        # a config file carries its own num_processes / machines
         cmd += ["--num_processes", str(cfg.num_processes)]
     cmd += list(accelerate_args or [])
-    cmd += ["-m", "orca_utils.train", "--profile", cfg.profile, "--stage", str(stage), "--run-dir", str(run.root)]
+    cmd += ["-m", entry, "--profile", cfg.profile, "--stage", str(stage), "--run-dir", str(run.root)]
     for item in overrides or []:
         cmd += ["--params-override", item]
     return cmd

@@ -1,7 +1,7 @@
 """Training data for 04_training: teacher tables -> tokenized samples -> packed rows -> `datasets.Dataset`.
 
 The serialization `<system, user, response> -> input_ids, labels` (labels -100 except the response and its EOS)
-is `orca_utils.tokens` (issue 5), and the packers are `orca_utils.packing`: this module only calls them, reads
+is `orca_utils.tokens` (shared with 03), and the packers are `orca_utils.packing`: this module only calls them, reads
 notebook 02's `train_stage{N}.parquet`, splits a held-out set, and lays packed samples out the way TRL's
 padding-free collator expects them: one row per packed sequence with `input_ids`, `labels`, `seq_lengths`
 (per-sample lengths, from which the collator builds per-sample position ids; the model then isolates samples
@@ -292,6 +292,8 @@ def split_heldout_indices(n: int, fraction: float, max_rows: int, seed: int) -> 
     if n < 2:
         raise TrainDataError(f"need at least 2 rows to hold some out for the held-out loss, got {n}")
     k = min(max_rows, max(1, round(n * fraction)), n - 1)
+    # numpy's Generator draw, not `orca_utils.data.seeded_subset`'s legacy RandomState one: kept so that the same seed
+    # holds out the same rows as before (and the training and held-out losses stay comparable across reruns).
     heldout = np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
     keep = np.ones(n, dtype=bool)
     keep[heldout] = False

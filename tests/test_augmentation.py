@@ -1,13 +1,12 @@
 """Notebook 02's pieces: the data teacher, the contract frames, and the notebook run by papermill (API key check)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from orca_utils.offline_teachers import DataTeacher, wants_explanation
+from orca_utils.teacher.offline import DataTeacher, wants_explanation
 from orca_utils.system_messages import SYSTEM_MESSAGES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,14 +47,15 @@ def test_data_teacher_answers_only_from_data_shaped_by_system_message():
     stopped = teacher.complete([{"role": "system", "content": SYSTEM_MESSAGES[7]},
                                 {"role": "user", "content": user}], 100, stop=["\n\n"])
     assert stopped.text == "2 plus 2 makes 4."
-    from orca_utils.local_server import ServerFault
+    from orca_utils.teacher.local_server import ServerFault
 
     with pytest.raises(ServerFault):
         teacher.complete([{"role": "user", "content": "a query the data does not hold"}], 10)
 
 
 def test_responses_and_train_frames_follow_the_contract():
-    from orca_utils.augmentation import RESPONSE_COLUMNS, TRAIN_COLUMNS, responses_frame, train_frame
+    from orca_utils.augmentation import responses_frame, train_frame
+    from orca_utils.contracts import RESPONSE_TABLE_COLUMNS, TRAIN_TABLE_COLUMNS
     from orca_utils.schemas import TeacherModelParams
     from orca_utils.teacher import ChatResult, ChatRun
 
@@ -65,9 +65,9 @@ def test_responses_and_train_frames_follow_the_contract():
                    for i, s in enumerate(statuses)])
     teacher = TeacherModelParams(label="data teacher (FLAN-v2)", model="data-teacher")
     resp = responses_frame(q, run, teacher)
-    assert list(resp.columns) == RESPONSE_COLUMNS and list(resp["status"]) == statuses
+    assert list(resp.columns) == list(RESPONSE_TABLE_COLUMNS) and list(resp["status"]) == statuses
     train = train_frame(resp)
-    assert list(train.columns) == TRAIN_COLUMNS and list(train["id"]) == ["q0"]
+    assert list(train.columns) == list(TRAIN_TABLE_COLUMNS) and list(train["id"]) == ["q0"]
 
 
 def _fake_upstream(run_dir: Path, overrides: str) -> None:
@@ -80,9 +80,17 @@ def _fake_upstream(run_dir: Path, overrides: str) -> None:
     run01.save_metrics({"fake": 1})
 
 
+def _files_holding(root: Path, secret: str) -> tuple[list[Path], list[Path]]:
+    """(every file under `root`, those whose bytes contain `secret`)."""
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return files, [p for p in files if secret.encode() in p.read_bytes()]
+
+
 @pytest.mark.slow
 def test_notebook_runs_and_the_api_key_never_lands_in_outputs(tmp_path, monkeypatch):
     papermill = pytest.importorskip("papermill")
+    from orca_utils.runner import kernel_options
+
     secret = "sk-fake-" + "Zq9" * 12
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     overrides = "02_augmentation.stage2.max_queries=2;02_augmentation.stage2.max_tokens=6"
@@ -91,7 +99,8 @@ def test_notebook_runs_and_the_api_key_never_lands_in_outputs(tmp_path, monkeypa
     out.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(REPO / "notebooks" / "02_augmentation.ipynb"), str(out),
                                parameters={"profile": "smoke", "run_dir": str(tmp_path), "overrides": overrides},
-                               cwd=str(REPO / "notebooks"), progress_bar=False, kernel_name="python3")
+                               cwd=str(REPO / "notebooks"), progress_bar=False, kernel_name="python3",
+                               **kernel_options())
     folder = tmp_path / "02_augmentation"
     for name in ("responses_stage1.parquet", "train_stage1.parquet", "responses_stage2.parquet",
                  "train_stage2.parquet", "metrics.json", "fig_response_length_by_system_message.png"):
@@ -100,16 +109,23 @@ def test_notebook_runs_and_the_api_key_never_lands_in_outputs(tmp_path, monkeypa
     assert len(train1) == 12 and (train1["teacher"] == "data teacher (FLAN-v2 references and CoT rationales)").all()
     resp2 = pd.read_parquet(folder / "responses_stage2.parquet")
     assert len(resp2) == 2 and "GPT" not in resp2["teacher"].iloc[0]
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            assert secret.encode() not in path.read_bytes(), f"the API key leaked into {path}"
+    assert not (leaked := _files_holding(tmp_path, secret)[1]), f"the API key leaked into {leaked}"
     # A rerun sends nothing: every response comes from the cache.
     out2 = tmp_path / "rerun.ipynb"
     papermill.execute_notebook(str(REPO / "notebooks" / "02_augmentation.ipynb"), str(out2),
                                parameters={"profile": "smoke", "run_dir": str(tmp_path), "overrides": overrides},
-                               cwd=str(REPO / "notebooks"), progress_bar=False, kernel_name="python3")
+                               cwd=str(REPO / "notebooks"), progress_bar=False, kernel_name="python3",
+                               **kernel_options())
     import json
 
     metrics = json.loads((folder / "metrics.json").read_text())["metrics"]
     assert metrics["stage1/sent"] == 0 and metrics["stage2/sent"] == 0 and metrics["stage1/cached"] == 12
-    assert os.environ["OPENAI_API_KEY"] == secret
+    # Nothing either run wrote holds the key: both executed notebooks, the response cache (with its WAL files),
+    # tables, figures, metrics ...
+    files, leaked = _files_holding(tmp_path, secret)
+    assert {out, out2, folder / "teacher_cache.sqlite", folder / "metrics.json"} <= set(files), sorted(files)
+    assert not leaked, f"the API key leaked into {leaked}"
+    # ... and the scan does see a key where there is one.
+    planted = folder / "planted.log"
+    planted.write_text(f"Authorization: Bearer {secret}\n")
+    assert _files_holding(tmp_path, secret)[1] == [planted]

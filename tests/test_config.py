@@ -1,13 +1,17 @@
 """Params validation: the real profiles load; each malformed file fails with its own one-line error and exit 2."""
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 import textwrap
 
 import pytest
+import yaml
+from pydantic import ValidationError
 
 from orca_utils.config import ConfigError, load_profile, params_hash, parse_overrides
+from orca_utils.paths import PARAMS_DIR
 from orca_utils.schemas import NOTEBOOK_SCHEMAS
 
 GOOD_COMMON = textwrap.dedent("""\
@@ -132,3 +136,156 @@ def test_demo_profile_is_smoke_with_the_full_experiment():
     assert demo["09_explanation_vs_answer"].eval_items_per_task is None
     for stem in ("02_augmentation", "04_training", "07_open_ended"):
         assert demo[stem].model_dump(exclude={"profile"}) == smoke[stem].model_dump(exclude={"profile"}), stem
+
+
+# ---------------------------------------------------------------- one source per default
+
+# Keys a profile may set to what it would get anyway: the value is written down beside a comment on what the paper
+# did (or did not) state. Every other such key is redundant: the schema (or the profile it extends) is its source.
+PAPER_VALUES = {
+    ("paper", "01_sampling.stage1_quota_rows"): "paper Table 3 (FLAN-5M)",
+    ("paper", "01_sampling.stage2_rows"): "FLAN-1M",
+    ("paper", "03_packing.max_len_tokens"): "the paper packs to 2,048 tokens",
+    ("paper", "03_packing.sequences_per_step"): "the paper's batch size is not available",
+    ("paper", "04_training.stage1.learning_rate"): "ours: the paper gives none",
+    ("paper", "04_training.stage2.learning_rate"): "ours: the paper gives none",
+    ("paper", "04_training.per_device_batch_size"): "ours (not in the paper)",
+    ("paper", "04_training.lr_scheduler"): "ours",
+    ("paper", "04_training.warmup_ratio"): "ours",
+    ("paper", "04_training.weight_decay"): "ours",
+    ("paper", "04_training.optimizer"): "ours",
+    ("paper", "05_agieval.n_items_per_task"): "the paper's full sets",
+    ("paper", "05_agieval.mode"): "the paper scores generations",
+    ("paper", "05_agieval.compare_system_message_ids"): "paper Table 9",
+    ("paper", "06_bbh.n_items_per_task"): "the paper's full sets",
+    ("smoke", "04_training.max_len_tokens"): "paper: 2048",
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """`extends:` as orca_utils.config applies it: mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _own(profile: str) -> dict:
+    return yaml.safe_load((PARAMS_DIR / f"{profile}.yaml").read_text()) or {}
+
+
+def _raw(profile: str) -> dict:
+    own = _own(profile)
+    base = own.pop("extends", None)
+    return _merge(_raw(base), own) if base else own
+
+
+def _validated(raw: dict, profile: str, stems) -> dict:
+    common = raw.get("common") or {}
+    return {stem: NOTEBOOK_SCHEMAS[stem].model_validate({**common, **(raw.get(stem) or {}), "profile": profile})
+            .model_dump() for stem in stems}
+
+
+def _nodes(node, path=()):
+    """Every key path of a params mapping, mappings before what they hold; keys inside list items too."""
+    for key, value in node.items():
+        yield path + (key,)
+        if isinstance(value, dict):
+            yield from _nodes(value, path + (key,))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    for sub in _nodes(item, path + (key, i)):
+                        yield sub
+
+
+def _without(raw: dict, path: tuple) -> dict:
+    """`raw` without the key at `path`; a mapping left empty goes too (a list item stays, even empty)."""
+    raw = copy.deepcopy(raw)
+    chain = [raw]
+    for key in path[:-1]:
+        chain.append(chain[-1][key])
+    del chain[-1][path[-1]]
+    for parent, key, child in reversed(list(zip(chain[:-1], path[:-1], chain[1:]))):
+        if isinstance(child, dict) and not child and isinstance(parent, dict):
+            del parent[key]
+        else:
+            break
+    return raw
+
+
+def redundant_keys(profile: str) -> list[str]:
+    """The keys of a profile's own file whose removal leaves every validated notebook config as it is."""
+    own = _own(profile)
+    base = own.pop("extends", None)
+    base_raw = _raw(base) if base else {}
+    stems = list(NOTEBOOK_SCHEMAS)
+    reference = _validated(_merge(base_raw, own), profile, stems)
+    found: list[tuple] = []
+    for path in _nodes(own):
+        if len(path) == 1 or any(path[:i] in found for i in range(2, len(path))):
+            continue                                  # whole blocks, and keys inside a redundant mapping
+        affected = stems if path[0] == "common" else [path[0]]
+        try:
+            got = _validated(_merge(base_raw, _without(own, path)), profile, affected)
+        except ValidationError:
+            continue                                  # needed: without it the block does not validate
+        if got == {stem: reference[stem] for stem in affected}:
+            found.append(path)
+    return [".".join(map(str, p)) for p in found]
+
+
+PROFILES = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_test_reads_profiles_as_the_loader_does(profile):
+    stems = list(NOTEBOOK_SCHEMAS)
+    assert _validated(_raw(profile), profile, stems) == {k: v.model_dump() for k, v in load_profile(profile).items()}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profiles_set_only_what_differs_from_the_defaults(profile):
+    """One source per default: a key that sets what the profile would get anyway (from the schema, or from the
+    profile it extends) goes, unless it is a value the paper states (PAPER_VALUES, each with its comment)."""
+    redundant = [k for k in redundant_keys(profile) if (profile, k) not in PAPER_VALUES]
+    assert not redundant, (f"params/{profile}.yaml sets these keys to what it gets anyway (remove them; the default "
+                           f"lives in orca_utils/schemas.py or in the profile it extends): {redundant}")
+
+
+def test_paper_values_are_still_set_in_their_profile():
+    for profile, key in PAPER_VALUES:
+        assert key in redundant_keys(profile), f"{profile}: {key} no longer equals its default: drop it from " \
+                                               f"PAPER_VALUES"
+
+
+def test_teacher_prices_come_from_the_registry_by_model_name():
+    from orca_utils.schemas import TeacherModelParams
+    from orca_utils.teacher.models import REGISTRY
+
+    paper = load_profile("paper")
+    teachers = [paper["02_augmentation"].stage1, paper["02_augmentation"].stage2, *paper["07_open_ended"].references,
+                paper["07_open_ended"].judge, paper["08_safety"].judge]
+    for t in teachers:
+        entry = REGISTRY[t.model]
+        assert (t.price_input_usd_per_1k, t.price_output_usd_per_1k) == (entry.price_input_usd_per_1k,
+                                                                          entry.price_output_usd_per_1k)
+    assert "price_" not in (PARAMS_DIR / "paper.yaml").read_text()
+    # open weights and offline stand-ins are not priced; an explicit price wins over the registry's
+    for profile, stem in (("paper_open_weights", "07_open_ended"), ("paper_open_weights", "08_safety"),
+                          ("smoke", "08_safety")):
+        judge = load_profile(profile)[stem].judge
+        assert (judge.price_input_usd_per_1k, judge.price_output_usd_per_1k) == (0.0, 0.0), (profile, stem)
+    explicit = TeacherModelParams(label="x", model="gpt-6.1-sol", price_input_usd_per_1k=0.5)
+    assert (explicit.price_input_usd_per_1k, explicit.price_output_usd_per_1k) == (0.5, 0.01)
+
+
+def test_rate_limits_carry_their_unit_and_the_old_names_still_read(tmp_path):
+    from orca_utils.schemas import TeacherEndpointParams
+
+    assert TeacherEndpointParams(rpm=60, tpm=6000) == TeacherEndpointParams(requests_per_minute=60,
+                                                                            tokens_per_minute=6000)
+    (tmp_path / "p.yaml").write_text(GOOD_COMMON + "02_augmentation:\n  endpoint: {rpm: 60, tokens_per_minute: 6000}\n")
+    endpoint = load_profile("p", params_dir=tmp_path)["02_augmentation"].endpoint
+    assert (endpoint.requests_per_minute, endpoint.tokens_per_minute) == (60, 6000)
+    assert not any(key in TeacherEndpointParams.model_fields for key in ("rpm", "tpm"))

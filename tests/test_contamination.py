@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from orca_utils.contamination import (build_index, drop_overlapping, load_eval_texts, normalize_tokens,
-                                      scan_queries)
+from orca_utils.sampling.contamination import (build_index, drop_overlapping, load_eval_texts, normalize_tokens,
+                                               scan_queries)
 
 EVAL_ITEM = ("The quick brown fox jumps over the lazy dog while seven curious owls watch from the old oak tree "
              "near the river bank at dawn")

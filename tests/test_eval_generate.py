@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from orca_utils.generate import HFBackend, OpenAIBackend, cut_at_stop, to_messages  # noqa: E402
-from orca_utils.local_server import Completion, serve_openai_compatible  # noqa: E402
+from orca_utils.teacher.local_server import Completion, serve_openai_compatible  # noqa: E402
 
 PROMPTS = ["Q: What is 2+2?\nA:", "Sort the words: pear apple", "Is the sky green?",
            [{"role": "user", "content": "Name three colours, then stop."}], "hi", "A much longer prompt " * 9]

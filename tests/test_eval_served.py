@@ -85,3 +85,27 @@ def test_resident_backends_keep_one_model_loaded():
             assert sum(r() is not None for r in alive) == 1, "two models resident at once"
             assert backend is backends[label]            # reading the current one again does not reload
     assert backends.loads == 4 and list(backends) == ["base", "student"]
+
+
+@pytest.mark.slow
+def test_open_ended_candidate_served_answers_like_in_process():
+    """07's candidate through `transformers serve` (the paper profile: vLLM) gives the in-process answers."""
+    import pandas as pd
+
+    from orca_utils.config import load_profile
+    from orca_utils.open_ended import candidate_answers
+
+    prompts = pd.DataFrame({"id": ["a", "b"], "set": "vicuna_bench", "category": "x",
+                            "prompt": ["Name a colour.", "What is 2 + 2?"]})
+    answers = {}
+    for serve in ("none", "transformers"):
+        cfg = load_profile("smoke", overrides=[f"07_open_ended.serve={serve}", "07_open_ended.candidate=base",
+                                               f"common.student_model={SPEC}", "07_open_ended.candidate_batch_size=2",
+                                               "07_open_ended.candidate_max_new_tokens=6"])["07_open_ended"]
+        got = candidate_answers(prompts, None, cfg)
+        assert got.spec == SPEC and list(got.answers["id"]) == ["a", "b"]
+        assert bool(got.loaded) == (serve == "none"), "a served candidate leaves no model in this process"
+        answers[serve] = got
+    assert answers["transformers"].engine == "served by transformers"
+    assert list(answers["transformers"].answers["answer"]) == list(answers["none"].answers["answer"])
+    assert list(answers["transformers"].answers["n_tokens"]) == list(answers["none"].answers["n_tokens"])

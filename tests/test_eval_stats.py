@@ -158,8 +158,15 @@ def test_figures_mark_missing_values_instead_of_zero_bars():
     legacy = _result(BEFORE)
     legacy.records = legacy.records.drop(columns=["published_correct", "published_failed"])
     fig = plot_accuracy(_zs({"before": legacy, "after": _result(AFTER)}), "t")
-    assert len(fig.axes[0].patches) == 2 * 2 * 2 - 2   # 2 models x 2 conventions x 2 tasks; 0% is a real bar
-    assert sum(t.get_text().strip() == "n/a" for t in fig.axes[0].texts) == 2     # no published reading
+    ax = fig.axes[0]
+    ours = [p for p in ax.patches if p.get_gid().endswith("|ours")]
+    assert len(ours) == 2 * 3                           # 2 models x (2 tasks + the average); 0% is a real bar
+    assert any(p.get_gid() == "before|word_sorting|ours" and p.get_width() == 0.0 for p in ours)
+    paper = [p.get_gid() for p in ax.patches if p.get_gid().startswith("paper")]
+    assert len(paper) == 4 * 2 and not any("|word_sorting|" in g for g in paper)   # not in the paper's table
+    assert [t.get_gid() for t in ax.texts if "n/a" in t.get_text()] == ["paper|word_sorting|missing"]
+    diamonds = [line for line in ax.lines if line.get_marker() == "D"]
+    assert len(diamonds) == 3, "published convention: only the model that has it (legacy records have none)"
     import matplotlib.pyplot as plt
 
     plt.close("all")

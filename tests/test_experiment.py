@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orca_utils import experiment as E
-from orca_utils import experiment_stats as X
-from orca_utils import symbolic as S
-from orca_utils.symbolic_teacher import SYSTEM_MESSAGES
+from orca_utils.experiment import pipeline as E
+from orca_utils.experiment import stats as X
+from orca_utils.experiment import symbolic as S
+from orca_utils.experiment.symbolic_teacher import SYSTEM_MESSAGES
 
 TASKS = ["boolean_expressions", "web_of_lies", "tracking_shuffled_objects_three_objects", "navigate"]
 

@@ -56,11 +56,14 @@ def test_a_model_has_one_colour_in_the_accuracy_and_truthfulqa_figures():
     acc = plot_accuracy(_zs([BASE, TUNED]), "BBH")          # 05 / 06
     tqa = plot_truthfulqa(_truthfulqa_table([BASE, TUNED]), "not available")   # 08
     acc_colors = {}
-    for bars in [c for c in acc.axes[0].containers if isinstance(c, BarContainer)]:    # per (model, convention)
-        for patch in bars.patches:
-            acc_colors.setdefault(bars.get_label().rsplit(" (", 1)[0], set()).add(_hex(patch.get_facecolor()))
+    for patch in acc.axes[0].patches:                       # each bar's gid: "<series>|<task>|<status>"
+        series, _task, status = patch.get_gid().split("|")
+        if status == "ours":
+            acc_colors.setdefault(series, set()).add(_hex(patch.get_facecolor()))
+    diamonds = {_hex(line.get_markeredgecolor()) for line in acc.axes[0].lines if line.get_marker() == "D"}
     assert set(acc_colors) == {BASE, TUNED}
-    assert all(len(c) == 1 for c in acc_colors.values()), acc_colors    # both conventions: the model's colour
+    assert all(len(c) == 1 for c in acc_colors.values()), acc_colors    # every task and the average
+    assert diamonds == set().union(*acc_colors.values()), "the published convention in the model's colour"
     tqa_bars = [p for p in tqa.axes[0].patches]
     assert len(tqa_bars) == 4                                # 2 models x (MC1, MC2), models in table order
     tqa_colors = {BASE: {_hex(tqa_bars[0].get_facecolor()), _hex(tqa_bars[2].get_facecolor())},
@@ -87,7 +90,7 @@ def test_paper_models_keep_fixed_colours_and_roles_are_read_from_labels():
 
 
 def test_library_code_never_switches_the_backend():
-    hits = [f"{p.name}: {m.group(0)}" for p in (REPO_ROOT / "orca_utils").glob("*.py")
+    hits = [f"{p.name}: {m.group(0)}" for p in (REPO_ROOT / "orca_utils").rglob("*.py")
             for m in re.finditer(r"matplotlib\.use\(|pyplot\.switch_backend\(|plt\.switch_backend\(", p.read_text())]
     assert not hits, hits
 

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from orca_utils.local_server import Completion, ServerFault, serve_openai_compatible
+from orca_utils.teacher.local_server import Completion, ServerFault, serve_openai_compatible
 
 
 class EchoBackend:

@@ -1,4 +1,6 @@
-"""The whole smoke pipeline through papermill, as `make smoke` runs it, with each notebook's metrics checked.
+"""The whole smoke pipeline through papermill, as `make smoke` runs it, with each notebook's metrics checked:
+the keys it must report, their values in range and the counts consistent from one notebook to the next
+(`smoke_checks.py`, which also runs on any run folder: `.venv/bin/python tests/smoke_checks.py outputs/smoke`).
 
 One run (session-scoped, into a temp folder) serves every assertion; it is the slowest test (minutes).
 """
@@ -10,6 +12,7 @@ import sys
 import time
 
 import pytest
+from smoke_checks import consistency_problems, load_metrics, value_problems
 
 from orca_utils.schemas import NOTEBOOK_SCHEMAS
 
@@ -71,6 +74,18 @@ def test_notebook_metrics(smoke_run, stem):
             assert any(k.startswith(key[:-1]) for k in saved["metrics"]), (stem, key, sorted(saved["metrics"]))
         else:
             assert key in saved["metrics"], (stem, key, sorted(saved["metrics"]))
+    problems = value_problems(stem, saved["metrics"])
+    assert not problems, "\n".join(problems)
+
+
+def test_counts_agree_between_notebooks(smoke_run):
+    """01's rows = 02's requests (up to 02's cap), 02's ok rows = its training rows = 03's samples, 05/06 score the
+    same items for each model, 07's prompts add up, 08 scores 04's student, 10 misses no notebook."""
+    out, _ = smoke_run
+    metrics = load_metrics(out)
+    assert list(metrics) == list(NOTEBOOK_SCHEMAS)
+    problems = consistency_problems(metrics)
+    assert not problems, "\n".join(problems)
 
 
 def test_stages_feed_each_other(smoke_run):

@@ -182,3 +182,24 @@ def test_position_ids_isolate_packed_samples_in_transformers(samples):
         for k, sid in enumerate(plan.sequence(0)):
             alone = model(input_ids=torch.tensor([samples.sample(int(sid))["input_ids"]])).logits[0]
             torch.testing.assert_close(packed[int(cu[k]):int(cu[k + 1])], alone, atol=1e-4, rtol=1e-4)
+
+
+def test_length_measurement_in_chunks_equals_one_pass():
+    """03 measures lengths a chunk of rows at a time (memory grows with rows, not tokens): same numbers as one pass."""
+    import pandas as pd
+
+    from orca_utils.packing_analysis import measure_lengths
+    from orca_utils.tokens import load_padded_tokenizer, tokenize_frame
+
+    tok = load_padded_tokenizer("shared:tokenizers/llama")
+    words = "the cat sat on a mat because it was warm and then it slept".split()
+    rows = [{"system": " ".join(words[: i % 5]), "user": " ".join(words[: 3 + i % 11]) * (1 + i % 4),
+             "response": " ".join(words[: 1 + i % 13]) * (1 + i % 7), "collection": "cot",
+             "system_message_id": 1 + i % 16, "stage": 1} for i in range(23)]
+    frame = pd.DataFrame(rows)
+    one = measure_lengths(frame, tok, 64, "truncate_response", chunk_rows=1000)
+    chunked = measure_lengths(frame, tok, 64, "truncate_response", chunk_rows=4)
+    pd.testing.assert_frame_equal(one, chunked)
+    whole = tokenize_frame(tok, frame, max_len_tokens=64, overflow="truncate_response")
+    assert list(one["prompt_tokens"]) == list(whole.prompt_tokens_all)
+    assert list(one["status"]) == list(whole.status_all) and {"ok", "truncated"} <= set(one["status"])

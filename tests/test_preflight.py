@@ -63,7 +63,7 @@ def problems(report) -> list[str]:
 
 class Silent:
     def complete(self, messages, max_tokens, temperature, stop):
-        from orca_utils.local_server import Completion
+        from orca_utils.teacher.local_server import Completion
 
         return Completion(text="")
 
@@ -71,7 +71,7 @@ class Silent:
 @pytest.fixture
 def emulator():
     """An OpenAI-emulating endpoint serving gpt-6-luna, requiring a bearer key."""
-    from orca_utils.local_server import Emulation, serve_openai_compatible
+    from orca_utils.teacher.local_server import Emulation, serve_openai_compatible
 
     with serve_openai_compatible({"gpt-6-luna": Silent()},
                                  emulate=Emulation(today=TODAY, require_api_key=True)) as base_url:

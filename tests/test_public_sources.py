@@ -199,7 +199,7 @@ def test_eval_tasks_same_items(public, benchmark):
 
 
 def test_bbh_task_file_as_experiment_reads_it(public):
-    from orca_utils.experiment import load_bbh_items
+    from orca_utils.experiment.pipeline import load_bbh_items
 
     pd.testing.assert_frame_equal(load_bbh_items(None, False, "navigate"),
                                   load_bbh_items(str(SHARED_DATA), False, "navigate"))
@@ -238,7 +238,7 @@ def test_fastchat_judge_prompts_same(public):
 
 
 def test_flan_task_list_same(public):
-    from orca_utils.flan import load_task_list
+    from orca_utils.sampling.flan import load_task_list
 
     remote = load_task_list(public["flan"].path / "flan_collection_info.csv")
     pd.testing.assert_frame_equal(remote, load_task_list(SHARED_DATA / "flan" / "flan_collection_info.csv"))
@@ -246,7 +246,7 @@ def test_flan_task_list_same(public):
 
 
 def test_flan_cot_same_queries(public):
-    from orca_utils.flan import load_cot_dir
+    from orca_utils.sampling.flan import load_cot_dir
 
     remote, rep_remote = load_cot_dir(public["flan_cot"].path)
     local, rep_local = load_cot_dir(SHARED_DATA / "flan_cot")
@@ -343,7 +343,7 @@ def _hub_fixtures(root: Path) -> dict[str, Path]:
 def test_contamination_reads_hub_snapshots(tmp_path, monkeypatch):
     import huggingface_hub
 
-    from orca_utils.contamination import build_index, load_eval_texts, scan_queries
+    from orca_utils.sampling.contamination import build_index, load_eval_texts, scan_queries
 
     snapshots = _hub_fixtures(tmp_path / "hub")
     _public_only(monkeypatch, tmp_path, f"http://127.0.0.1:{_closed_port()}")      # GitHub unreachable
@@ -361,7 +361,7 @@ def test_contamination_reads_hub_snapshots(tmp_path, monkeypatch):
 
 
 def test_contamination_local_layout_unchanged():
-    from orca_utils.contamination import load_eval_texts
+    from orca_utils.sampling.contamination import load_eval_texts
 
     texts = load_eval_texts(["agieval", "bbh", "truthfulqa"], data_dir=SHARED_DATA)
     assert {k: len(v) for k, v in texts.items()} == {"agieval": 3546, "bbh": 6511, "truthfulqa": 817}
@@ -392,8 +392,8 @@ def _submix_folder(root: Path) -> Path:
 
 
 def test_flan_submix_streams_from_a_local_hub_layout_folder(tmp_path):
-    from orca_utils.flan import LoadReport, iter_hub_submix
-    from orca_utils.sampling import load_hub_collection
+    from orca_utils.sampling.flan import LoadReport, iter_hub_submix
+    from orca_utils.sampling.stages import load_hub_collection
 
     folder = str(_submix_folder(tmp_path / "cot_submix_original"))
     raw = list(iter_hub_submix(folder))

@@ -11,9 +11,11 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from orca_utils.config import load_profile
 from orca_utils.schemas import NOTEBOOK_SCHEMAS
+from orca_utils.train import accelerate_config_path
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +56,12 @@ def test_rehearsal_overrides_only_sizes_and_endpoints():
         assert (ours.model, ours.dialect) == (theirs.model, theirs.dialect) and ours.dialect == "reasoning"
     assert rehearsal["04_training"].launcher == paper["04_training"].launcher == "accelerate"
     assert rehearsal["04_training"].num_processes == 2
+    # the paper's FSDP settings, on 2 CPU ranks (orca_utils/fsdp_cpu.py runs them there)
+    configs = [yaml.safe_load(accelerate_config_path(p["04_training"].accelerate_config).read_text())
+               for p in (paper, rehearsal)]
+    assert configs[0]["distributed_type"] == configs[1]["distributed_type"] == "FSDP"
+    assert configs[0]["fsdp_config"] == configs[1]["fsdp_config"]
+    assert configs[1]["num_processes"] == 2
     assert rehearsal["05_agieval"].mode == rehearsal["06_bbh"].mode == paper["06_bbh"].mode == "generate"
     assert rehearsal["07_open_ended"].judge.model == paper["07_open_ended"].judge.model
 
@@ -70,6 +78,11 @@ def test_paper_path_figures(rehearsal_run):
         assert 0 < training[f"{stage}/train_loss"] < 20 and training[f"{stage}/steps"] > 0
     run_info = json.loads((out / "04_training" / "stage1_result.json").read_text())
     assert run_info.get("world_size", run_info.get("num_processes")) == 2, run_info
+    # FSDP on the 2 ranks: sharded checkpoints (one distributed-checkpoint file per rank), one consolidated student
+    assert run_info["distributed_type"] == "FSDP" and run_info["fsdp_version"] == 2, run_info
+    shards = sorted(p.name for p in (out / "04_training" / "checkpoints").rglob("pytorch_model_fsdp_0/*.distcp"))
+    assert shards and set(shards) == {"__0_0.distcp", "__1_0.distcp"}, shards
+    assert (out / "04_training" / "student" / "model.safetensors").exists()
 
 
 def test_preflight_passes_on_the_rehearsal_profile():

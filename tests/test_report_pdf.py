@@ -3,6 +3,7 @@ captions, figures embedded as vector graphics, a table of contents, sections in 
 manifest as an appendix."""
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -47,9 +48,13 @@ def outputs(tmp_path):
     root = tmp_path / "outputs" / "smoke"
     bbh = pd.DataFrame({"task": ["Boolean Expressions", "Word Sorting"], "items": [4, 2],
                         "student: acc %": [62.5, 12.5], "student: acc 95% CI": ["[30.6, 86.3]", "[2.2, 47.1]"],
-                        "paper ChatGPT": ["82.8 (unverified)", "not available"], "paper Orca-13B": ["72.0", "n/a"]})
-    _notebook(root, "06_bbh", {"model": "SmolLM2-135M-Instruct (offline stand-in)"}, {"tab_bbh_accuracy": bbh},
-              figures=["fig_bbh_accuracy"])
+                        "paper ChatGPT": ["82.8 (unverified)", "not available"], "paper Orca-13B": ["72.0", "n/a"],
+                        "mc2": [79.34506856227625, 1.2e-05]})
+    errors = pd.DataFrame({"task": ["boolean_expressions"] * 50, "id": [f"b/{i}" for i in range(50)],
+                           "prompt_end": [f"row {i}: " + "not ( True ) and " * 30 for i in range(50)],
+                           "prediction": ["False"] * 50, "model": ["SmolLM2-135M-Instruct"] * 50})
+    _notebook(root, "06_bbh", {"model": "SmolLM2-135M-Instruct (offline stand-in)"},
+              {"tab_bbh_accuracy": bbh, "tab_bbh_errors": errors}, figures=["fig_bbh_accuracy"])
     _notebook(root, "07_open_ended", {"judge": "SmolLM2-135M-Instruct (local stand-in judge)"},
               {"tab_open_ended_relative": pd.DataFrame({"set": ["Vicuna"], "relative_mean_pct": [71.25]})},
               figures=["fig_open_ended"])
@@ -113,8 +118,12 @@ def test_report_pdf_has_text_tables_vector_figures_contents_and_captions(outputs
 
     # a table of contents, numbered captions, the manifest as an appendix
     assert "Contents" in pages[0]
-    for label in ("Table 1", "Table 2", "Figure 1", "Figure 2", "Figure 3", "Appendix A", "Table A1"):
+    for label in ("Table 1", "Table 2", "Table 3", "Figure 1", "Figure 2", "Figure 3", "Appendix A", "Table A1"):
         assert label in flat, label
+    # a long example table is capped, with the way to the full one; the whole report stays short
+    assert "8 of 50 rows shown; long texts cut at 120 characters; full table: ../06_bbh/tab_bbh_errors.csv" in flat
+    assert "row 7:" in flat and "row 8:" not in flat
+    assert len(reader.pages) <= 8, f"{len(reader.pages)} pages"
     assert "abc123def456" in flat
     # tables are text: our numbers, the paper's beside them, unverified ones marked
     for cell in ("62.5", "[30.6, 86.3]", "82.8 (unverified)", "not available", "71.25"):
@@ -150,8 +159,20 @@ def test_report_pdf_has_text_tables_vector_figures_contents_and_captions(outputs
 def test_report_html_numbers_tables_and_figures_without_parsing(outputs):
     summary = build_report(outputs, pdf=False)
     page = Path(summary["html"]).read_text()
-    assert page.count("<caption>") == 3                        # two notebook tables + the manifest
+    assert page.count("<caption>") == 4                        # three notebook tables + the manifest
     assert "Table 1." in page and "Figure 3." in page and "id='table-2'" in page and "id='figure-1'" in page
     assert "class='num unverified'" in page or "class='unverified num'" in page or "unverified" in page
     assert all((outputs / "report" / src).is_file() for src in summary["images"])
     assert "pdf" not in summary
+    # the example table: its first 8 rows, long texts cut, a relative link to the full CSV that resolves
+    assert summary["capped_tables"] == {"tab_bbh_errors": [8, 50]}
+    errors = page[page.index("</span> bbh errors"):]            # its caption (the contents list names it too)
+    errors = errors[:errors.index("</table>")]
+    assert errors.count("<tr>") == 1 + 8                       # header + 8 rows
+    full = "row 0: " + "not ( True ) and " * 30
+    assert full not in page and html.escape(full[:120].rstrip()) + "…" in page
+    assert "8 of 50 rows shown" in page and "href='../06_bbh/tab_bbh_errors.csv'" in page
+    assert (outputs / "report" / "../06_bbh/tab_bbh_errors.csv").resolve().is_file()
+    assert build_report(outputs, example_rows=60)["capped_tables"] == {}, "the cap is a parameter"
+    # floats shown to 4 decimals at most (tiny ones in scientific notation); the CSV keeps every digit
+    assert ">79.3451<" in page and ">1.20e-05<" in page and "79.34506856227625" not in page

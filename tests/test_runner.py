@@ -100,3 +100,33 @@ def test_upstream_missing_and_stale(tmp_path):
     _, changed = setup_notebook("02_augmentation", "smoke", run_dir=str(tmp_path), overrides="seed=9", quiet=True)
     with pytest.raises(UpstreamError, match="computed from other params"):
         changed.upstream("01_sampling")
+
+
+def test_kernel_options_ask_for_curve_keys():
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager, KernelManager
+
+    from orca_utils.runner import kernel_options
+
+    if not zmq.has("curve") or "transport_encryption" not in KernelManager.class_traits():
+        pytest.skip("jupyter_client < 8.10 or a libzmq without Curve: the kernel starts unencrypted, as before")
+    options = kernel_options()
+    assert options
+    km = AsyncKernelManager(kernel_name="python3", **options)
+    assert km.transport_encryption == "auto"
+    assert "curve" in km.kernel_spec.metadata.get("supported_encryption", []), "else no keys are provisioned"
+
+
+@pytest.mark.slow
+def test_a_run_does_not_print_the_kernel_tcp_warning(tmp_path):
+    """The kernel starts with CurveZMQ keys (`runner.kernel_options`), so ipykernel's warning "Kernel is running
+    over TCP without encryption" is not in the run's log (it was printed once per notebook before)."""
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "01_sampling.ipynb", 'print("kernel ran")')
+    proc = _run(["--only", "01"], tmp_path)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    assert "without encryption" not in log, log
+    executed = nbformat.read(tmp_path / "out" / "01_sampling" / "01_sampling.ipynb", as_version=4)
+    assert "kernel ran" in json.dumps(executed.cells[-1].outputs)

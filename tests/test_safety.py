@@ -6,10 +6,11 @@ import math
 import pandas as pd
 import pytest
 
+from orca_utils.eval_sets import load_truthfulqa, split_answers
 from orca_utils.judge import VerdictParseError
 from orca_utils.safety import (TOXIGEN_13_GROUPS, build_mc, evaluate_mc, judge_truthfulness, list_toxigen_files,
-                               load_toxicity_scorer, load_toxigen_prompts, load_truthfulqa, parse_toxigen_line,
-                               parse_yes_no, score_mc, split_answers, summarise_mc, summarise_toxicity)
+                               load_toxicity_scorer, load_toxigen_prompts, parse_toxigen_line, parse_yes_no, score_mc,
+                               summarise_mc, summarise_toxicity)
 
 
 def test_split_answers_closes_and_dedupes():

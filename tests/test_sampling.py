@@ -9,10 +9,10 @@ import pytest
 from scipy.stats import chisquare
 
 from orca_utils.data import resolve_dataset
-from orca_utils.flan import (QUERY_COLUMNS, load_cot_dir, load_niv2_dir, load_schema_file, load_task_list,
-                             map_hub_row)
 from orca_utils.reference import paper_block
-from orca_utils.sampling import allocate_evenly, load_hub_collection, reduce_to_task_reservoirs, sample_stages
+from orca_utils.sampling.flan import (POOL_COLUMNS, load_cot_dir, load_niv2_dir, load_schema_file, load_task_list,
+                                      map_hub_row)
+from orca_utils.sampling.stages import allocate_evenly, load_hub_collection, reduce_to_task_reservoirs, sample_stages
 from orca_utils.system_messages import (COLLECTION_MESSAGE_IDS, SYSTEM_MESSAGES, allowed_message_ids,
                                         assign_system_messages)
 
@@ -35,7 +35,7 @@ def fixture_pool(seed: int = 0) -> pd.DataFrame:
         rows.append({"id": f"niv2/bb/{i}", "collection": "niv2", "task": "task062_bigbench_repeat_copy_logic",
                      "template_type": "zs_noopt", "inputs": "x", "targets": "y", "rationale": "",
                      "is_multiple_choice": False})
-    return pd.DataFrame(rows, columns=QUERY_COLUMNS)
+    return pd.DataFrame(rows, columns=POOL_COLUMNS)
 
 
 def test_quotas_caps_zero_shot_and_big_bench():
@@ -222,12 +222,13 @@ def test_loaders_on_the_real_local_files(shared_data):
 
 def test_sample_queries_output_contract():
     from orca_utils.config import load_notebook_config
-    from orca_utils.queries import OUTPUT_COLUMNS, sample_queries
+    from orca_utils.contracts import QUERY_TABLE_COLUMNS
+    from orca_utils.sampling import sample_queries
 
     cfg = load_notebook_config("01_sampling", "smoke", overrides="01_sampling.scale=0.0005")
     res = sample_queries(fixture_pool(), cfg)
     s1, s2 = res.stage1, res.stage2
-    assert list(s1.columns) == OUTPUT_COLUMNS and s1["id"].is_unique and len(s2) > 0
+    assert list(s1.columns) == list(QUERY_TABLE_COLUMNS) and s1["id"].is_unique and len(s2) > 0
     assert s1["system_message_id"].between(1, 16).all()
     assert (s1["system_message"] == s1["system_message_id"].map(SYSTEM_MESSAGES)).all()
     same = s2.merge(s1[["id", "system_message_id"]], on="id", suffixes=("", "_1"))

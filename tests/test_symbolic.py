@@ -2,14 +2,14 @@
 fresh training problems never equal a BBH test item, and the teacher serves through the local server."""
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
 
-from orca_utils import symbolic as S
+from orca_utils.experiment import symbolic as S
 from orca_utils.data import DatasetNotFoundError, resolve_dataset
-from orca_utils.symbolic_teacher import SYSTEM_MESSAGES, SymbolicTeacher, style_of
+from orca_utils.eval_sets import read_bbh
+from orca_utils.experiment.symbolic_teacher import SYSTEM_MESSAGES, SymbolicTeacher, style_of
 
 
 def _bbh(task: str) -> list[dict]:
@@ -17,7 +17,7 @@ def _bbh(task: str) -> list[dict]:
         path = resolve_dataset("bbh", offline=True).path
     except DatasetNotFoundError:
         pytest.skip("BBH data not available")
-    return json.loads((path / f"{task}.json").read_text())["examples"]
+    return read_bbh(path, task)
 
 
 @pytest.mark.parametrize("task", S.TASKS)
@@ -106,7 +106,7 @@ def test_style_of_system_messages():
 
 def test_teacher_served_through_the_local_server():
     openai = pytest.importorskip("openai")
-    from orca_utils.local_server import serve_openai_compatible
+    from orca_utils.teacher.local_server import serve_openai_compatible
 
     problem = S.generate_input("object_counting", random.Random(0))
     with serve_openai_compatible({"symbolic-teacher": SymbolicTeacher()}) as base_url:
@@ -121,7 +121,7 @@ def test_teacher_served_through_the_local_server():
 
 def test_experiment_problems_exclude_every_bbh_item_not_only_the_eval_subset():
     """Regression: exclusion once used only the evaluation subset, and 21 boolean_expressions test items leaked."""
-    from orca_utils.experiment import load_bbh_items, make_problems
+    from orca_utils.experiment.pipeline import load_bbh_items, make_problems
 
     tasks = ["boolean_expressions", "dyck_languages"]
     problems = make_problems(tasks, 300, seed=0)
@@ -133,7 +133,7 @@ def test_experiment_problems_exclude_every_bbh_item_not_only_the_eval_subset():
 
 
 def test_task_tokenizer_is_lossless_splits_digits_and_keeps_names_whole():
-    from orca_utils.experiment import build_task_tokenizer
+    from orca_utils.experiment.pipeline import build_task_tokenizer
 
     rng = random.Random(0)
     texts = [S.explain(t, S.generate_input(t, rng), style) for t in S.TASKS for style in S.STYLES for _ in range(60)]

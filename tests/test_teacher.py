@@ -13,8 +13,8 @@ from collections import Counter
 
 import pytest
 
-from orca_utils.local_server import Completion, ServerFault, serve_openai_compatible
-from orca_utils.response_cache import ResponseCache
+from orca_utils.teacher.local_server import Completion, ServerFault, serve_openai_compatible
+from orca_utils.teacher.cache import ResponseCache
 from orca_utils.schemas import TeacherEndpointParams
 from orca_utils.teacher import (ChatRequest, CostLimitError, Prices, TeacherConfigError, complete_chats,
                                 estimate_cost)
@@ -53,8 +53,8 @@ class ScriptedBackend:
 
 
 def _endpoint(base_url, **kw):
-    defaults = dict(base_url=base_url, concurrency=8, rpm=60000, tpm=1e9, timeout_s=1.0, max_retries=3,
-                    backoff_base_s=0.05, backoff_max_s=0.2, batch_poll_interval_s=0.05)
+    defaults = dict(base_url=base_url, concurrency=8, requests_per_minute=60000, tokens_per_minute=1e9, timeout_s=1.0,
+                    max_retries=3, backoff_base_s=0.05, backoff_max_s=0.2, batch_poll_interval_s=0.05)
     return TeacherEndpointParams(**{**defaults, **kw})
 
 
@@ -141,8 +141,8 @@ _CHILD = textwrap.dedent("""
     from orca_utils.teacher import ChatRequest, complete_chats
     base_url, cache, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     reqs = [ChatRequest(f"id{i}", "m", [{"role": "user", "content": f"ok:{i}"}], 16) for i in range(n)]
-    complete_chats(reqs, TeacherEndpointParams(base_url=base_url, concurrency=4, rpm=60000, tpm=1e9),
-                   cache, progress=False)
+    complete_chats(reqs, TeacherEndpointParams(base_url=base_url, concurrency=4, requests_per_minute=60000,
+                                               tokens_per_minute=1e9), cache, progress=False)
 """)
 
 

@@ -8,11 +8,11 @@ from collections import Counter
 
 import openai
 
-from orca_utils.local_server import Completion, ServerFault, serve_openai_compatible
-from orca_utils.response_cache import ResponseCache
+from orca_utils.teacher.local_server import Completion, ServerFault, serve_openai_compatible
+from orca_utils.teacher.cache import ResponseCache
 from orca_utils.schemas import TeacherEndpointParams
 from orca_utils.teacher import ChatRequest, complete_chats
-from orca_utils.teacher_batch import _submit, chunk_requests
+from orca_utils.teacher.batch import _submit, chunk_requests
 
 
 class FlakyBatchBackend:

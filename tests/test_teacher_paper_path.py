@@ -10,11 +10,11 @@ import threading
 import pytest
 
 from orca_utils.augmentation import run_stages
-from orca_utils.local_server import Completion, Emulation, serve_openai_compatible
-from orca_utils.response_cache import ResponseCache
+from orca_utils.teacher.local_server import Completion, Emulation, serve_openai_compatible
+from orca_utils.teacher.cache import ResponseCache
 from orca_utils.schemas import AugmentationParams, TeacherEndpointParams, TeacherModelParams
 from orca_utils.teacher import ChatRequest, TeacherConfigError, complete_chats, request_body
-from orca_utils.teacher_models import dialect_for, retired_on
+from orca_utils.teacher.models import dialect_for, retired_on
 
 
 class Recorder:

@@ -1,4 +1,4 @@
-"""Training (issue 6): masked loss, EOS kept trainable, packed-batch isolation, data contract errors."""
+"""Training (notebook 04): masked loss, EOS kept trainable, packed-batch isolation, data contract errors."""
 from __future__ import annotations
 
 import pandas as pd

@@ -1,4 +1,4 @@
-"""Training runs (issue 6) on a tiny random LLaMA: exact resume, progressive stage 2, distributed entry point."""
+"""Training runs (notebook 04) on a tiny random LLaMA: exact resume, progressive stage 2, distributed entry point."""
 from __future__ import annotations
 
 import json

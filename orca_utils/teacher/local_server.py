@@ -20,9 +20,9 @@ Server-wide `latency_s` and `rpm_limit` (429 with `Retry-After` above it) model 
 
 Emulation mode (`emulate=Emulation(...)`) makes the server behave like OpenAI's API where a paper-scale run can
 break, so that the rehearsal profile and the tests exercise the paper's code paths offline:
-- `GET /v1/models` lists the served models with a `shutdown_date` (from `orca_utils.teacher_models`) and every
+- `GET /v1/models` lists the served models with a `shutdown_date` (from `orca_utils.teacher.models`) and every
   registry model already shut down; a request for a shut-down or unknown model gets 404 `model_not_found`;
-- reasoning models (`teacher_models.dialect_for`) reject `max_tokens` (400 `unsupported_parameter`) and a
+- reasoning models (`models.dialect_for`) reject `max_tokens` (400 `unsupported_parameter`) and a
   temperature other than 1 (400 `unsupported_value`), the way OpenAI's current models do;
 - the Batch API enforces a per-model enqueued-token limit: a batch that would push a model's in-flight prompt
   tokens over `batch_enqueued_token_limit` fails with `token_limit_exceeded`, as OpenAI's does;
@@ -42,37 +42,16 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator
 
 # Module level (not inside build_app): FastAPI resolves the endpoints' string annotations in this namespace.
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+# The backend contract lives in the protocol module (backends import it from there, without FastAPI).
+from .protocol import Backend, Completion, ServerFault
+
 __all__ = ["Completion", "Backend", "ServerFault", "Emulation", "build_app", "serve_openai_compatible"]
-
-
-@dataclass
-class Completion:
-    text: str
-    finish_reason: str = "stop"          # "stop" | "length" | "content_filter"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-class Backend(Protocol):
-    def complete(self, messages: list[dict], max_tokens: int, temperature: float,
-                 stop: list[str] | None) -> Completion: ...
-
-
-class ServerFault(Exception):
-    """Raised by a backend to make the server answer `status_code` with `body` (str: sent verbatim)."""
-
-    def __init__(self, status_code: int = 500, body: str | dict | None = None, headers: dict | None = None,
-                 delay_s: float = 0.0):
-        super().__init__(f"injected fault {status_code}")
-        self.status_code, self.headers, self.delay_s = status_code, headers or {}, delay_s
-        self.body = body if body is not None else {"error": {"message": f"injected {status_code}",
-                                                             "type": "server_error"}}
 
 
 @dataclass
@@ -90,7 +69,7 @@ class Emulation:
     def shutdown_date(self, model: str) -> str | None:
         if model in self.shutdown_dates:
             return self.shutdown_dates[model]
-        from .teacher_models import lookup
+        from .models import lookup
 
         entry = lookup(model)
         return entry.shutdown_date if entry else None
@@ -100,12 +79,12 @@ class Emulation:
         return bool(date) and dt.date.fromisoformat(date) <= self.today
 
     def dialect(self, model: str) -> str:
-        from .teacher_models import dialect_for
+        from .models import dialect_for
 
         return self.dialects.get(model) or dialect_for(model)
 
     def listed_models(self, served) -> dict[str, str | None]:
-        from .teacher_models import REGISTRY
+        from .models import REGISTRY
 
         listed = {m: self.shutdown_date(m) for m in served}
         for m in list(REGISTRY) + list(self.shutdown_dates):

@@ -107,7 +107,7 @@ def select_rows(collection_codes: np.ndarray, task_codes: np.ndarray, quotas: np
 def sample_stages(pool: pd.DataFrame, quotas: Mapping[str, int], *, scale: float = 1.0, stage2_rows: int,
                   max_rows_per_task: Mapping[str, int | None] | None = None, seed: int = 0,
                   unavailable: Mapping[str, str] | None = None) -> SampleResult:
-    """Stage 1 and stage 2 from a pool of queries (the schema of `orca_utils.flan`).
+    """Stage 1 and stage 2 from a pool of queries (the schema of `orca_utils.sampling.flan`).
 
     `stage2_rows * scale` rows go to stage 2; when stage 1 falls short of its quota total, stage 2 shrinks by the
     same factor (the paper's 1M : 5M ratio is kept). `unavailable` gives the reason a collection has no rows
@@ -133,6 +133,8 @@ def sample_stages(pool: pd.DataFrame, quotas: Mapping[str, int], *, scale: float
     if total1 and len(stage1) < total1:
         target2 = int(round(target2 * len(stage1) / total1))
     target2 = min(target2, len(stage1))
+    # Stage 2 is its own seeded stream ([seed, 2]), not `orca_utils.data.seeded_subset`'s draw: kept so that a seed
+    # samples the same FLAN-1M subset as before.
     pick2 = np.sort(np.random.default_rng([seed, 2]).permutation(len(stage1))[:target2])
     stage2 = stage1.iloc[pick2].reset_index(drop=True)
 
@@ -219,6 +221,6 @@ def load_hub_collection(collection: str, hub_id: str, *, quota: int, max_rows_pe
             if mapped is not None:
                 rows.append(mapped)
     report.rows = len(rows)
-    from .flan import QUERY_COLUMNS, empty_queries
+    from .flan import POOL_COLUMNS, empty_queries
 
-    return pd.DataFrame(rows, columns=QUERY_COLUMNS) if rows else empty_queries()
+    return pd.DataFrame(rows, columns=POOL_COLUMNS) if rows else empty_queries()

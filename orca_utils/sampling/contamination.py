@@ -11,7 +11,6 @@ tokens cannot be checked this way and are counted as `items_too_short`.
 """
 from __future__ import annotations
 
-import json
 import string
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ..eval_sets import local_tasks, read_agieval, read_bbh
 
 __all__ = ["normalize_tokens", "ngram_hashes", "NgramIndex", "ContaminationReport", "build_index",
            "scan_queries", "drop_overlapping", "load_eval_texts", "EVAL_SETS"]
@@ -145,9 +146,9 @@ def drop_overlapping(df: pd.DataFrame, report: ContaminationReport) -> pd.DataFr
     return df[~df["id"].isin(report.overlapping_query_ids)].reset_index(drop=True)
 
 
-# Readers of the evaluation sets' item texts, for the local layout and the hub snapshots alike: AGIEval and BBH rows
-# are found and read by `orca_utils.eval_tasks.task_rows` (as the evaluation notebooks find them), TruthfulQA by
-# `orca_utils.safety.load_truthfulqa`, the open-ended sets by `orca_utils.open_ended.load_prompt_set`.
+# The evaluation sets' item texts, for the local layout and the hub snapshots alike: AGIEval, BBH and TruthfulQA are
+# read by `orca_utils.eval_sets` (the readers the evaluation notebooks use), the open-ended sets by
+# `orca_utils.open_ended.load_prompt_set`.
 def _agieval_text(row: dict) -> str:
     if "query" in row:                                     # lm-eval's hub copies: the question as asked
         return str(row["query"])
@@ -156,36 +157,27 @@ def _agieval_text(row: dict) -> str:
     return "\n".join(x for x in (row.get("passage"), row.get("question"), options) if isinstance(x, str) and x)
 
 
-def _jsonl_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _tasks(root: Path, benchmark: str) -> list[str]:
+    """Every task file of the local folder (AGIEval: the English tasks and math), else the engine's tasks of the hub
+    copy (AGIEval's English tasks, BBH's 27)."""
+    from ..eval_tasks import task_specs
 
-
-def _hub_rows(root: Path, benchmark: str) -> list[dict]:
-    from .eval_tasks import task_rows, task_specs
-
-    return [row for spec in task_specs(benchmark) for row in task_rows(root, benchmark, spec.name)]
+    return local_tasks(root, benchmark) or [spec.name for spec in task_specs(benchmark)]
 
 
 def _agieval(root: Path) -> list[str]:
-    """Every `<task>.jsonl` of the local folder (the English tasks and math), else the hub copy's English tasks."""
-    local = sorted(root.glob("*.jsonl"))
-    rows = [row for path in local for row in _jsonl_rows(path)] if local else _hub_rows(root, "agieval")
-    return [_agieval_text(row) for row in rows]
+    return [_agieval_text(row) for task in _tasks(root, "agieval") for row in read_agieval(root, task)]
 
 
 def _bbh(root: Path) -> list[str]:
-    """Every `<task>.json` of the local folder, else the hub copy's 27 tasks (`<task>/test-*.parquet`)."""
-    local = sorted(root.glob("*.json"))
-    if local:
-        return [ex["input"] for path in local for ex in json.loads(path.read_text(encoding="utf-8"))["examples"]]
-    return [str(row["input"]) for row in _hub_rows(root, "bbh")]
+    return [str(row["input"]) for task in _tasks(root, "bbh") for row in read_bbh(root, task)]
 
 
 def load_eval_texts(names: Iterable[str], data_dir: str | None = None, offline: bool = True) -> dict[str, list[str]]:
     """The text of every item of each evaluation set (what a model is asked), read through the data root."""
-    from .data import resolve_dataset
-    from .open_ended import load_prompt_set
-    from .safety import load_truthfulqa
+    from ..data import resolve_dataset
+    from ..eval_sets import load_truthfulqa
+    from ..open_ended import load_prompt_set
 
     readers = {"agieval": _agieval, "bbh": _bbh}
     out = {}

@@ -1,8 +1,9 @@
 """FLAN-v2 queries in one schema, from local files or streamed from the hub.
 
-Schema (one row per zero-shot query; `QUERY_COLUMNS`): `id` (unique str), `collection` (`cot` | `niv2` | `t0` |
-`flan2021`), `task`, `template_type` (`zs_opt` / `zs_noopt`), `inputs` (the query), `targets` (the reference answer),
-`rationale` (the human-written rationale of a CoT row, "" otherwise), `is_multiple_choice` (bool).
+Schema of the query pool (one row per zero-shot query; `POOL_COLUMNS`): `id` (unique str), `collection` (`cot` |
+`niv2` | `t0` | `flan2021`), `task`, `template_type` (`zs_opt` / `zs_noopt`), `inputs` (the query), `targets` (the
+reference answer), `rationale` (the human-written rationale of a CoT row, "" otherwise), `is_multiple_choice` (bool).
+Notebook 01 adds a system message to each sampled row (`orca_utils.contracts.QUERY_TABLE_COLUMNS`).
 
 Sources:
 - `load_cot_dir`: FLAN-v2's CoT tsv files (`<source>_train.tsv`: question, answer, rationale; literal `\\n` in
@@ -12,8 +13,8 @@ Sources:
   instance's input with one of FLAN-v2's ten NIv2 zero-shot templates (picked per instance from its id).
 - `load_task_list`: FLAN-v2's task list (`flan_collection_info.csv`) with the four collections we sample.
 - `load_schema_file`: any JSONL or parquet already in the schema.
-- `iter_hub_submix` / `map_hub_row`: the FLAN-v2 submixes on the hub (`DataProvenanceInitiative/<x>_submix_original`, first published as
-  `conceptofmind/<x>_submix_original`; a local folder in the same layout works too), streamed
+- `iter_hub_submix` / `map_hub_row`: the FLAN-v2 submixes on the hub (`DataProvenanceInitiative/<x>_submix_original`,
+  first published as `conceptofmind/<x>_submix_original`; a local folder in the same layout works too), streamed
   with `datasets` so nothing big sits in memory; only zero-shot templates are kept.
 Malformed rows (missing fields, empty inputs or targets) are skipped and counted in a `LoadReport`, never fatal.
 """
@@ -30,11 +31,11 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["QUERY_COLUMNS", "COLLECTIONS", "COT_COLUMNS", "HUB_SUBMIXES", "LoadReport", "load_cot_dir",
+__all__ = ["POOL_COLUMNS", "COLLECTIONS", "COT_COLUMNS", "HUB_SUBMIXES", "LoadReport", "load_cot_dir",
            "load_niv2_dir", "load_task_list", "load_schema_file", "map_hub_row", "iter_hub_submix",
            "is_big_bench", "detect_multiple_choice", "empty_queries"]
 
-QUERY_COLUMNS = ["id", "collection", "task", "template_type", "inputs", "targets", "rationale", "is_multiple_choice"]
+POOL_COLUMNS = ["id", "collection", "task", "template_type", "inputs", "targets", "rationale", "is_multiple_choice"]
 COLLECTIONS = ("cot", "niv2", "t0", "flan2021")
 HUB_SUBMIXES = {c: f"DataProvenanceInitiative/{c}_submix_original" for c in COLLECTIONS}
 
@@ -103,13 +104,13 @@ def _pick(templates: tuple[str, ...], key: str) -> str:
 
 
 def empty_queries() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=bool if c == "is_multiple_choice" else object) for c in QUERY_COLUMNS})
+    return pd.DataFrame({c: pd.Series(dtype=bool if c == "is_multiple_choice" else object) for c in POOL_COLUMNS})
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
     if not rows:
         return empty_queries()
-    df = pd.DataFrame(rows, columns=QUERY_COLUMNS)
+    df = pd.DataFrame(rows, columns=POOL_COLUMNS)
     df["is_multiple_choice"] = df["is_multiple_choice"].astype(bool)
     return df
 
@@ -123,7 +124,8 @@ def load_cot_dir(folder: str | Path) -> tuple[pd.DataFrame, LoadReport]:
         source = path.name[: -len("_train.tsv")]
         if source not in COT_COLUMNS:
             raise ValueError(f"{path}: unknown CoT source {source!r}: its column order is not known; add it to "
-                             f"orca_utils.flan.COT_COLUMNS after checking the file (known: {sorted(COT_COLUMNS)})")
+                             f"orca_utils.sampling.flan.COT_COLUMNS after checking the file "
+                             f"(known: {sorted(COT_COLUMNS)})")
         names = COT_COLUMNS[source]
         report.files += 1
         with path.open(encoding="utf-8", newline="") as handle:
@@ -209,7 +211,7 @@ def load_schema_file(path: str | Path) -> tuple[pd.DataFrame, LoadReport]:
     required = ["id", "collection", "task", "template_type", "inputs", "targets"]
     missing = [c for c in required if c not in raw.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; expected {QUERY_COLUMNS}")
+        raise ValueError(f"{path}: missing columns {missing}; expected {POOL_COLUMNS}")
     report = LoadReport(source=path.name, collection="mixed", files=1)
     raw = raw.copy()
     raw["rationale"] = raw["rationale"].fillna("") if "rationale" in raw else ""
@@ -220,7 +222,7 @@ def load_schema_file(path: str | Path) -> tuple[pd.DataFrame, LoadReport]:
     bad_collection = ~bad_fields & ~empty & ~raw["collection"].isin(COLLECTIONS)
     report.malformed.update({k: int(v) for k, v in {"missing fields": bad_fields.sum(), "empty inputs": empty.sum(),
                              "unknown collection": bad_collection.sum()}.items() if v})
-    df = raw[~(bad_fields | empty | bad_collection)][QUERY_COLUMNS].astype({"is_multiple_choice": bool})
+    df = raw[~(bad_fields | empty | bad_collection)][POOL_COLUMNS].astype({"is_multiple_choice": bool})
     report.rows = len(df)
     return df.reset_index(drop=True), report
 

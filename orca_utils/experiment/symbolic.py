@@ -13,7 +13,7 @@ three, five and seven objects, and `navigate`. For each one this module holds
 
 `explain(task, text, style)` writes the response of each style (`answer` | `short` | `full`); every style ends
 with the same sentence, "So the answer is X.", so one extractor scores them all. The teacher that serves these
-responses through the OpenAI-compatible local server is `orca_utils.symbolic_teacher`.
+responses through the OpenAI-compatible local server is `orca_utils.experiment.symbolic_teacher`.
 """
 from __future__ import annotations
 
@@ -629,7 +629,7 @@ def options_of(text: str) -> list[str] | None:
 def score(task: str, prediction: str | None, target: str, question: str | None = None):
     """(correct?, extraction) of a prediction for `task`, read by the project's extractor as notebook 06 reads it.
     Multiple-choice tasks read the options from `question` (so an answer given as the option's text counts)."""
-    from .extract import score_prediction
+    from ..extract import score_prediction
 
     _check_task(task)
     options = options_of(question) if question and ANSWER_KINDS[task] == "choice" else None

@@ -25,8 +25,10 @@ import random
 from collections import deque
 from typing import Sequence
 
-from .response_cache import CachedResponse, ResponseCache
-from .schemas import TeacherEndpointParams
+from ..schemas import TeacherEndpointParams
+from .cache import CachedResponse, ResponseCache
+from .protocol import (TeacherConfigError, backoff, classify_response, config_error_message, prompt_tokens_of,
+                       request_body, request_json, retry_after, short_error)
 
 __all__ = ["run_batches", "chunk_requests"]
 
@@ -49,8 +51,6 @@ def chunk_requests(todo: Sequence, max_tokens: int, max_requests: int, est_token
 
 
 def _line(req) -> str:
-    from .teacher import request_body
-
     return json.dumps({"custom_id": req.key, "method": "POST", "url": "/v1/chat/completions",
                        "body": request_body(req)}, ensure_ascii=False)
 
@@ -63,29 +63,25 @@ async def _control(call, endpoint: TeacherEndpointParams, what: str):
     """A control-plane call with retries on 429 (honouring Retry-After), 5xx, timeouts and connection errors."""
     import openai
 
-    from .teacher import _backoff, _retry_after, _short
-
     for attempt in range(1, endpoint.control_retries + 2):
         try:
             return await call()
         except openai.RateLimitError as exc:
-            wait, error = _retry_after(exc) or _backoff(attempt, endpoint), exc
+            wait, error = retry_after(exc) or backoff(attempt, endpoint), exc
         except openai.APIStatusError as exc:
             if exc.status_code < 500 and exc.status_code not in (408, 409):
                 raise
-            wait, error = _retry_after(exc) or _backoff(attempt, endpoint), exc
+            wait, error = retry_after(exc) or backoff(attempt, endpoint), exc
         except (openai.APIConnectionError, asyncio.TimeoutError) as exc:
-            wait, error = _backoff(attempt, endpoint), exc
+            wait, error = backoff(attempt, endpoint), exc
         if attempt > endpoint.control_retries:
             raise RuntimeError(f"Batch API {what}: still failing after {endpoint.control_retries} retries "
-                               f"({type(error).__name__}: {_short(error)}); rerun to resume (submitted batches "
+                               f"({type(error).__name__}: {short_error(error)}); rerun to resume (submitted batches "
                                f"are kept)") from None
         await asyncio.sleep(min(wait, endpoint.backoff_max_s) * (0.5 + random.random() / 2))
 
 
 async def _submit(client, chunk, cache: ResponseCache, round_no: int, endpoint: TeacherEndpointParams) -> str:
-    from .teacher import _request_json
-
     payload = ("\n".join(_line(r) for r in chunk) + "\n").encode()
     uploaded = await _control(lambda: client.files.create(file=(f"teacher_round{round_no}.jsonl", payload),
                                                           purpose="batch"), endpoint, "file upload")
@@ -95,7 +91,8 @@ async def _submit(client, chunk, cache: ResponseCache, round_no: int, endpoint: 
     errors = getattr(getattr(batch, "errors", None), "data", None) or []
     if batch.status == "failed" and any(getattr(e, "code", None) == "token_limit_exceeded" for e in errors):
         raise TokenLimitExceeded(getattr(errors[0], "message", "token_limit_exceeded"))
-    cache.add_batch(batch.id, {r.key: _request_json(r) for r in chunk})    # recorded before polling: a killed run finds it again
+    # Recorded before polling: a killed run finds it again.
+    cache.add_batch(batch.id, {r.key: request_json(r) for r in chunk})
     return batch.id
 
 
@@ -129,8 +126,6 @@ async def _collect(client, batch_id: str, keys: list[str], models: dict[str, str
     With `fail_fast`, a batch whose every line failed with one configuration error raises `TeacherConfigError`
     before anything of it is stored.
     """
-    from .teacher import TeacherConfigError, classify_response
-
     batch = await _wait(client, batch_id, poll_s, endpoint)
     rows = (await _read_file(client, batch.output_file_id, endpoint)
             + await _read_file(client, batch.error_file_id, endpoint))
@@ -153,9 +148,9 @@ async def _collect(client, batch_id: str, keys: list[str], models: dict[str, str
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             failed[key] = f"batch {batch_id}: malformed body: {exc}"
             continue
-        request_json = models[key]
-        model = json.loads(request_json).get("model", "?")
-        rec = CachedResponse(key, model, request_json, status, text, reason, pt, ct, None, 1, f"batch:{batch_id}")
+        sent_json = models[key]
+        model = json.loads(sent_json).get("model", "?")
+        rec = CachedResponse(key, model, sent_json, status, text, reason, pt, ct, None, 1, f"batch:{batch_id}")
         cache.put(rec)
         done[key] = rec
         del failed[key]
@@ -168,16 +163,14 @@ async def _collect(client, batch_id: str, keys: list[str], models: dict[str, str
 
 def _common_config_error(rows: list[dict], models: dict[str, str]) -> str | None:
     """The one-line configuration error shared by every line of a batch, or None."""
-    from .teacher import config_error_message
-
     messages = set()
     for row in rows:
         response = row.get("response") or {}
         if response.get("status_code") == 200 and not row.get("error"):
             return None
         error = (response.get("body") or {}).get("error") or row.get("error") or {}
-        request_json = models.get(row.get("custom_id"), "{}")
-        model = json.loads(request_json).get("model", "?")
+        sent_json = models.get(row.get("custom_id"), "{}")
+        model = json.loads(sent_json).get("model", "?")
         message = config_error_message(model, response.get("status_code"), error if isinstance(error, dict)
                                        else {})
         if message is None:
@@ -190,10 +183,8 @@ async def run_batches(todo, endpoint: TeacherEndpointParams, cache: ResponseCach
                       max_cost_usd, progress: bool, desc: str) -> dict[str, CachedResponse]:
     from tqdm.auto import tqdm
 
-    from .teacher import TeacherConfigError, _request_json, prompt_tokens_of
-
     by_key = {r.key: r for r in todo}
-    models = {r.key: _request_json(r) for r in todo}
+    models = {r.key: request_json(r) for r in todo}
     fresh: dict[str, CachedResponse] = {}
     attempts: dict[str, int] = {k: 0 for k in by_key}
     last_error: dict[str, str] = {}
@@ -203,8 +194,8 @@ async def run_batches(todo, endpoint: TeacherEndpointParams, cache: ResponseCach
     # 1. Batches a killed run already submitted: collect them, never submit them twice.
     for batch_id, requests in cache.open_batches().items():
         keys = list(requests)
-        for k, request_json in requests.items():
-            models.setdefault(k, request_json)
+        for k, sent_json in requests.items():
+            models.setdefault(k, sent_json)
         done, failed = await _collect(client, batch_id, keys, models, cache, poll_s, stats, prices, endpoint)
         fresh.update({k: v for k, v in done.items() if k in by_key})
         for k in keys:

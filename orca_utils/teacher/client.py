@@ -5,8 +5,9 @@
 
 - Client: `openai.AsyncOpenAI` (or `AsyncAzureOpenAI`) on `endpoint.base_url`; the key is read from the environment
   variable named by `endpoint.api_key_env` and nowhere else (a loopback server needs none).
-- Throughput: `endpoint.concurrency` workers; requests paced to `rpm` and `tpm` (prompt + max_tokens, as OpenAI
-  counts) by a smooth limiter (GCRA); a 429 pauses every worker for its `Retry-After`.
+- Throughput: `endpoint.concurrency` workers; requests paced to `requests_per_minute` and `tokens_per_minute`
+  (prompt + max_tokens, as OpenAI counts) by a smooth limiter (GCRA); a 429 pauses every worker for its
+  `Retry-After`.
 - Retries: 429, 5xx, timeouts, connection errors and malformed responses, with exponential backoff and full jitter,
   up to `endpoint.max_retries`; then the request is recorded with status `error` (re-sent on a later run when
   `retry_errors`). Configuration errors stop the run at once with one line naming the model and the param to
@@ -14,34 +15,37 @@
   the request's form (`unsupported_parameter`, `unsupported_value`: a reasoning model sent `max_tokens`).
 - Dialects (`ChatRequest.dialect`, from the teacher's `api_dialect`): `chat` sends `max_tokens` and `temperature`;
   `reasoning` sends `max_completion_tokens` (which also pays for hidden reasoning tokens), no temperature, and
-  `reasoning_effort` when set. `request_body` writes both chat calls and Batch lines.
+  `reasoning_effort` when set. `request_body` (`orca_utils.teacher.protocol`) writes both chat calls and
+  Batch lines.
 - Before the first request, the endpoint's model list (`GET /v1/models`, when it answers) must hold the model and
   not past its `shutdown_date`; otherwise the run stops before anything is sent.
-- Cache: `orca_utils.response_cache` (SQLite, WAL, one transaction per record): cached keys are never sent again.
+- Cache: `orca_utils.teacher.cache` (SQLite, WAL, one transaction per record): cached keys are never sent again.
 - Cost: `estimate_cost` before spending; `max_cost_usd` refuses a run whose estimate exceeds it and stops sending
   (status `not_sent`, not cached) once the spent plus the next request's worst case would exceed it.
-- Batch mode (`endpoint.batch_mode`): `orca_utils.teacher_batch`, into the same cache.
+- Batch mode (`endpoint.batch_mode`): `orca_utils.teacher.batch`, into the same cache.
 An explicit output cap always goes out, and `stop` whenever the request has stop strings.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import email.utils
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
-from .response_cache import CachedResponse, ResponseCache, request_key
-from .schemas import TeacherEndpointParams
+from ..schemas import TeacherEndpointParams
+from .batch import run_batches
+from .cache import CachedResponse, ResponseCache
+from .protocol import (ChatRequest, TeacherConfigError, backoff, classify_response, config_error_message,
+                       prompt_tokens_of, request_body, request_json, retry_after, rough_tokens, short_error)
 
-__all__ = ["STATUSES", "ChatRequest", "ChatResult", "ChatRun", "Prices", "CostEstimate", "CostLimitError",
-           "TeacherConfigError", "RateLimiter", "make_client", "classify_response", "estimate_cost",
-           "request_body", "config_error_message", "check_models", "emulation_for", "run_chat_async", "complete_chats"]
+# ChatRequest, request_body, classify_response, TeacherConfigError and the retry helpers are shared with the
+# Batch mode: they live in `orca_utils.teacher.protocol` (and are exported by `orca_utils.teacher`).
+__all__ = ["STATUSES", "ChatResult", "ChatRun", "Prices", "CostEstimate", "CostLimitError", "RateLimiter",
+           "make_client", "estimate_cost", "check_models", "emulation_for", "run_chat_async", "complete_chats"]
 
 STATUSES = ("ok", "truncated", "refused", "content_filter", "empty", "error", "not_sent")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -49,79 +53,6 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 class CostLimitError(RuntimeError):
     """The estimated cost of a run exceeds `max_cost_usd`; nothing was sent."""
-
-
-class TeacherConfigError(RuntimeError):
-    """The endpoint refuses every request (bad key, no access, unknown or retired model, wrong dialect)."""
-
-
-CONFIG_ERROR_CODES = {"model_not_found", "unsupported_parameter", "unsupported_value", "invalid_api_key",
-                      "missing_api_key", "model_not_supported"}
-
-
-@dataclass
-class ChatRequest:
-    id: str
-    model: str
-    messages: list[dict]
-    max_tokens: int
-    temperature: float = 0.0
-    stop: list[str] | None = None
-    dialect: str = "chat"                 # "chat" | "reasoning" (orca_utils.teacher_models)
-    reasoning_effort: str | None = None
-
-    @property
-    def key(self) -> str:
-        if self.dialect == "chat":
-            return request_key(self.model, self.messages, self.max_tokens, self.temperature, self.stop)
-        # A reasoning request sends no temperature: the key records the dialect and effort instead.
-        return request_key(self.model, self.messages, self.max_tokens, -1.0,
-                           list(self.stop or []) + [f"<dialect:{self.dialect}:{self.reasoning_effort}>"])
-
-
-def request_body(req: ChatRequest) -> dict:
-    """The chat-completions body for `req` in its dialect (the same for chat calls and Batch lines)."""
-    body: dict[str, Any] = {"model": req.model, "messages": req.messages}
-    if req.dialect == "reasoning":
-        body["max_completion_tokens"] = req.max_tokens
-        if req.reasoning_effort:
-            body["reasoning_effort"] = req.reasoning_effort
-    else:
-        body["max_tokens"] = req.max_tokens
-        body["temperature"] = req.temperature
-    if req.stop:
-        body["stop"] = list(req.stop)
-    return body
-
-
-def config_error_message(model: str, status: int | None, error: dict | None) -> str | None:
-    """One line naming the model and the param to change when an error means every request will fail, else None.
-
-    `error` is the API's error object (`{"message", "code", "param", ...}`); None for non-configuration errors
-    (rate limits, server errors, a single over-long prompt).
-    """
-    from .teacher_models import retired_on
-
-    error = error or {}
-    code, param = error.get("code"), error.get("param")
-    text = " ".join(str(error.get("message") or "").split())[:200]
-    if status in (401, 403) or code in ("invalid_api_key", "missing_api_key"):
-        return (f"model {model!r}: HTTP {status} from the endpoint ({text}): check the key in the environment "
-                f"variable named by the endpoint's `api_key_env`, and that it has access to this model")
-    if status == 404 or code in ("model_not_found", "model_not_supported"):
-        retired = retired_on(model)
-        why = f"shut down on {retired}" if retired else "not served by this endpoint"
-        return (f"model {model!r} is {why} (HTTP {status} {code or ''}): change the teacher's `model` param "
-                f"(`python -m orca_utils validate --profile <profile> --deep` lists what the endpoint serves)")
-    if status == 400 and code in ("unsupported_parameter", "unsupported_value"):
-        if param in ("max_tokens", "temperature"):
-            fix = "set the teacher's `api_dialect: reasoning` (max_completion_tokens, no temperature)"
-        elif param in ("max_completion_tokens", "reasoning_effort"):
-            fix = "set the teacher's `api_dialect: chat`, or `reasoning_effort: null`"
-        else:
-            fix = f"remove or change the teacher param that sets `{param}`"
-        return f"model {model!r} rejects `{param}` (HTTP 400 {code}: {text}): {fix}"
-    return None
 
 
 def _error_object(exc: Exception) -> dict:
@@ -190,19 +121,11 @@ class CostEstimate:
                                  f"fewer queries (nothing was sent)")
 
 
-def _rough_tokens(text: str) -> int:
-    return max(1, len(text) // 4)
-
-
-def prompt_tokens_of(messages: list[dict], count_tokens: Callable[[str], int] = _rough_tokens) -> int:
-    return sum(count_tokens(m["content"]) + 4 for m in messages) + 3   # chat format overhead per message + reply
-
-
 def estimate_cost(requests: Sequence[ChatRequest], prices: Prices, count_tokens: Callable[[str], int] | None = None,
                   cache: ResponseCache | None = None, expected_completion_tokens: int | None = None,
                   token_counter: str = "chars/4") -> CostEstimate:
     """Cost of the uncached requests: prompt token counts x input price + expected completions x output price."""
-    count_tokens = count_tokens or _rough_tokens
+    count_tokens = count_tokens or rough_tokens
     unique = {r.key: r for r in requests}
     cached = cache.get_many(unique) if cache else {}
     todo = [r for k, r in unique.items() if k not in cached or cached[k].status == "error"]
@@ -214,10 +137,10 @@ def estimate_cost(requests: Sequence[ChatRequest], prices: Prices, count_tokens:
 
 
 class RateLimiter:
-    """Smooth pacing to `rpm` requests and `tpm` tokens per minute (GCRA, no bursts) plus a shared 429 pause."""
+    """Smooth pacing to `requests_per_minute` and `tokens_per_minute` (GCRA, no bursts) plus a shared 429 pause."""
 
-    def __init__(self, rpm: float, tpm: float):
-        self.req_interval, self.tok_interval = 60.0 / rpm, 60.0 / tpm
+    def __init__(self, requests_per_minute: float, tokens_per_minute: float):
+        self.req_interval, self.tok_interval = 60.0 / requests_per_minute, 60.0 / tokens_per_minute
         self.tat_req = self.tat_tok = self.paused_until = 0.0
         self.lock = asyncio.Lock()
 
@@ -268,50 +191,6 @@ def make_client(endpoint: TeacherEndpointParams):
     return openai.AsyncOpenAI(base_url=endpoint.base_url, **common)
 
 
-def classify_response(body: dict) -> tuple[str, str, str | None, int, int]:
-    """A chat.completion body -> (status, text, finish_reason, prompt_tokens, completion_tokens)."""
-    choices = body.get("choices") or []
-    if not choices:
-        raise ValueError("response has no choices")
-    choice, usage = choices[0], body.get("usage") or {}
-    message = choice.get("message") or {}
-    text, reason = message.get("content") or "", choice.get("finish_reason")
-    pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    if reason == "content_filter":
-        status = "content_filter"
-    elif message.get("refusal"):
-        status, text = "refused", message["refusal"]
-    elif not text.strip():
-        status = "empty"
-    elif reason == "length":
-        status = "truncated"
-    else:
-        status = "ok"
-    return status, text, reason, pt, ct
-
-
-def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    if headers.get("retry-after-ms"):
-        try:
-            return float(headers["retry-after-ms"]) / 1000.0
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
-
-
-def _backoff(attempt: int, endpoint: TeacherEndpointParams) -> float:
-    return random.uniform(0, min(endpoint.backoff_max_s, endpoint.backoff_base_s * 2 ** (attempt - 1)))
-
-
 async def _send(client, req: ChatRequest, endpoint: TeacherEndpointParams, limiter: RateLimiter,
                 est_tokens: int, stats: dict) -> CachedResponse:
     """One request with retries; always returns a record (status `error` after the last retry)."""
@@ -328,46 +207,36 @@ async def _send(client, req: ChatRequest, endpoint: TeacherEndpointParams, limit
             resp = await client.chat.completions.create(**request_body(req))
             body = resp if isinstance(resp, dict) else resp.model_dump()
             status, text, reason, pt, ct = classify_response(body)
-            return CachedResponse(req.key, req.model, _request_json(req), status, text, reason, pt, ct, None,
+            return CachedResponse(req.key, req.model, request_json(req), status, text, reason, pt, ct, None,
                                   attempts, "chat")
         except openai.RateLimitError as exc:
             stats["rate_limited"] += 1
-            wait = _retry_after(exc) or _backoff(attempt, endpoint)
+            wait = retry_after(exc) or backoff(attempt, endpoint)
             limiter.pause(wait)
-            last_error = f"429 rate limited: {_short(exc)}"
+            last_error = f"429 rate limited: {short_error(exc)}"
         except openai.APIStatusError as exc:
             code = exc.status_code
             message = config_error_message(req.model, code, _error_object(exc))
             if message or code in (401, 403, 404):
-                raise TeacherConfigError(message or f"{req.model}: HTTP {code} from the endpoint: {_short(exc)}") \
+                raise TeacherConfigError(message or f"{req.model}: HTTP {code} from the endpoint: {short_error(exc)}") \
                     from None
             if getattr(exc, "code", None) == "content_filter" or "content_filter" in str(exc.body or ""):
-                return CachedResponse(req.key, req.model, _request_json(req), "content_filter", "", "content_filter",
-                                      0, 0, _short(exc), attempts, "chat")
+                return CachedResponse(req.key, req.model, request_json(req), "content_filter", "", "content_filter",
+                                      0, 0, short_error(exc), attempts, "chat")
             if code < 500 and code not in (408, 409):
-                return CachedResponse(req.key, req.model, _request_json(req), "error", "", None, 0, 0,
-                                      f"HTTP {code}: {_short(exc)}", attempts, "chat")
-            wait = _retry_after(exc)
-            last_error = f"HTTP {code}: {_short(exc)}"
+                return CachedResponse(req.key, req.model, request_json(req), "error", "", None, 0, 0,
+                                      f"HTTP {code}: {short_error(exc)}", attempts, "chat")
+            wait = retry_after(exc)
+            last_error = f"HTTP {code}: {short_error(exc)}"
         except (openai.APIConnectionError, asyncio.TimeoutError) as exc:   # includes APITimeoutError
-            last_error = f"{type(exc).__name__}: {_short(exc)}"
+            last_error = f"{type(exc).__name__}: {short_error(exc)}"
         except (ValueError, TypeError, KeyError, openai.APIResponseValidationError) as exc:   # malformed body
-            last_error = f"malformed response: {type(exc).__name__}: {_short(exc)}"
+            last_error = f"malformed response: {type(exc).__name__}: {short_error(exc)}"
         stats["retries"] += attempt <= endpoint.max_retries
         if attempt <= endpoint.max_retries:
-            await asyncio.sleep(wait if wait is not None else _backoff(attempt, endpoint))
-    return CachedResponse(req.key, req.model, _request_json(req), "error", "", None, 0, 0, last_error, attempts,
+            await asyncio.sleep(wait if wait is not None else backoff(attempt, endpoint))
+    return CachedResponse(req.key, req.model, request_json(req), "error", "", None, 0, 0, last_error, attempts,
                           "chat")
-
-
-def _short(exc: Exception, limit: int = 300) -> str:
-    return " ".join(str(exc).split())[:limit]
-
-
-def _request_json(req: ChatRequest) -> str:
-    import json
-
-    return json.dumps(request_body(req), ensure_ascii=False)
 
 
 async def check_models(client, models: set[str]) -> None:
@@ -411,7 +280,7 @@ async def run_chat_async(requests: Sequence[ChatRequest], endpoint: TeacherEndpo
                          count_tokens: Callable[[str], int] | None = None) -> ChatRun:
     """Send every uncached request (chat or Batch API), store each answer as it arrives; results in input order."""
     prices = prices or Prices()
-    count_tokens = count_tokens or _rough_tokens
+    count_tokens = count_tokens or rough_tokens
     unique = {r.key: r for r in requests}
     cached = cache.get_many(unique)
     todo = [r for k, r in unique.items()
@@ -424,8 +293,6 @@ async def run_chat_async(requests: Sequence[ChatRequest], endpoint: TeacherEndpo
         if endpoint.check_models:
             await check_models(client, {r.model for r in todo})
         if endpoint.batch_mode:
-            from .teacher_batch import run_batches
-
             fresh = await run_batches(todo, endpoint, cache, client, stats, prices, max_cost_usd, progress, desc)
         else:
             fresh = await _run_chats(todo, endpoint, cache, client, stats, prices, max_cost_usd, progress, desc,
@@ -441,7 +308,7 @@ async def run_chat_async(requests: Sequence[ChatRequest], endpoint: TeacherEndpo
 async def _run_chats(todo, endpoint, cache, client, stats, prices, max_cost_usd, progress, desc, count_tokens):
     from tqdm.auto import tqdm
 
-    limiter = RateLimiter(endpoint.rpm, endpoint.tpm)
+    limiter = RateLimiter(endpoint.requests_per_minute, endpoint.tokens_per_minute)
     queue: asyncio.Queue = asyncio.Queue()
     for r in todo:
         queue.put_nowait(r)

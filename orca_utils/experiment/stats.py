@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["summarize", "wide_table", "paired_tests", "curve_summary", "curve_tests", "cap_shares",
-           "trace_fidelity", "best_constant", "experiment_metrics", "conclusion", "plot_accuracy",
+           "trace_fidelity", "best_constant", "experiment_metrics", "summary_metrics", "conclusion", "plot_accuracy",
            "plot_difficulty", "plot_curves", "PAIRS"]
 
 PAIRS = (("explanation", "answer_only"), ("progressive", "explanation"))
@@ -299,7 +299,7 @@ def plot_accuracy(summary: pd.DataFrame):
     """Bars per task and variant (the shared colours of `figure_style`), one panel per control."""
     import matplotlib.pyplot as plt
 
-    from . import figure_style
+    from .. import figure_style
 
     figure_style.apply()
 
@@ -329,7 +329,7 @@ def plot_difficulty(curve: pd.DataFrame, units: dict[str, str]):
     same_tokens), hollow markers for the real BBH items of the same task at their own numbers of steps."""
     import matplotlib.pyplot as plt
 
-    from . import figure_style
+    from .. import figure_style
 
     figure_style.apply()
     tasks = list(dict.fromkeys(curve.loc[curve["set"] == "curve", "task"]))
@@ -364,7 +364,7 @@ def plot_curves(curves: pd.DataFrame):
     """Training loss against tokens, per control, one line per variant."""
     import matplotlib.pyplot as plt
 
-    from . import figure_style
+    from .. import figure_style
 
     figure_style.apply()
 
@@ -406,3 +406,15 @@ def experiment_metrics(summary: pd.DataFrame, tests: pd.DataFrame, caps: pd.Data
               "experiment/tokens_per_variant": int(plain.loc[plain["variant"] == "explanation", "tokens"].iloc[0]),
               "experiment/eval_items": int(summary["items_per_seed"].max())})
     return m
+
+
+def summary_metrics(summary: pd.DataFrame, tests: pd.DataFrame, caps: pd.DataFrame, runs: pd.DataFrame,
+                    tokenizer: str) -> tuple[dict, dict[str, str]]:
+    """(metrics, provenance) of notebook 09: `experiment_metrics`, and who taught whom on what data."""
+    from .symbolic_teacher import TEACHER_LABEL
+
+    metrics = experiment_metrics(summary, tests, caps, runs)
+    return metrics, {"student": f"{metrics['experiment/n_params'] / 1e6:.2f}M-param LLaMA-config model, {tokenizer} "
+                                "task tokenizer (offline, trained here)",
+                     "teacher": TEACHER_LABEL,
+                     "data": "generated symbolic problems (train, curve); real BBH items (eval)"}

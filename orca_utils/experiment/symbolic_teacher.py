@@ -1,6 +1,6 @@
 """The symbolic teacher: a backend of the local OpenAI-compatible server that explains symbolic BBH problems.
 
-It plays the role GPT-4 and ChatGPT play in Orca, for the tasks of `orca_utils.symbolic`: given a chat request
+It plays the role GPT-4 and ChatGPT play in Orca, for the tasks of `experiment.symbolic`: given a chat request
 (system message + one BBH-format problem as the user turn) it answers with a step-by-step explanation whose detail
 the system message sets, exactly as Orca's system messages shape the teacher's responses:
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .local_server import Completion
+from ..teacher.protocol import Completion
 from .symbolic import STYLES, detect_task, explain
 
 __all__ = ["SYSTEM_MESSAGES", "SymbolicTeacher", "style_of", "TEACHER_LABEL"]
@@ -52,7 +52,7 @@ def _count_tokens(text: str) -> int:
 
 
 class SymbolicTeacher:
-    """Backend for `orca_utils.local_server`: `complete(messages, max_tokens, temperature, stop) -> Completion`."""
+    """Backend for `teacher.local_server`: `complete(messages, max_tokens, temperature, stop) -> Completion`."""
 
     label = TEACHER_LABEL
 

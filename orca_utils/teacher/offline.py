@@ -1,4 +1,4 @@
-"""Offline teachers for the smoke profile, served by `orca_utils.local_server` behind the same client as GPT-4.
+"""Offline teachers for the smoke profile, served by `teacher.local_server` behind the same client as GPT-4.
 
 - `DataTeacher`: answers only from what the data holds. For FLAN-v2 CoT queries, the human-written rationale and
   answer, shaped by the system message (a short answer when it asks for nothing more; the rationale then the
@@ -17,7 +17,7 @@ import re
 import threading
 from typing import Callable, Iterable
 
-from .local_server import Completion, ServerFault
+from .protocol import Completion, ServerFault
 
 __all__ = ["DataTeacher", "LazyBackend", "wants_explanation", "local_llm_teacher", "offline_backends"]
 
@@ -113,7 +113,7 @@ class LazyBackend:
 def local_llm_teacher(model_spec: str, batch_size: int = 8, device: str = "cpu", label: str | None = None):
     """A HF causal LM as a teacher backend (`HFBackend`: chat template, batched greedy, left padding, stop),
     loaded on its first request."""
-    from .generate import HFBackend
+    from ..generate import HFBackend
 
     return LazyBackend(lambda: HFBackend(model_spec, batch_size=batch_size, device=device, progress=False,
                                          label=label))

@@ -1,7 +1,9 @@
 """Notebook 01's steps, each one call: the query pool from the params, the two sampled stages with their system
-messages, the collections table beside the paper's Table 3, and the system-message frequency figure.
+messages, the collections table beside the paper's Table 3, the system-message frequency figure, the two query
+tables for notebook 02 (`write_queries`) and the notebook's metrics (`summary_metrics`).
 
-The pieces live in `flan` (loaders), `sampling` (quotas, caps, stages), `system_messages` and `contamination`.
+The pieces live beside it: `flan` (loaders), `stages` (quotas, caps, stages) and `contamination`; the system
+messages in `orca_utils.system_messages`.
 """
 from __future__ import annotations
 
@@ -10,18 +12,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import resolve_data_root, resolve_dataset
+from ..contracts import QUERY_TABLE_COLUMNS, check_table, queries_file
+from ..data import resolve_data_root, resolve_dataset
+from ..paths import REPO_ROOT
+from ..reference import format_paper_value, paper_block
+from ..schemas import SamplingParams
+from ..system_messages import SYSTEM_MESSAGES, assign_system_messages
+from .contamination import ContaminationReport, build_index, load_eval_texts, scan_queries
 from .flan import COLLECTIONS, LoadReport, load_cot_dir, load_niv2_dir, load_schema_file, load_task_list
-from .reference import format_paper_value, paper_block
-from .paths import REPO_ROOT
-from .sampling import SampleResult, load_hub_collection, sample_stages
-from .schemas import SamplingParams
-from .system_messages import SYSTEM_MESSAGES, assign_system_messages
+from .stages import SampleResult, load_hub_collection, sample_stages
 
-__all__ = ["OUTPUT_COLUMNS", "load_pool", "sample_queries", "collections_table", "plot_system_message_frequencies"]
+__all__ = ["load_pool", "sample_queries", "data_label", "collections_table", "plot_system_message_frequencies",
+           "check_contamination", "write_queries", "summary_metrics"]
 
-OUTPUT_COLUMNS = ["id", "collection", "task", "template_type", "inputs", "targets", "rationale", "is_multiple_choice",
-                  "system_message_id", "system_message"]
+SYSTEM_MESSAGES_PROVENANCE = "paper Table 2; per-collection sets: replica (single-source)"
 _PAPER_NAMES = {"cot": "CoT", "niv2": "NIV2", "t0": "T0", "flan2021": "FLAN2021"}
 
 
@@ -83,7 +87,15 @@ def sample_queries(pool: pd.DataFrame, cfg: SamplingParams, unavailable: dict[st
     s2 = result.stage2.copy()
     s2["system_message_id"] = s2["id"].map(msg).astype(np.int64)
     s2["system_message"] = s2["system_message_id"].map(SYSTEM_MESSAGES)
-    return SampleResult(s1[OUTPUT_COLUMNS], s2[OUTPUT_COLUMNS], result.report, result.excluded)
+    columns = list(QUERY_TABLE_COLUMNS)
+    return SampleResult(s1[columns], s2[columns], result.report, result.excluded)
+
+
+def data_label(cfg: SamplingParams) -> str:
+    """Which FLAN-v2 data the queries come from, for provenance lines."""
+    if cfg.source == "local":
+        return "FLAN-v2 CoT (7 sources) + NIv2 40-task sample, local files"
+    return "FLAN-v2 submixes from the hub: " + ", ".join(cfg.hub_submixes.values())
 
 
 def _task_list_path(cfg: SamplingParams) -> Path | None:
@@ -118,7 +130,7 @@ def plot_system_message_frequencies(stage: pd.DataFrame, title: str):
     """The paper-style figure: relative frequency of each system message (1..16) within each collection."""
     import matplotlib.pyplot as plt
 
-    from .figure_style import apply, color_for
+    from ..figure_style import apply, color_for
 
     apply()
     present = [c for c in COLLECTIONS if (stage["collection"] == c).any()]
@@ -136,3 +148,41 @@ def plot_system_message_frequencies(stage: pd.DataFrame, title: str):
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.05, 1, 1))      # room at the bottom for run.save_fig's provenance line
     return fig
+
+
+def check_contamination(stage1: pd.DataFrame, cfg: SamplingParams) -> ContaminationReport:
+    """Stage 1's queries against the evaluation sets of `contamination_eval_sets` (n-gram overlap, see
+    `contamination`); stage 2 is a subset of stage 1, so this covers both."""
+    index = build_index(load_eval_texts(cfg.contamination_eval_sets, cfg.data_dir, cfg.offline),
+                        n=cfg.contamination_ngram)
+    return scan_queries(index, stage1["id"], stage1["inputs"], max_examples=cfg.contamination_examples)
+
+
+def write_queries(run, stage1: pd.DataFrame, stage2: pd.DataFrame) -> list[Path]:
+    """`queries_stage1.parquet` and `queries_stage2.parquet` for notebook 02, checked against the contract."""
+    paths = []
+    for stage, df in (("stage1", stage1), ("stage2", stage2)):
+        path = run.path(queries_file(stage))
+        check_table(df, path, QUERY_TABLE_COLUMNS)
+        df.to_parquet(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def summary_metrics(pool: pd.DataFrame, load_report: pd.DataFrame, result: SampleResult, stage1: pd.DataFrame,
+                    stage2: pd.DataFrame, contamination: ContaminationReport, cfg: SamplingParams
+                    ) -> tuple[dict, dict[str, str]]:
+    """(metrics, provenance) of notebook 01: pool size, rows per stage and collection against the quota, and the
+    contamination check per evaluation set. `stage1`/`stage2` are the tables written (after any drop)."""
+    metrics = {"pool/rows": len(pool), "pool/malformed": int(load_report["malformed"].sum()),
+               "stage1/rows": len(stage1), "stage2/rows": len(stage2)}
+    for rec in result.report.itertuples():
+        metrics.update({f"stage1/{rec.collection}/rows": int((stage1["collection"] == rec.collection).sum()),
+                        f"stage2/{rec.collection}/rows": int((stage2["collection"] == rec.collection).sum()),
+                        f"stage1/{rec.collection}/quota": rec.quota_stage1,
+                        f"stage1/{rec.collection}/shortfall": rec.shortfall})
+    for rec in contamination.summary.itertuples():
+        metrics.update({f"contamination/{rec.eval_set}/items_with_overlap": rec.items_with_overlap,
+                        f"contamination/{rec.eval_set}/items": rec.items})
+    metrics["contamination/overlapping_queries"] = len(contamination.overlapping_query_ids)
+    return metrics, {"data": data_label(cfg), "system_messages": SYSTEM_MESSAGES_PROVENANCE}

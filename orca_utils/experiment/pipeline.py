@@ -15,8 +15,8 @@ Two controls, both run (`controls`), because "the same budget" can mean two thin
   or (null) exactly what the explanation student uses under `same_epochs`: that run is then the same run in both
   controls and is trained once.
 
-Problems come from the generators of `orca_utils.symbolic` (never a BBH item); responses from the symbolic teacher
-served by the local OpenAI-compatible server (`orca_utils.symbolic_teacher`), tokenized by `orca_utils.tokens`
+Problems come from the generators of `experiment.symbolic` (never a BBH item); responses from the symbolic teacher
+served by the local OpenAI-compatible server (`experiment.symbolic_teacher`), tokenized by `orca_utils.tokens`
 (every response ends with EOS, which is a label: the student learns to stop), packed by `orca_utils.packing` (the
 paper's shuffle-and-fill, samples isolated by restarting position ids). Evaluation is zero-shot greedy on the real
 BBH items and on held-out generated problems whose number of steps is set (the difficulty curve, `curve`), with a
@@ -190,7 +190,7 @@ def build_student(tokenizer, s: Settings, seed: int):
 def load_bbh_items(data_dir: str | None, offline: bool, task: str, limit: int | None = None) -> pd.DataFrame:
     """The real BBH items of `task` (`item` id, `input`, `target`, `steps`); `limit` takes a fixed random subset
     (seed 0)."""
-    from .data import resolve_dataset
+    from ..data import resolve_dataset
 
     path = resolve_dataset("bbh", data_dir, offline).path / f"{task}.json"
     if not path.exists():
@@ -235,9 +235,8 @@ def collect_responses(problems: pd.DataFrame, styles: list[str], cache_path: Pat
                       progress: bool = True) -> pd.DataFrame:
     """Ask the symbolic teacher for each problem in each style: the project's teacher client (`complete_chats`,
     cached in `cache_path`) against the local OpenAI-compatible server, exactly as 02 asks GPT-4."""
-    from .local_server import serve_openai_compatible
-    from .schemas import TeacherEndpointParams
-    from .teacher import ChatRequest, complete_chats
+    from ..schemas import TeacherEndpointParams
+    from ..teacher import ChatRequest, complete_chats, serve_openai_compatible
 
     rows = [(row.id, row.task, style, SYSTEM_MESSAGES[style], row.user)
             for style in styles for row in problems.itertuples()]
@@ -262,7 +261,7 @@ def collect_responses(problems: pd.DataFrame, styles: list[str], cache_path: Pat
 # ------------------------------------------------------------------ training
 def style_samples(responses: pd.DataFrame, tokenizer, s: Settings) -> dict[str, Any]:
     """Each style's responses tokenized once (`orca_utils.tokens`: prompt masked, response + EOS as labels)."""
-    from .tokens import tokenize_samples
+    from ..tokens import tokenize_samples
 
     out = {}
     for style, part in responses.groupby("style", sort=False):
@@ -285,7 +284,7 @@ def plan_runs(s: Settings, samples: dict[str, Any], seed: int) -> list[dict]:
     then identical in both controls and trained once: runs are named by their stages). Every control and variant
     is planned (the plan is cached per seed); `controls` and `skip_runs` select among them. A `larger_student` repeats
     the same_epochs answer-only and explanation runs at its size, as control `same_epochs@L<layers>H<hidden>`."""
-    from .packing import pack_paper
+    from ..packing import pack_paper
 
     per_epoch = {st: pack_paper(smp.lengths, s.seq_len_tokens, seed=0).n_sequences for st, smp in samples.items()}
 
@@ -319,7 +318,7 @@ def plan_runs(s: Settings, samples: dict[str, Any], seed: int) -> list[dict]:
 
 def _packed_stream(samples, s: Settings, n_seqs: int, seed: int) -> dict[str, Any]:
     """`n_seqs` packed sequences, cycling over epochs of the paper's packing (a new shuffle per epoch)."""
-    from .packing import pack_paper, packed_inputs
+    from ..packing import pack_paper, packed_inputs
 
     chunks, epoch, have = [], 0, 0
     while have < n_seqs:
@@ -518,7 +517,10 @@ def run_experiment(s: Settings, data_dir: str | None, offline: bool, out_dir: Pa
                    log=print) -> dict[str, pd.DataFrame]:
     """Every seed: problems, teacher responses, tokenizer, then every planned run (train, evaluate on the BBH items
     and the curve items, save under `runs/`; finished runs are reused). Returns frames `eval` (one row per item,
-    seed, control and variant), `curves` (training loss), `runs` (per seed, control and variant) and `timing`."""
+    seed, control and variant), `curves` (training loss), `runs` (per seed, control and variant), `timing`, `items`
+    (the evaluation items: BBH and curve) and `responses` (the teacher's responses the students were trained on,
+    every seed and style). `runs/` is this function's working folder (resumable parts): read the returned frames,
+    not its files."""
     unknown = [t for t in {*s.tasks, *s.curve} if t not in TASKS]
     if unknown:
         raise ValueError(f"tasks {unknown}: the symbolic teacher covers only {list(TASKS)}")
@@ -592,12 +594,12 @@ def run_experiment(s: Settings, data_dir: str | None, offline: bool, out_dir: Pa
             rows.append({**tags, **{k: v for k, v in info.items() if k not in ("seed",)},
                          "shared": sum(r["name"] == name for r in planned) > 1})
         timing.append(clock)
+    responses = pd.concat(pd.read_parquet(runs_dir / f"seed{seed}_responses.parquet") for seed in s.seeds)
     return {"eval": pd.concat(evals, ignore_index=True), "curves": pd.concat(curves, ignore_index=True),
-            "runs": pd.DataFrame(rows), "timing": pd.DataFrame(timing), "items": items}
+            "runs": pd.DataFrame(rows), "timing": pd.DataFrame(timing), "items": items, "responses": responses}
 
 
-def check_invariants(results: dict[str, pd.DataFrame], s: Settings, run_dir: Path, data_dir: str | None,
-                     offline: bool) -> list[str]:
+def check_invariants(results: dict[str, pd.DataFrame], s: Settings, data_dir: str | None, offline: bool) -> list[str]:
     """The fairness and cleanliness checks of the comparison; raises AssertionError on the first that fails."""
     runs, ev = results["runs"], results["eval"]
     plain = runs[~runs["control"].str.contains("@")]
@@ -618,7 +620,7 @@ def check_invariants(results: dict[str, pd.DataFrame], s: Settings, run_dir: Pat
     assert all(st["truncated"] == 0 and st["eos_in_loss"] == st["samples"] for st in stages), \
         "a training response lost its EOS (cut by seq_len_tokens)"
     checks.append("every training response ends with EOS, and EOS is a label (in the loss)")
-    responses = pd.concat(pd.read_parquet(p) for p in sorted((Path(run_dir) / "runs").glob("seed*_responses.parquet")))
+    responses = results["responses"]
     assert responses.groupby("style")["id"].nunique().nunique() == 1, "same problems for every style"
     bbh_inputs = {q for t in s.tasks for q in load_bbh_items(data_dir, offline, t)["input"]}
     assert not set(responses["user"]) & bbh_inputs, "a BBH test item leaked into training"

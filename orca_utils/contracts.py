@@ -1,0 +1,127 @@
+"""What passes between notebooks, written down once: the files a notebook writes that a later one reads, the
+columns of its tables, and the tuned student's label.
+
+| file (in `outputs/<profile>/<notebook>/`) | written by | read by |
+|---|---|---|
+| `queries_stage{1,2}.parquet` (`QUERY_TABLE_COLUMNS`) | 01_sampling | 02_augmentation |
+| `responses_stage{1,2}.parquet` (`RESPONSE_TABLE_COLUMNS`: every request, its status) | 02_augmentation | (a person) |
+| `train_stage{1,2}.parquet` (`TRAIN_TABLE_COLUMNS`: `ok` responses only) | 02_augmentation | 03, 04 |
+| `student/`, `student_stage1/` (Hugging Face model folders with their tokenizer) | 04_training | 05-08 |
+| `stage{1,2}_result.json` (losses, steps, throughput of a stage) | 04_training (`train`) | `train_report` |
+| `metrics.json`, `run_info.json` | every notebook (`runs.Run`) | 10_report, the runner |
+| `tab_*.csv` + `.md`, `fig_*.png` / `.pdf` / `.svg` | every notebook | 10_report |
+
+03 reads `SAMPLE_COLUMNS` of the training tables, 04 at least `TRAIN_REQUIRED_COLUMNS`.
+
+A notebook reads another's table with `read_table` (or checks a frame with `check_table`): a missing file or column
+is one line naming the file, the column and the notebook to rerun. A notebook's own working files (caches,
+resumable parts such as 05/06's `records/` or 09's `runs/`) are not contracts: no other notebook reads them.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["STAGES", "QUERY_TABLE_COLUMNS", "TRAIN_TABLE_COLUMNS", "RESPONSE_TABLE_COLUMNS", "SAMPLE_COLUMNS",
+           "TRAIN_REQUIRED_COLUMNS", "STUDENT_DIR", "STAGE1_STUDENT_DIR", "METRICS_FILE", "RUN_INFO_FILE",
+           "ContractError", "queries_file", "responses_file", "train_file", "stage_result_file", "check_table",
+           "read_table", "stage_teachers", "student_label", "tuned_student"]
+
+STAGES = ("stage1", "stage2")            # 01's and 02's two stages (the FLAN-5M and FLAN-1M analogues)
+
+# 01_sampling -> 02_augmentation: one sampled zero-shot query per row, with its system message (in this order).
+QUERY_TABLE_COLUMNS = ("id", "collection", "task", "template_type", "inputs", "targets", "rationale",
+                       "is_multiple_choice", "system_message_id", "system_message")
+# 02_augmentation -> 03_packing, 04_training: the `ok` teacher responses (in this order).
+TRAIN_TABLE_COLUMNS = ("id", "system", "user", "response", "teacher", "teacher_model", "collection", "task",
+                       "system_message_id", "status", "finish_reason")
+# 02_augmentation's record of every request (the training columns, then token counts and the request's fate).
+RESPONSE_TABLE_COLUMNS = TRAIN_TABLE_COLUMNS + ("prompt_tokens", "completion_tokens", "error", "attempts",
+                                                "from_cache")
+# What 03_packing measures in a training table, and what 04_training needs at least to train on it.
+SAMPLE_COLUMNS = ("system", "user", "response", "teacher", "collection", "system_message_id")
+TRAIN_REQUIRED_COLUMNS = ("id", "system", "user", "response")
+
+STUDENT_DIR = "student"                  # 04's final student (after stage 2), read by 05-08
+STAGE1_STUDENT_DIR = "student_stage1"    # 04's student after stage 1
+METRICS_FILE = "metrics.json"
+RUN_INFO_FILE = "run_info.json"
+
+
+class ContractError(ValueError):
+    """A table another notebook wrote is missing, or lacks a column this notebook reads."""
+
+
+def _stage(stage: str | int) -> str:
+    name = f"stage{stage}" if isinstance(stage, int) else stage
+    if name not in STAGES:
+        raise ValueError(f"stage {stage!r}: expected one of {STAGES}")
+    return name
+
+
+def queries_file(stage: str | int) -> str:
+    """`queries_stage1.parquet` (stage "stage1" or 1) ..., written by 01_sampling."""
+    return f"queries_{_stage(stage)}.parquet"
+
+
+def responses_file(stage: str | int) -> str:
+    """`responses_stage1.parquet` ..., written by 02_augmentation (every request with its status)."""
+    return f"responses_{_stage(stage)}.parquet"
+
+
+def train_file(stage: str | int) -> str:
+    """`train_stage1.parquet` ..., written by 02_augmentation (only `ok` responses)."""
+    return f"train_{_stage(stage)}.parquet"
+
+
+def stage_result_file(stage: int) -> str:
+    """`stage1_result.json` / `stage2_result.json`, written by `orca_utils.train` in 04_training's folder."""
+    return f"stage{int(stage)}_result.json"
+
+
+def check_table(df, path: str | Path, columns: Iterable[str], writer: str | None = None):
+    """`df` (read from `path`) when it has every one of `columns`, else ContractError naming the file, the first
+    missing column and the notebook that writes it."""
+    _raise_if_missing([c for c in columns if c not in df.columns], path, writer)
+    return df
+
+
+def _raise_if_missing(missing: list[str], path, writer: str | None) -> None:
+    if missing:
+        more = f" (and {len(missing) - 1} more: {missing[1:]})" if len(missing) > 1 else ""
+        raise ContractError(f"{path}: no column {missing[0]!r}{more}" + (f"; rerun {writer}" if writer else ""))
+
+
+def read_table(folder: str | Path, name: str, columns: Iterable[str], writer: str, only: bool = False):
+    """The parquet table `name` that notebook `writer` wrote into `folder`, checked for `columns` (read from the
+    file's schema, before any row is read); `only`: just those columns."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    path = Path(folder) / name
+    if not path.exists():
+        raise ContractError(f"{path}: missing; {writer} writes it: rerun {writer}")
+    columns = list(columns)
+    _raise_if_missing([c for c in columns if c not in pq.read_schema(path).names], path, writer)
+    return pd.read_parquet(path, columns=columns if only else None)
+
+
+def stage_teachers(folder: str | Path) -> dict[int, str]:
+    """{1: label, 2: label}: the teacher that answered each stage's training table (its first row), as notebook
+    02 wrote it into `folder`."""
+    return {k: str(read_table(folder, train_file(k), ["teacher"], "02_augmentation", only=True)["teacher"].iloc[0])
+            for k in (1, 2)}
+
+
+def student_label(base_model_label: str) -> str:
+    """How every table and figure names notebook 04's student: the untuned model's name + "Orca tuning"."""
+    base = base_model_label.split(" (")[0]
+    return f"{base} + Orca tuning (notebook 04 student)"
+
+
+def tuned_student(run) -> tuple[str, str] | None:
+    """(label, model folder) of notebook 04's student when 04 has current outputs with a saved model, else None."""
+    folder = run.upstream("04_training", required=False)
+    if folder is None or not (Path(folder) / STUDENT_DIR / "config.json").exists():
+        return None
+    return student_label(run.cfg.base_model_label), str(Path(folder) / STUDENT_DIR)

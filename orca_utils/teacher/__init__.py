@@ -1,0 +1,53 @@
+"""The teacher: chat requests to GPT-4, ChatGPT or an offline stand-in, behind one OpenAI-compatible client.
+
+    from orca_utils.teacher import ChatRequest, complete_chats
+    run = complete_chats(requests, endpoint, cache_path, prices=prices, max_cost_usd=100.0)
+
+- `client.py`: the client, cached, paced to requests and tokens per minute, retried and costed (`complete_chats`,
+  `estimate_cost`);
+- `batch.py`: its Batch API mode (`endpoint.batch_mode`), into the same cache;
+- `cache.py`: the SQLite response cache (`ResponseCache`, `request_key`);
+- `models.py`: the registry of teacher models, with dialect, list price and shutdown date (`REGISTRY`,
+  `dialect_for`);
+- `protocol.py`: what the others share (`ChatRequest` and its body, `classify_response`, `TeacherConfigError`, the
+  retry helpers; `Completion`, `Backend` and `ServerFault` for the backends the local server serves);
+- `local_server.py`: a local OpenAI-compatible server (FastAPI) for offline teachers, tests and rehearsals;
+- `offline.py`: the smoke profile's offline teachers (`DataTeacher`, a small local LLM).
+
+The local server's names (`serve_openai_compatible`, `Emulation`, `build_app`) are loaded on first use, so that
+importing the client does not load FastAPI.
+"""
+from __future__ import annotations
+
+from .batch import chunk_requests, run_batches
+from .cache import CachedResponse, ResponseCache, request_key
+from .client import (STATUSES, ChatResult, ChatRun, CostEstimate, CostLimitError, Prices, RateLimiter, check_models,
+                     complete_chats, emulation_for, estimate_cost, make_client, run_chat_async)
+from .models import PAPER_TEACHERS, REGISTRY, TeacherModel, dialect_for, lookup, retired_on
+from .offline import DataTeacher, LazyBackend, local_llm_teacher, offline_backends, wants_explanation
+from .protocol import (Backend, ChatRequest, Completion, ServerFault, TeacherConfigError, classify_response,
+                       config_error_message, prompt_tokens_of, request_body, request_json)
+
+_SERVER_NAMES = ("Emulation", "build_app", "serve_openai_compatible")
+
+__all__ = [
+    # client
+    "STATUSES", "ChatResult", "ChatRun", "CostEstimate", "CostLimitError", "Prices", "RateLimiter", "check_models",
+    "complete_chats", "emulation_for", "estimate_cost", "make_client", "run_chat_async",
+    # batch, cache, registry
+    "chunk_requests", "run_batches", "CachedResponse", "ResponseCache", "request_key",
+    "PAPER_TEACHERS", "REGISTRY", "TeacherModel", "dialect_for", "lookup", "retired_on",
+    # protocol
+    "Backend", "ChatRequest", "Completion", "ServerFault", "TeacherConfigError", "classify_response",
+    "config_error_message", "prompt_tokens_of", "request_body", "request_json",
+    # offline teachers and the local server
+    "DataTeacher", "LazyBackend", "local_llm_teacher", "offline_backends", "wants_explanation", *_SERVER_NAMES,
+]
+
+
+def __getattr__(name: str):
+    if name in _SERVER_NAMES:
+        from . import local_server
+
+        return getattr(local_server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

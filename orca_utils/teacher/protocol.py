@@ -1,0 +1,193 @@
+"""What the teacher's parts share, so that none imports a sibling's private names.
+
+- The request side (the client in `client.py` and its Batch mode in `batch.py`): `ChatRequest` and its body in
+  either dialect (`request_body`, `request_json`), how a response is classified (`classify_response`), how prompt
+  tokens are estimated (`prompt_tokens_of`), how a failed call is retried (`retry_after`, `backoff`), and the one
+  error that stops a run (`TeacherConfigError`, worded by `config_error_message`).
+- The serving side (the local server in `local_server.py` and the backends it serves: `offline.py`,
+  `orca_utils.generate`, the experiment's symbolic teacher): `Completion`, the `Backend` protocol and
+  `ServerFault`. They live here, not in the server module, so that a backend does not load FastAPI.
+"""
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from .cache import request_key
+from .models import retired_on
+
+if TYPE_CHECKING:
+    from ..schemas import TeacherEndpointParams
+
+__all__ = ["TeacherConfigError", "CONFIG_ERROR_CODES", "ChatRequest", "request_body", "request_json",
+           "config_error_message", "classify_response", "rough_tokens", "prompt_tokens_of", "retry_after",
+           "backoff", "short_error", "Completion", "Backend", "ServerFault"]
+
+
+class TeacherConfigError(RuntimeError):
+    """The endpoint refuses every request (bad key, no access, unknown or retired model, wrong dialect)."""
+
+
+CONFIG_ERROR_CODES = {"model_not_found", "unsupported_parameter", "unsupported_value", "invalid_api_key",
+                      "missing_api_key", "model_not_supported"}
+
+
+@dataclass
+class ChatRequest:
+    id: str
+    model: str
+    messages: list[dict]
+    max_tokens: int
+    temperature: float = 0.0
+    stop: list[str] | None = None
+    dialect: str = "chat"                 # "chat" | "reasoning" (orca_utils.teacher.models)
+    reasoning_effort: str | None = None
+
+    @property
+    def key(self) -> str:
+        if self.dialect == "chat":
+            return request_key(self.model, self.messages, self.max_tokens, self.temperature, self.stop)
+        # A reasoning request sends no temperature: the key records the dialect and effort instead.
+        return request_key(self.model, self.messages, self.max_tokens, -1.0,
+                           list(self.stop or []) + [f"<dialect:{self.dialect}:{self.reasoning_effort}>"])
+
+
+def request_body(req: ChatRequest) -> dict:
+    """The chat-completions body for `req` in its dialect (the same for chat calls and Batch lines)."""
+    body: dict[str, Any] = {"model": req.model, "messages": req.messages}
+    if req.dialect == "reasoning":
+        body["max_completion_tokens"] = req.max_tokens
+        if req.reasoning_effort:
+            body["reasoning_effort"] = req.reasoning_effort
+    else:
+        body["max_tokens"] = req.max_tokens
+        body["temperature"] = req.temperature
+    if req.stop:
+        body["stop"] = list(req.stop)
+    return body
+
+
+def config_error_message(model: str, status: int | None, error: dict | None) -> str | None:
+    """One line naming the model and the param to change when an error means every request will fail, else None.
+
+    `error` is the API's error object (`{"message", "code", "param", ...}`); None for non-configuration errors
+    (rate limits, server errors, a single over-long prompt).
+    """
+    error = error or {}
+    code, param = error.get("code"), error.get("param")
+    text = " ".join(str(error.get("message") or "").split())[:200]
+    if status in (401, 403) or code in ("invalid_api_key", "missing_api_key"):
+        return (f"model {model!r}: HTTP {status} from the endpoint ({text}): check the key in the environment "
+                f"variable named by the endpoint's `api_key_env`, and that it has access to this model")
+    if status == 404 or code in ("model_not_found", "model_not_supported"):
+        retired = retired_on(model)
+        why = f"shut down on {retired}" if retired else "not served by this endpoint"
+        return (f"model {model!r} is {why} (HTTP {status} {code or ''}): change the teacher's `model` param "
+                f"(`python -m orca_utils validate --profile <profile> --deep` lists what the endpoint serves)")
+    if status == 400 and code in ("unsupported_parameter", "unsupported_value"):
+        if param in ("max_tokens", "temperature"):
+            fix = "set the teacher's `api_dialect: reasoning` (max_completion_tokens, no temperature)"
+        elif param in ("max_completion_tokens", "reasoning_effort"):
+            fix = "set the teacher's `api_dialect: chat`, or `reasoning_effort: null`"
+        else:
+            fix = f"remove or change the teacher param that sets `{param}`"
+        return f"model {model!r} rejects `{param}` (HTTP 400 {code}: {text}): {fix}"
+    return None
+
+
+def short_error(exc: Exception, limit: int = 300) -> str:
+    """An exception's text on one line, at most `limit` characters (for error records and messages)."""
+    return " ".join(str(exc).split())[:limit]
+
+
+def request_json(req: ChatRequest) -> str:
+    """`request_body` as JSON: what the cache stores as a record's request (and a Batch line's body)."""
+    return json.dumps(request_body(req), ensure_ascii=False)
+
+
+def classify_response(body: dict) -> tuple[str, str, str | None, int, int]:
+    """A chat.completion body -> (status, text, finish_reason, prompt_tokens, completion_tokens)."""
+    choices = body.get("choices") or []
+    if not choices:
+        raise ValueError("response has no choices")
+    choice, usage = choices[0], body.get("usage") or {}
+    message = choice.get("message") or {}
+    text, reason = message.get("content") or "", choice.get("finish_reason")
+    pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    if reason == "content_filter":
+        status = "content_filter"
+    elif message.get("refusal"):
+        status, text = "refused", message["refusal"]
+    elif not text.strip():
+        status = "empty"
+    elif reason == "length":
+        status = "truncated"
+    else:
+        status = "ok"
+    return status, text, reason, pt, ct
+
+
+def rough_tokens(text: str) -> int:
+    """A token count without a tokenizer: 4 characters a token (at least 1)."""
+    return max(1, len(text) // 4)
+
+
+def prompt_tokens_of(messages: list[dict], count_tokens: Callable[[str], int] = rough_tokens) -> int:
+    """Prompt tokens of a chat as OpenAI counts them: each message's content, 4 per message, 3 for the reply."""
+    return sum(count_tokens(m["content"]) + 4 for m in messages) + 3   # chat format overhead per message + reply
+
+
+def retry_after(exc: Exception) -> float | None:
+    """Seconds the server asks to wait (`retry-after-ms` or `retry-after`: seconds or an HTTP date), or None."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    if headers.get("retry-after-ms"):
+        try:
+            return float(headers["retry-after-ms"]) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def backoff(attempt: int, endpoint: TeacherEndpointParams) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(backoff_max_s, backoff_base_s * 2^(attempt-1)))."""
+    return random.uniform(0, min(endpoint.backoff_max_s, endpoint.backoff_base_s * 2 ** (attempt - 1)))
+
+
+@dataclass
+class Completion:
+    """One answer of a backend: the text, why it ended, and its token counts."""
+
+    text: str
+    finish_reason: str = "stop"          # "stop" | "length" | "content_filter"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Backend(Protocol):
+    """What the local server serves (optionally also `complete_batch(requests) -> list[Completion]`)."""
+
+    def complete(self, messages: list[dict], max_tokens: int, temperature: float,
+                 stop: list[str] | None) -> Completion: ...
+
+
+class ServerFault(Exception):
+    """Raised by a backend to make the server answer `status_code` with `body` (str: sent verbatim)."""
+
+    def __init__(self, status_code: int = 500, body: str | dict | None = None, headers: dict | None = None,
+                 delay_s: float = 0.0):
+        super().__init__(f"injected fault {status_code}")
+        self.status_code, self.headers, self.delay_s = status_code, headers or {}, delay_s
+        self.body = body if body is not None else {"error": {"message": f"injected {status_code}",
+                                                             "type": "server_error"}}

@@ -1,0 +1,90 @@
+"""What passes between notebooks (`orca_utils.contracts`): one-line errors, the writers follow it, one student label."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from orca_utils import contracts
+from orca_utils.contracts import ContractError
+
+
+def _frame(columns) -> pd.DataFrame:
+    return pd.DataFrame([{c: f"{c}0" for c in columns}])
+
+
+def test_file_names():
+    assert contracts.queries_file("stage1") == contracts.queries_file(1) == "queries_stage1.parquet"
+    assert contracts.train_file(2) == "train_stage2.parquet"
+    assert contracts.responses_file("stage2") == "responses_stage2.parquet"
+    assert contracts.stage_result_file(1) == "stage1_result.json"
+    with pytest.raises(ValueError, match="stage 3: expected one of"):
+        contracts.train_file(3)
+
+
+def test_a_missing_column_is_one_line_naming_the_file_and_the_column(tmp_path):
+    df = _frame([c for c in contracts.TRAIN_TABLE_COLUMNS if c != "response"])
+    df.to_parquet(tmp_path / "train_stage1.parquet")
+    with pytest.raises(ContractError) as err:
+        contracts.read_table(tmp_path, "train_stage1.parquet", contracts.TRAIN_REQUIRED_COLUMNS, "02_augmentation")
+    message = str(err.value)
+    assert "\n" not in message and "train_stage1.parquet" in message and "'response'" in message
+    assert "rerun 02_augmentation" in message
+    with pytest.raises(ContractError, match="no column 'response'"):
+        contracts.check_table(df, "train_stage1.parquet", contracts.SAMPLE_COLUMNS)
+
+
+def test_a_missing_file_names_the_notebook_that_writes_it(tmp_path):
+    with pytest.raises(ContractError, match=r"queries_stage1.parquet: missing; 01_sampling writes it"):
+        contracts.read_table(tmp_path, "queries_stage1.parquet", contracts.QUERY_TABLE_COLUMNS, "01_sampling")
+
+
+def test_read_table_reads_only_the_contract_columns_when_asked(tmp_path):
+    _frame(contracts.TRAIN_TABLE_COLUMNS).to_parquet(tmp_path / "train_stage1.parquet")
+    _frame(contracts.TRAIN_TABLE_COLUMNS).assign(teacher="T2").to_parquet(tmp_path / "train_stage2.parquet")
+    df = contracts.read_table(tmp_path, "train_stage1.parquet", ["teacher"], "02_augmentation", only=True)
+    assert list(df.columns) == ["teacher"]
+    assert contracts.stage_teachers(tmp_path) == {1: "teacher0", 2: "T2"}
+
+
+def test_the_column_sets_nest():
+    assert contracts.RESPONSE_TABLE_COLUMNS[:len(contracts.TRAIN_TABLE_COLUMNS)] == contracts.TRAIN_TABLE_COLUMNS
+    assert set(contracts.TRAIN_REQUIRED_COLUMNS) <= set(contracts.TRAIN_TABLE_COLUMNS)
+    assert set(contracts.SAMPLE_COLUMNS) <= set(contracts.TRAIN_TABLE_COLUMNS)
+
+
+def test_02_reads_01_through_the_contract(tmp_path):
+    from orca_utils.augmentation import load_queries
+    from orca_utils.config import load_notebook_config
+
+    cfg = load_notebook_config("02_augmentation", "smoke")
+    for stage in contracts.STAGES:
+        _frame([c for c in contracts.QUERY_TABLE_COLUMNS if c != "system_message"]).to_parquet(
+            tmp_path / contracts.queries_file(stage))
+    with pytest.raises(ContractError, match="queries_stage1.parquet: no column 'system_message'; rerun 01_sampling"):
+        load_queries(tmp_path, cfg)
+
+
+def test_one_label_for_the_tuned_student_everywhere():
+    """05/06 (`eval_report.student_label`) and 07/08 (`contracts.tuned_student`) name 04's student the same way."""
+    from orca_utils.config import load_notebook_config
+    from orca_utils.eval_report import student_label
+
+    for stem in ("05_agieval", "06_bbh"):
+        cfg = load_notebook_config(stem, "smoke")
+        assert student_label(cfg) == contracts.student_label(cfg.base_model_label)
+    base = "SmolLM2-135M-Instruct (untuned, offline stand-in student)"
+    assert contracts.student_label(base) == "SmolLM2-135M-Instruct + Orca tuning (notebook 04 student)"
+
+
+def test_tuned_student_only_when_04_saved_one(tmp_path):
+    from orca_utils.runs import setup_notebook
+
+    _, run04 = setup_notebook("04_training", "smoke", run_dir=str(tmp_path), quiet=True)
+    run04.save_metrics({"student/dir": "student"})
+    _, run07 = setup_notebook("07_open_ended", "smoke", run_dir=str(tmp_path), quiet=True)
+    assert contracts.tuned_student(run07) is None                      # 04 ran but saved no model
+    (run04.dir / contracts.STUDENT_DIR).mkdir()
+    (run04.dir / contracts.STUDENT_DIR / "config.json").write_text("{}")
+    label, spec = contracts.tuned_student(run07)
+    assert label == contracts.student_label(run07.cfg.base_model_label)
+    assert spec == str(run04.dir / contracts.STUDENT_DIR)
