@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from orca_utils.data import resolve_dataset  # noqa: E402
-from orca_utils.eval_tasks import load_benchmark, subset_items  # noqa: E402
+from orca_utils.evaluation.tasks import load_benchmark, subset_items  # noqa: E402
 from orca_utils.generate import HFBackend  # noqa: E402
 
 

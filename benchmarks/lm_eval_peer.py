@@ -15,7 +15,7 @@ that copy lm-eval's (`output_type`, prompt, choices, stop strings, metrics) with
   lm-eval's `exact_match` (strict: the whole output must equal the target) vs our extractor.
 
 The same BBH generations (ours) are also read by four readers side by side, so that only the reading differs:
-our two conventions (`robust`, `published`: orca_utils.extract) and lm-eval's two filters of its
+our two conventions (`robust`, `published`: orca_utils.evaluation.extract) and lm-eval's two filters of its
 `bbh_cot_zeroshot_<task>` configs (`strict-match`: the text after the FIRST "the answer is" up to the line's last
 character; `flexible-extract`: the LAST "(X)", True/False, number ... anywhere in the output), each followed by the
 config's `exact_match` (case ignored; trailing period, commas, backslashes, newlines and quotes removed). The
@@ -39,8 +39,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from orca_utils.data import resolve_dataset  # noqa: E402
-from orca_utils.eval_mcq import evaluate, item_published_target, prompt_options  # noqa: E402
-from orca_utils.eval_tasks import get_task, load_benchmark, subset_items  # noqa: E402
+from orca_utils.evaluation.engine import evaluate, item_published_target, prompt_options  # noqa: E402
+from orca_utils.evaluation.tasks import get_task, load_benchmark, subset_items  # noqa: E402
 from orca_utils.generate import HFBackend  # noqa: E402
 
 BBH_UNTIL = ["</s>", "Q:", "<|im_end|>"]            # lm-eval bbh zeroshot template's generation_kwargs
@@ -125,8 +125,8 @@ def read_four_ways(task: str, rows: list[dict]) -> list[dict]:
     lm-eval's two filters: one dict per row with each reader's answer and verdict."""
     from lm_eval.api.metrics import exact_match_hf_evaluate
 
-    from orca_utils.eval_tasks import get_task
-    from orca_utils.extract import extract_answer, normalize_target, score_published
+    from orca_utils.evaluation.tasks import get_task
+    from orca_utils.evaluation.extract import extract_answer, normalize_target, score_published
 
     spec = get_task("bbh", task)
     readers, metric = lm_eval_readers(task)

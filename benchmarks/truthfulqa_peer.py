@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from orca_utils.data import seeded_subset  # noqa: E402
-from orca_utils.eval_sets import load_truthfulqa  # noqa: E402
+from orca_utils.evaluation.sets import load_truthfulqa  # noqa: E402
 from orca_utils.generate import HFBackend  # noqa: E402
 from orca_utils.safety import build_mc, evaluate_mc  # noqa: E402
 

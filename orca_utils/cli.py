@@ -98,7 +98,7 @@ def _load_plugins() -> None:
     """Modules that add commands import here (kept lazy so `run` starts fast)."""
     import importlib
 
-    for module in ("orca_utils.scoring_cli",):
+    for module in ("orca_utils.evaluation.score_cli",):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

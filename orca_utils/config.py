@@ -89,11 +89,29 @@ def _apply_override(raw: dict, dotted: str, value: Any, source: str) -> None:
             f"{list(NOTEBOOK_SCHEMAS)}"
         )
     node = raw.setdefault(block, {})
-    for part in parts[1:-1]:
+    for depth, part in enumerate(parts[1:-1], start=1):
         if not isinstance(node.get(part), dict):
-            node[part] = {}
+            # a nested block the profile leaves to the schema: change one key of its default, keep the rest
+            seeded = _schema_default(block, parts[1:depth + 1])
+            node[part] = seeded if seeded is not None else {}
         node = node[part]
     node[parts[-1]] = value
+
+
+def _schema_default(block: str, path: list[str]) -> dict | None:
+    """The schema's default for a nested params model at `block.path` as a dict, or None when it is no model."""
+    obj: Any = CommonParams if block == "common" else NOTEBOOK_SCHEMAS[block]
+    for part in path:
+        if isinstance(obj, type) and issubclass(obj, BaseModel):
+            field = obj.model_fields.get(part)
+            if field is None:
+                return None
+            obj = field.get_default(call_default_factory=True)
+        elif isinstance(obj, BaseModel):
+            obj = getattr(obj, part, None)
+        else:
+            return None
+    return obj.model_dump() if isinstance(obj, BaseModel) else None
 
 
 def _find_secrets(node: Any, path: str = "") -> str | None:

@@ -11,7 +11,7 @@ The first root that holds `<root>/<name>` wins. Local files are never copied int
 skipped when offline (`offline=True` or `$HF_HUB_OFFLINE`), except that a complete earlier download is still used.
 The pins are the ones listed in `../shared/data/SOURCES.md`: the local folders are byte copies of those files.
 Loaders of each dataset accept both the local layout and the hub snapshot's layout (the evaluation sets BBH,
-AGIEval and TruthfulQA: `orca_utils.eval_sets`).
+AGIEval and TruthfulQA: `orca_utils.evaluation.sets`).
 
 `seeded_subset` is the one fixed random subset (a DataFrame's rows or a list's items), used wherever a seed picks
 "n of these".

@@ -10,6 +10,9 @@ every figure function of `orca_utils` calls it before drawing. `color_for(label)
   progressive variants of notebook 09; so notebook 04's student has one colour in 05, 06, 07 and 08 alike;
 * anything else gets a stable colour from its label's hash (the same label, the same colour, run after run).
 
+`hbars(ax, ...)` draws one series of horizontal bars with their intervals the same way everywhere (05/06's
+relative-improvement figure, 07's): error bars where the interval is known, a missing value written "n/a".
+
 No backend is chosen here: library code never switches matplotlib's backend (headless kernels and tests fall
 back to Agg on their own).
 
@@ -26,7 +29,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["PAPER_COLORS", "ROLE_COLORS", "FALLBACK", "PAPER_HATCH", "apply", "color_for", "role_of"]
+__all__ = ["PAPER_COLORS", "ROLE_COLORS", "FALLBACK", "PAPER_HATCH", "apply", "color_for", "role_of", "hbars"]
 
 # The paper's models (Mukherjee et al., 2023): fixed, from the colour-blind-safe palette.
 PAPER_COLORS = {
@@ -130,3 +133,23 @@ def _custom_colors() -> dict[str, str]:
         raise ValueError(f"ORCA_FIGURE_COLORS={path}: unknown keys {unknown}; expected roles {sorted(ROLE_COLORS)} "
                          f"or paper models {sorted(PAPER_COLORS)}")
     return colors
+
+
+def hbars(ax, y, values, lo, hi, height, label, color=None, hatch=None):
+    """Horizontal bars with error bars where the interval is known; a missing value is written "n/a", not drawn.
+    Returns the legend handle (a series with no value at all still gets its own colour in the legend)."""
+    import numpy as np
+    from matplotlib.patches import Patch
+
+    v, lo, hi = np.asarray(values, float), np.asarray(lo, float), np.asarray(hi, float)
+    have = ~np.isnan(v)
+    ax.barh(np.asarray(y)[have], v[have], height=height, label=label, color=color, hatch=hatch,
+            edgecolor="white" if hatch else None, linewidth=0)
+    known = have & ~np.isnan(lo) & ~np.isnan(hi)
+    if known.any():
+        err = np.clip([v[known] - lo[known], hi[known] - v[known]], 0, None)     # rounding may cross the bar
+        ax.errorbar(v[known], np.asarray(y)[known], xerr=err, fmt="none",
+                    ecolor="0.2", elinewidth=0.8, capsize=2)
+    for yy in np.asarray(y)[~have]:
+        ax.text(0, yy, " n/a", va="center", fontsize=6, color="0.3")
+    return Patch(facecolor=color, hatch=hatch, edgecolor="white" if hatch else None, label=label)

@@ -220,7 +220,6 @@ def plot_relative_scores(summary: pd.DataFrame, paper: pd.DataFrame, candidate: 
     import numpy as np
 
     from . import figure_style
-    from .eval_report import _bars
 
     figure_style.apply()
     sets = [s for s in [*PAPER_SET_NAMES, "all"] if s in set(summary["set"])] + \
@@ -247,7 +246,7 @@ def plot_relative_scores(summary: pd.DataFrame, paper: pd.DataFrame, candidate: 
     handles = []
     for k, (label, values, lo, hi, color, hatch) in enumerate(series):
         y = [len(sets) - 1 - i + 0.4 - height / 2 - k * height for i in range(len(sets))]   # first set on top
-        handles.append(_bars(ax, y, values, lo, hi, height, label, color, hatch=hatch))
+        handles.append(figure_style.hbars(ax, y, values, lo, hi, height, label, color, hatch=hatch))
     names = {**PAPER_SET_NAMES, "all": "Average (all sets)"}
     ax.set_yticks([len(sets) - 1 - i for i in range(len(sets))], [names.get(s, s) for s in sets])
     ax.set_ylim(-0.6, len(sets) - 0.4)

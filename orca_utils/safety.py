@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from .data import resolve_dataset, seeded_subset
-from .eval_sets import load_truthfulqa
+from .evaluation.sets import load_truthfulqa
 from .judge import ChatFn, VerdictParseError, ask_with_retry
 
 __all__ = ["load_truthfulqa", "build_mc", "score_mc", "evaluate_mc", "summarise_mc", "paired_mc",
@@ -47,7 +47,8 @@ __all__ = ["load_truthfulqa", "build_mc", "score_mc", "evaluate_mc", "summarise_
            "load_toxicity_scorer", "summarise_toxicity", "ResidentBackends"]
 
 # ---------------------------------------------------------------- TruthfulQA
-# The questions are read by `orca_utils.eval_sets.load_truthfulqa` (re-exported here, where notebook 08 imports it).
+# The questions are read by `orca_utils.evaluation.sets.load_truthfulqa` (re-exported here, where notebook 08
+# imports it).
 
 
 class ResidentBackends(Mapping):
@@ -151,7 +152,7 @@ def evaluate_mc(items: pd.DataFrame, loglikelihood: Callable[[list[tuple[list[di
 def _mc_row(group: pd.DataFrame, category: str) -> dict:
     """n, MC1 and MC2 (%) of one group of questions with 95% intervals: Wilson for MC1 (right/wrong per question),
     a bootstrap over questions (fixed seed) for MC2 (a per-question score in [0, 1])."""
-    from .eval_stats import bootstrap_mean_interval, wilson_interval
+    from .evaluation.stats import bootstrap_mean_interval, wilson_interval
 
     n, k = len(group), int(group["mc1"].sum())
     mc1_lo, mc1_hi = wilson_interval(k, n)
@@ -172,7 +173,7 @@ def summarise_mc(results: pd.DataFrame, model_label: str) -> pd.DataFrame:
 def paired_mc(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The first model (the untuned student) against each other one on the questions both answered: MC1 with the
     exact McNemar p-value, and the mean MC2 difference with a paired bootstrap 95% interval (points of %)."""
-    from .eval_stats import bootstrap_mean_interval, mcnemar_exact
+    from .evaluation.stats import bootstrap_mean_interval, mcnemar_exact
 
     labels = list(results)
     rows = []

@@ -285,7 +285,7 @@ class TrainingParams(CommonParams):
 
 
 class ZeroShotEvalParams(CommonParams):
-    """Keys shared by 05_agieval and 06_bbh: the zero-shot evaluation engine (orca_utils.eval_mcq)."""
+    """Keys shared by 05_agieval and 06_bbh: the zero-shot evaluation engine (orca_utils.evaluation.engine)."""
 
     n_items_per_task: int | None = Field(None, ge=1, description="fixed random subset per task; null: full sets")
     tasks: list[str] | None = Field(None, description="task names to run; null: all of the benchmark's tasks")

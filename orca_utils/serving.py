@@ -5,7 +5,7 @@
 
 Notebooks 05-07 evaluate through it when their `serve` param names an engine: a 13B model generating 512 tokens for
 thousands of items is hours with `generate` and minutes with vLLM's continuous batching; the prompts and the
-scoring stay the project's own (`orca_utils.eval_mcq`), only the generation moves to the server.
+scoring stay the project's own (`orca_utils.evaluation.engine`), only the generation moves to the server.
 
 One prompt format: the server renders the chat template saved with the model. A template-less model (the untuned
 LLaMA, or any model trained on the plain format) is served from a *view* of its directory (symlinks to the weights,

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import load_profile, params_hash
+from .contracts import STAGE1_STUDENT_DIR, STUDENT_DIR, stage_result_file, train_file
 from .paths import PARAMS_DIR, REPO_ROOT
 from .runs import Run, profile_root, seed_everything
 from .schemas import TrainingParams
@@ -49,7 +50,7 @@ NOTEBOOK = "04_training"
 
 def stage_model_dir(run: Run, stage: int) -> Path:
     """`student_stage1/` after stage 1, `student/` (the final student) after stage 2."""
-    return run.dir / ("student_stage1" if stage == 1 else "student")
+    return run.dir / (STAGE1_STUDENT_DIR if stage == 1 else STUDENT_DIR)
 
 
 def checkpoint_dir(run: Run, stage: int) -> Path:
@@ -263,6 +264,35 @@ def save_student(trainer, target: Path) -> None:
     trainer.save_model(str(target))          # main process only; FSDP/ZeRO-3 gather the full state dict
 
 
+def _stage_stamp(cfg: TrainingParams, upstream: Path, stage: int) -> str:
+    """What a finished stage was trained from: the params and 02's training table (path, size, mtime)."""
+    import hashlib
+
+    table = Path(upstream) / train_file(stage)
+    stat = table.stat() if table.exists() else None
+    data = f"{table.resolve()}:{stat.st_size}:{stat.st_mtime_ns}" if stat else "missing"
+    return hashlib.sha256(f"{params_hash(cfg)}|{data}".encode()).hexdigest()[:16]
+
+
+def _finished_stage(run: Run, stage: int, stamp: str) -> dict | None:
+    """The saved result of this stage when it finished from the same params and data and its student exists.
+
+    Rerunning a finished stage returns it instead of resuming from its last checkpoint: transformers resumes a
+    checkpoint taken at `max_steps` by training one step more (measured: a 4-step run came back with 5 steps).
+    """
+    path = run.dir / stage_result_file(stage)
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    student = run.dir / str(result.get("student_dir", ""))
+    if result.get("stamp") != stamp or not (student / "config.json").exists():
+        return None
+    return result
+
+
 def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None = None, log=print) -> dict:
     """Train one stage in this process (or this rank of an accelerate launch); return its result dict."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -271,6 +301,12 @@ def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None
 
     seed_everything(cfg.seed)
     upstream = Path(upstream) if upstream else run.upstream("02_augmentation")
+    stamp = _stage_stamp(cfg, upstream, stage)
+    finished = _finished_stage(run, stage, stamp)
+    if finished is not None:
+        log(f"stage {stage}: already trained from the same params and data -> {finished['student_dir']} "
+            f"(delete {run.dir / stage_result_file(stage)} to train it again)")
+        return finished
     out = checkpoint_dir(run, stage)
     args = _sft_config(cfg, stage, out)            # creates the distributed state before any weights are loaded
     tokenizer = load_student_tokenizer(cfg, run, stage)
@@ -309,18 +345,19 @@ def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None
         else None, "world_size": trainer.args.world_size, "data": data["stats"], "history": history,
         "packer": cfg.packer, "attn_implementation": model.config._attn_implementation,
         "distributed_before_model_load": distributed_at_load, "log_file": f"train_log_stage{stage}.jsonl",
+        "stamp": stamp,
         "distributed_type": str(trainer.accelerator.distributed_type).split(".")[-1],
         "fsdp_version": getattr(getattr(trainer.accelerator.state, "fsdp_plugin", None), "fsdp_version", None),
     }
     if trainer.is_world_process_zero():
-        (run.dir / f"stage{stage}_result.json").write_text(json.dumps(result, indent=2, default=str))
+        (run.dir / stage_result_file(stage)).write_text(json.dumps(result, indent=2, default=str))
     log(f"stage {stage}: {result['steps']} steps, train loss {result['train_loss_final']}, held-out "
         f"{eval_loss:.4f}, {result['tokens_per_s'] or 0:.0f} useful tokens/s -> {target}")
     return result
 
 
 def read_stage_result(run: Run, stage: int) -> dict:
-    path = run.dir / f"stage{stage}_result.json"
+    path = run.dir / stage_result_file(stage)
     if not path.exists():
         raise FileNotFoundError(f"{path}: stage {stage} has not finished in this run folder")
     return json.loads(path.read_text())

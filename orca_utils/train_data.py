@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .contracts import TRAIN_REQUIRED_COLUMNS, train_file
+
 __all__ = ["TRAIN_COLUMNS", "TrainDataError", "Sample", "read_stage_table", "split_heldout", "tokenize_rows",
            "pack_samples_into_rows", "rows_to_dataset", "PackedRowsCollator", "RecordingCollator",
            "count_useful_tokens", "load_stage_arrow", "split_heldout_indices", "tokenize_arrow", "plan_packing",
            "save_plan", "load_plan", "packed_rows_dataset", "prepare_arrow_stage"]
 
-TRAIN_COLUMNS = ("id", "system", "user", "response")
+TRAIN_COLUMNS = TRAIN_REQUIRED_COLUMNS      # what training reads of 02's table (orca_utils.contracts)
 
 
 class TrainDataError(ValueError):
@@ -45,7 +47,7 @@ class Sample:
 
 def read_stage_table(folder: Path, stage: int) -> pd.DataFrame:
     """`train_stage{stage}.parquet` from notebook 02's folder, checked against the contract."""
-    path = Path(folder) / f"train_stage{stage}.parquet"
+    path = Path(folder) / train_file(stage)
     if not path.exists():
         raise TrainDataError(f"{path}: missing; notebook 02_augmentation writes train_stage1/2.parquet")
     df = pd.read_parquet(path)
@@ -233,7 +235,7 @@ def load_stage_arrow(folder: Path, stage: int, cache_dir: Path, batch_rows: int 
     import pyarrow.parquet as pq
     from datasets import Dataset
 
-    path = Path(folder) / f"train_stage{stage}.parquet"
+    path = Path(folder) / train_file(stage)
     if not path.exists():
         raise TrainDataError(f"{path}: missing; notebook 02_augmentation writes train_stage1/2.parquet")
     source = pq.ParquetFile(path)

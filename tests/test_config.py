@@ -289,3 +289,11 @@ def test_rate_limits_carry_their_unit_and_the_old_names_still_read(tmp_path):
     endpoint = load_profile("p", params_dir=tmp_path)["02_augmentation"].endpoint
     assert (endpoint.requests_per_minute, endpoint.tokens_per_minute) == (60, 6000)
     assert not any(key in TeacherEndpointParams.model_fields for key in ("rpm", "tpm"))
+
+
+def test_override_of_one_key_in_a_nested_block_left_to_the_schema_keeps_its_other_keys():
+    """smoke.yaml leaves 02's stage-2 teacher to the schema default; overriding one of its keys changes that key only."""
+    base = load_profile("smoke")["02_augmentation"].stage2
+    got = load_profile("smoke", overrides="02_augmentation.stage2.max_tokens=6")["02_augmentation"].stage2
+    assert got.max_tokens == 6
+    assert got.model_dump(exclude={"max_tokens"}) == base.model_dump(exclude={"max_tokens"})

@@ -65,9 +65,10 @@ def test_02_reads_01_through_the_contract(tmp_path):
 
 
 def test_one_label_for_the_tuned_student_everywhere():
-    """05/06 (`eval_report.student_label`) and 07/08 (`contracts.tuned_student`) name 04's student the same way."""
+    """05/06 (`evaluation.zero_shot.student_label`) and 07/08 (`contracts.tuned_student`) name 04's student the same
+    way."""
     from orca_utils.config import load_notebook_config
-    from orca_utils.eval_report import student_label
+    from orca_utils.evaluation.zero_shot import student_label
 
     for stem in ("05_agieval", "06_bbh"):
         cfg = load_notebook_config(stem, "smoke")

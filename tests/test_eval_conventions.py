@@ -16,8 +16,9 @@ import sys
 
 import pytest
 
-from orca_utils.eval_mcq import score_records
-from orca_utils.extract import extract_answer, extract_published, normalize_target, score_prediction, score_published
+from orca_utils.evaluation.engine import score_records
+from orca_utils.evaluation.extract import (extract_answer, extract_published, normalize_target, score_prediction,
+                                           score_published)
 
 DATES = ["12/11/1937", "12/25/1937", "01/04/1938", "12/04/1937", "12/25/2006", "07/25/1937"]
 SHAPES = ["circle", "heptagon", "hexagon", "kite", "line", "octagon"]
@@ -263,8 +264,8 @@ def test_cli_exit_2_only_when_nothing_scores(tmp_path):
 
 
 def test_engine_records_both_conventions():
-    from orca_utils.eval_mcq import evaluate
-    from orca_utils.eval_tasks import EvalItem
+    from orca_utils.evaluation.engine import evaluate
+    from orca_utils.evaluation.tasks import EvalItem
 
     class Scripted:
         label = "scripted"

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from orca_utils.data import resolve_dataset
-from orca_utils.eval_mcq import evaluate, score_records, summarize
-from orca_utils.eval_tasks import EvalItem, format_prompt, get_task, load_task, subset_items, task_specs
+from orca_utils.evaluation.engine import evaluate, score_records, summarize
+from orca_utils.evaluation.tasks import EvalItem, format_prompt, get_task, load_task, subset_items, task_specs
 
 
 def _root(name):
@@ -171,8 +171,8 @@ def test_score_records_and_cli(tmp_path):
 
 
 def test_paper_table_marks_status():
-    from orca_utils.eval_mcq import EvalResult
-    from orca_utils.eval_report import ZeroShotRun, accuracy_table
+    from orca_utils.evaluation.engine import EvalResult
+    from orca_utils.evaluation.zero_shot import ZeroShotRun, accuracy_table
 
     items = {"boolean_expressions": [_item("boolean_expressions", 0, "A")],
              "word_sorting": [_item("word_sorting", 0, "A")]}
@@ -194,8 +194,8 @@ def test_paper_table_marks_status():
 
 
 def test_relative_improvement_table():
-    from orca_utils.eval_mcq import EvalResult
-    from orca_utils.eval_report import ZeroShotRun, relative_improvement
+    from orca_utils.evaluation.engine import EvalResult
+    from orca_utils.evaluation.zero_shot import ZeroShotRun, relative_improvement
 
     items = {"boolean_expressions": [_item("boolean_expressions", i, "A") for i in range(4)],
              "word_sorting": [_item("word_sorting", 0, "A")]}

@@ -7,16 +7,16 @@ import pandas as pd
 import pytest
 
 from orca_utils import figure_style
-from orca_utils.eval_figures import AVERAGE, PALE, plot_per_task
-from orca_utils.eval_tasks import task_specs
+from orca_utils.evaluation.figures import AVERAGE, PALE, plot_per_task
+from orca_utils.evaluation.tasks import task_specs
 
 BASE = "SmolLM2-135M-Instruct (untuned, offline stand-in student)"
 TUNED = "SmolLM2-135M-Instruct + Orca tuning (notebook 04 student)"
 
 
 def _zs(benchmark: str, tasks: list[str], n: int = 4):
-    from orca_utils.eval_mcq import EvalResult, summarize
-    from orca_utils.eval_report import ZeroShotRun
+    from orca_utils.evaluation.engine import EvalResult, summarize
+    from orca_utils.evaluation.zero_shot import ZeroShotRun
 
     results = {}
     for k, model in enumerate((BASE, TUNED)):

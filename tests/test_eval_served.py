@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from orca_utils.eval_mcq import evaluate
-from orca_utils.eval_tasks import EvalItem
+from orca_utils.evaluation.engine import evaluate
+from orca_utils.evaluation.tasks import EvalItem
 
 SPEC = "random-llama:L2-H64:shared:tokenizers/llama"
 

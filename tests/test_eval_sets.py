@@ -1,4 +1,4 @@
-"""One reader per evaluation set (`orca_utils.eval_sets`) and one seeded subset (`orca_utils.data.seeded_subset`).
+"""One reader per evaluation set (`orca_utils.evaluation.sets`) and one seeded subset (`orca_utils.data.seeded_subset`).
 
 Each caller moved onto them must read and pick exactly what it did before: the old code path is written out inline
 here and compared with the new one on the real files (skipped where the data root has no copy).
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from orca_utils.data import DatasetNotFoundError, resolve_dataset, seeded_subset
-from orca_utils.eval_sets import local_tasks, read_agieval, read_bbh, read_rows, read_truthfulqa, task_files
+from orca_utils.evaluation.sets import local_tasks, read_agieval, read_bbh, read_rows, read_truthfulqa, task_files
 
 
 def _root(name: str):
@@ -93,7 +93,7 @@ def test_notebook_09s_bbh_subset_is_seeded_subset():
 
 def test_subset_items_keeps_its_per_task_stream():
     """05/06's `subset_items` is not seeded_subset's draw (each task has its own stream); it picks as before."""
-    from orca_utils.eval_tasks import load_task, subset_items
+    from orca_utils.evaluation.tasks import load_task, subset_items
 
     items = load_task(_root("bbh"), "bbh", "navigate")
     for n, seed in ((1, 0), (5, 42)):

@@ -1,4 +1,4 @@
-"""Intervals and paired tests (orca_utils.eval_stats) against hand computations, and their use in the 05/06 tables
+"""Intervals and paired tests (orca_utils.evaluation.stats) against hand computations, and their use in the 05/06 tables
 and figures and the TruthfulQA MC tables."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from orca_utils.eval_stats import (bootstrap_macro_interval, bootstrap_mean_interval, bootstrap_relative_change,
+from orca_utils.evaluation.stats import (bootstrap_macro_interval, bootstrap_mean_interval, bootstrap_relative_change,
                                    format_interval, mcnemar_exact, wilson_interval)
 
 matplotlib.use("Agg")
@@ -89,7 +89,7 @@ def test_format_interval():
 # ---------------------------------------------------------------- tables and figures of 05/06
 def _result(task_correct: dict[str, list[tuple[bool, bool]]], label=""):
     """An EvalResult from {task: [(robust correct, published correct), ...]}."""
-    from orca_utils.eval_mcq import EvalResult, summarize
+    from orca_utils.evaluation.engine import EvalResult, summarize
 
     recs = pd.DataFrame([{"task": t, "id": f"{t}/{i}", "correct": r, "failed": not r and i == 1,
                           "published_correct": p, "published_failed": False, "prediction": "x", "prompt": "p"}
@@ -98,7 +98,7 @@ def _result(task_correct: dict[str, list[tuple[bool, bool]]], label=""):
 
 
 def _zs(results):
-    from orca_utils.eval_report import ZeroShotRun
+    from orca_utils.evaluation.zero_shot import ZeroShotRun
 
     items = {t: [None] * len(rows) for t, rows in next(iter(results.values())).records.groupby("task",
                                                                                                  sort=False)}
@@ -112,7 +112,7 @@ AFTER = {"boolean_expressions": [(True, True), (True, True), (True, True), (Fals
 
 
 def test_accuracy_table_has_both_conventions_and_intervals():
-    from orca_utils.eval_report import accuracy_table
+    from orca_utils.evaluation.zero_shot import accuracy_table
 
     table = accuracy_table(_zs({"m": _result(BEFORE)})).set_index("task")
     row = table.loc["Boolean Expressions"]
@@ -127,7 +127,7 @@ def test_accuracy_table_has_both_conventions_and_intervals():
 
 
 def test_relative_improvement_and_paired_tables():
-    from orca_utils.eval_report import paired_table, relative_improvement
+    from orca_utils.evaluation.zero_shot import paired_table, relative_improvement
 
     zs = _zs({"before": _result(BEFORE), "after": _result(AFTER)})
     rel = relative_improvement(zs, "before", "after").set_index("task")
@@ -146,7 +146,7 @@ def test_relative_improvement_and_paired_tables():
 
 
 def test_figures_mark_missing_values_instead_of_zero_bars():
-    from orca_utils.eval_report import plot_accuracy, plot_relative_improvement, relative_improvement
+    from orca_utils.evaluation.zero_shot import plot_accuracy, plot_relative_improvement, relative_improvement
 
     zs = _zs({"before": _result(BEFORE), "after": _result(AFTER)})
     fig = plot_relative_improvement(relative_improvement(zs, "before", "after"), "t")
@@ -173,7 +173,7 @@ def test_figures_mark_missing_values_instead_of_zero_bars():
 
 
 def test_system_message_table_pairs_with_the_first_message():
-    from orca_utils.eval_report import ZeroShotRun, system_message_table
+    from orca_utils.evaluation.zero_shot import ZeroShotRun, system_message_table
 
     zs = ZeroShotRun("bbh", {"boolean_expressions": [None] * 4},
                      system_messages={1: _result({"boolean_expressions": BEFORE["boolean_expressions"]}),
@@ -212,7 +212,7 @@ def test_truthfulqa_tables_carry_intervals_and_paired_test():
 def test_zero_shot_metrics_carry_published_and_defined_intervals_only():
     import json
 
-    from orca_utils.eval_report import zero_shot_metrics
+    from orca_utils.evaluation.zero_shot import zero_shot_metrics
 
     zs = _zs({"before": _result(BEFORE)})
     zs.slots = {"before": "base"}

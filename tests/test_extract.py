@@ -1,9 +1,10 @@
-"""Answer extraction on a table of real-looking model outputs (every pattern orca_utils.extract claims to read)."""
+"""Answer extraction on a table of real-looking model outputs (every pattern orca_utils.evaluation.extract claims to
+read)."""
 from __future__ import annotations
 
 import pytest
 
-from orca_utils.extract import extract_answer, normalize_target, score_prediction
+from orca_utils.evaluation.extract import extract_answer, normalize_target, score_prediction
 
 OPTS = ["(A)12", "(B)15", "(C)18", "(D)21", "(E)None of these"]
 SHAPES = ["(A)circle", "(B)heptagon", "(C)hexagon", "(D)kite", "(E)line", "(F)octagon"]

@@ -20,8 +20,8 @@ TUNED = f"student tuned by 04_training (from {BASE})"                        # o
 
 
 def _zs(models: list[str]):
-    from orca_utils.eval_mcq import EvalResult, summarize
-    from orca_utils.eval_report import ZeroShotRun
+    from orca_utils.evaluation.engine import EvalResult, summarize
+    from orca_utils.evaluation.zero_shot import ZeroShotRun
 
     results = {}
     for k, model in enumerate(models):
@@ -50,7 +50,7 @@ def _hex(color) -> str:
 def test_a_model_has_one_colour_in_the_accuracy_and_truthfulqa_figures():
     import matplotlib.pyplot as plt
 
-    from orca_utils.eval_report import plot_accuracy
+    from orca_utils.evaluation.zero_shot import plot_accuracy
     from orca_utils.safety import plot_truthfulqa
 
     acc = plot_accuracy(_zs([BASE, TUNED]), "BBH")          # 05 / 06

@@ -190,7 +190,7 @@ def _items(items):
 
 @pytest.mark.parametrize("benchmark", ["bbh", "agieval"])
 def test_eval_tasks_same_items(public, benchmark):
-    from orca_utils.eval_tasks import load_benchmark
+    from orca_utils.evaluation.tasks import load_benchmark
 
     remote = load_benchmark(public[benchmark].path, benchmark)
     local = load_benchmark(SHARED_DATA / benchmark, benchmark)
@@ -318,7 +318,7 @@ def _closed_port() -> int:
 
 def _hub_fixtures(root: Path) -> dict[str, Path]:
     """Tiny snapshots in the hub layouts the loaders read: lukaemon/bbh, lm-eval's AGIEval copies, truthful_qa."""
-    from orca_utils.eval_tasks import task_specs
+    from orca_utils.evaluation.tasks import task_specs
 
     bbh, agieval, tqa = root / "lukaemon_bbh", root / "agieval", root / "truthful_qa"
     for spec in task_specs("bbh"):

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from orca_utils.eval_sets import load_truthfulqa, split_answers
+from orca_utils.evaluation.sets import load_truthfulqa, split_answers
 from orca_utils.judge import VerdictParseError
 from orca_utils.safety import (TOXIGEN_13_GROUPS, build_mc, evaluate_mc, judge_truthfulness, list_toxigen_files,
                                load_toxicity_scorer, load_toxigen_prompts, parse_toxigen_line, parse_yes_no, score_mc,

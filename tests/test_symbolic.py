@@ -8,7 +8,7 @@ import pytest
 
 from orca_utils.experiment import symbolic as S
 from orca_utils.data import DatasetNotFoundError, resolve_dataset
-from orca_utils.eval_sets import read_bbh
+from orca_utils.evaluation.sets import read_bbh
 from orca_utils.experiment.symbolic_teacher import SYSTEM_MESSAGES, SymbolicTeacher, style_of
 
 

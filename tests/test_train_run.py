@@ -120,3 +120,21 @@ def test_fsdp_leaves_activation_checkpointing_to_the_plugin(tmp_path, tiny_stude
         fsdp = yaml.safe_load((PARAMS_DIR / "accelerate" / f"{name}.yaml").read_text())["fsdp_config"]
         assert fsdp["fsdp_activation_checkpointing"] is True and fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
         assert fsdp["fsdp_cpu_ram_efficient_loading"] is True
+
+
+@pytest.mark.slow
+def test_rerunning_a_finished_stage_returns_it_instead_of_training_a_step_more(tmp_path, tiny_student):
+    cfg, run = _setup(tmp_path, tiny_student)
+    first = train_stage(cfg, run, 1, log=lambda *a: None)
+    lines: list[str] = []
+    again = train_stage(cfg, run, 1, log=lines.append)
+    assert again == first and "already trained" in lines[0], lines
+    # new data from 02 (the table rewritten): the stage is trained again, not returned
+    table = tmp_path / "02_augmentation" / "train_stage1.parquet"
+    table.write_bytes(table.read_bytes())
+    import os
+
+    os.utime(table, ns=(table.stat().st_atime_ns, table.stat().st_mtime_ns + 10**9))
+    lines.clear()
+    third = train_stage(cfg, run, 1, log=lines.append)
+    assert not any("already trained" in x for x in lines) and third["stamp"] != first["stamp"]

@@ -22,7 +22,7 @@ paper's shuffle-and-fill, samples isolated by restarting position ids). Evaluati
 BBH items and on held-out generated problems whose number of steps is set (the difficulty curve, `curve`), with a
 stop rule: generation ends at EOS or as soon as the answer line "So the answer is ..." is complete; an output that
 reaches `eval_max_new_tokens` without either hit the token cap (`finish_reason == "length"`, reported per variant).
-Answers are read by `orca_utils.extract` as notebook 06 reads them.
+Answers are read by `orca_utils.evaluation.extract` as notebook 06 reads them.
 
 Why a tiny LLaMA-config model with a small task tokenizer: on 2 CPU cores the output layer of a 32k-vocabulary
 model alone caps a 20M-parameter student at about 1,000 training tokens/s, far too slow to train several variants

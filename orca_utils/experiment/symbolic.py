@@ -29,7 +29,7 @@ TSO_TASKS = ("tracking_shuffled_objects_three_objects", "tracking_shuffled_objec
              "tracking_shuffled_objects_seven_objects")
 TASKS = ("boolean_expressions", "multistep_arithmetic_two", "object_counting", "dyck_languages", "web_of_lies",
          *TSO_TASKS, "navigate")
-# How `orca_utils.extract.score_prediction` reads each task's answer (kind, and labels for booleans).
+# How `orca_utils.evaluation.extract.score_prediction` reads each task's answer (kind, and labels for booleans).
 ANSWER_KINDS = {"boolean_expressions": "boolean", "multistep_arithmetic_two": "number",
                 "object_counting": "number", "dyck_languages": "brackets", "web_of_lies": "boolean",
                 **{t: "choice" for t in TSO_TASKS}, "navigate": "boolean"}
@@ -629,7 +629,7 @@ def options_of(text: str) -> list[str] | None:
 def score(task: str, prediction: str | None, target: str, question: str | None = None):
     """(correct?, extraction) of a prediction for `task`, read by the project's extractor as notebook 06 reads it.
     Multiple-choice tasks read the options from `question` (so an answer given as the option's text counts)."""
-    from ..extract import score_prediction
+    from ..evaluation.extract import score_prediction
 
     _check_task(task)
     options = options_of(question) if question and ANSWER_KINDS[task] == "choice" else None

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..eval_sets import local_tasks, read_agieval, read_bbh
+from ..evaluation.sets import local_tasks, read_agieval, read_bbh
 
 __all__ = ["normalize_tokens", "ngram_hashes", "NgramIndex", "ContaminationReport", "build_index",
            "scan_queries", "drop_overlapping", "load_eval_texts", "EVAL_SETS"]
@@ -147,7 +147,7 @@ def drop_overlapping(df: pd.DataFrame, report: ContaminationReport) -> pd.DataFr
 
 
 # The evaluation sets' item texts, for the local layout and the hub snapshots alike: AGIEval, BBH and TruthfulQA are
-# read by `orca_utils.eval_sets` (the readers the evaluation notebooks use), the open-ended sets by
+# read by `orca_utils.evaluation.sets` (the readers the evaluation notebooks use), the open-ended sets by
 # `orca_utils.open_ended.load_prompt_set`.
 def _agieval_text(row: dict) -> str:
     if "query" in row:                                     # lm-eval's hub copies: the question as asked
@@ -160,7 +160,7 @@ def _agieval_text(row: dict) -> str:
 def _tasks(root: Path, benchmark: str) -> list[str]:
     """Every task file of the local folder (AGIEval: the English tasks and math), else the engine's tasks of the hub
     copy (AGIEval's English tasks, BBH's 27)."""
-    from ..eval_tasks import task_specs
+    from ..evaluation.tasks import task_specs
 
     return local_tasks(root, benchmark) or [spec.name for spec in task_specs(benchmark)]
 
@@ -176,7 +176,7 @@ def _bbh(root: Path) -> list[str]:
 def load_eval_texts(names: Iterable[str], data_dir: str | None = None, offline: bool = True) -> dict[str, list[str]]:
     """The text of every item of each evaluation set (what a model is asked), read through the data root."""
     from ..data import resolve_dataset
-    from ..eval_sets import load_truthfulqa
+    from ..evaluation.sets import load_truthfulqa
     from ..open_ended import load_prompt_set
 
     readers = {"agieval": _agieval, "bbh": _bbh}

@@ -4,14 +4,15 @@ The paper breaks both benchmarks down by task, one comparison per task (AGIEval:
 breakdown figure of GPT-4, ChatGPT and Orca; BBH: its per-task table of ChatGPT, GPT-4, Vicuna-13B and Orca-13B).
 `plot_per_task(zs, title)` draws that as one group of horizontal bars per task, the paper's macro average last:
 
-* ours first, one bar per model scored (robust convention, `orca_utils.extract`), the Wilson 95% interval as an
-  error bar; the published convention (the benchmark authors' rule) is an open diamond on the same row;
+* ours first, one bar per model scored (robust convention, `orca_utils.evaluation.extract`), the Wilson 95%
+  interval as an error bar; the published convention (the benchmark authors' rule) is an open diamond on the same
+  row;
 * then the paper's models as `orca_utils.reference` has them (AGIEval: text-davinci-003, ChatGPT, GPT-4,
   Vicuna-13B, Orca-13B; BBH: ChatGPT, GPT-4, Vicuna-13B, Orca-13B), hatched, in their fixed colours
   (`figure_style.color_for`). A number recalled rather than read from a source is drawn pale and counted in the
   legend as unverified; a number the reference lacks is written "n/a", never drawn as a zero bar (a task the paper
   does not report at all, such as BBH's four free-response tasks, gets one "n/a" for all its models). The averages
-  are the table's (`eval_report.paper_columns`): a recalled average is not drawn where the table says "not
+  are the table's (`zero_shot.paper_columns`): a recalled average is not drawn where the table says "not
   available".
 
 More than 14 groups (BBH's 27 tasks) are split over two panels side by side. Every bar and "n/a" mark carries the
@@ -25,8 +26,8 @@ import math
 
 import numpy as np
 
-from .eval_stats import bootstrap_macro_interval, wilson_interval
-from .eval_tasks import task_specs
+from .stats import bootstrap_macro_interval, wilson_interval
+from .tasks import task_specs
 
 __all__ = ["AVERAGE", "MAX_ROWS_PER_PANEL", "PAPER_MODEL_NAMES", "paper_series", "plot_per_task"]
 
@@ -39,8 +40,8 @@ PALE = 0.4                                      # alpha of a recalled (unverifie
 def paper_series(benchmark: str) -> list[tuple[str, str, dict[str, tuple[object, str | None]]]]:
     """[(reference column, paper model, {task: (value or None, status)})] for the paper's models (not the human
     baselines), in the reference's column order."""
-    from . import figure_style
-    from .eval_report import paper_values
+    from .. import figure_style
+    from .zero_shot import paper_values
 
     values, columns = paper_values(benchmark)
     out = []
@@ -54,7 +55,7 @@ def paper_series(benchmark: str) -> list[tuple[str, str, dict[str, tuple[object,
 def _ours(zs, model: str, conv: str, task: str) -> tuple[float, float, float]:
     """(accuracy %, Wilson low %, high %) of one model on one task (or the macro average, bootstrap interval);
     nan where not scored under that convention."""
-    from .eval_report import CONVENTION_COLUMNS, _outcomes
+    from .zero_shot import CONVENTION_COLUMNS, outcomes
 
     res = zs.results[model]
     if task == AVERAGE:
@@ -64,7 +65,7 @@ def _ours(zs, model: str, conv: str, task: str) -> tuple[float, float, float]:
         groups = [g[column].astype(float).to_numpy() for _, g in res.records.groupby("task", sort=False)]
         lo, hi = bootstrap_macro_interval(groups)
         return 100.0 * float(np.mean([g.mean() for g in groups])), 100.0 * lo, 100.0 * hi
-    out = _outcomes(res, conv, task)
+    out = outcomes(res, conv, task)
     if out is None or not len(out):
         return math.nan, math.nan, math.nan
     lo, hi = wilson_interval(int(out.sum()), len(out))
@@ -82,7 +83,7 @@ def plot_per_task(zs, title: str):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    from . import figure_style
+    from .. import figure_style
 
     figure_style.apply()
     labels = {s.name: s.label for s in task_specs(zs.benchmark)}

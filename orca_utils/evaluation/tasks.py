@@ -1,11 +1,11 @@
 """Benchmark tasks as data: AGIEval (8 English multiple-choice tasks) and BIG-Bench Hard (27 tasks), zero-shot.
 
 Task configs (name, the paper's label, answer kind, boolean labels, BBH descriptions, prompt templates) live in
-`eval_tasks.yaml`; this module loads them and turns a dataset folder into `EvalItem`s: the prompt the model sees,
-the gold answer normalized the way `orca_utils.extract` returns answers, the options (for option-text answers and
-log-likelihood scoring) and the continuations a log-likelihood scorer compares.
+`tasks.yaml` (beside this module); this module loads them and turns a dataset folder into `EvalItem`s: the prompt
+the model sees, the gold answer normalized the way `orca_utils.evaluation.extract` returns answers, the options (for
+option-text answers and log-likelihood scoring) and the continuations a log-likelihood scorer compares.
 
-The rows come from `orca_utils.eval_sets` (one reader per dataset: local and hub layouts alike); the folder from
+The rows come from `orca_utils.evaluation.sets` (one reader per dataset: local and hub layouts alike); the folder from
 `orca_utils.data.resolve_dataset`.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from .eval_sets import read_rows, task_files
+from .sets import read_rows, task_files
 from .extract import normalize_target
 
 __all__ = ["TaskSpec", "EvalItem", "BENCHMARKS", "task_specs", "get_task", "load_task", "load_benchmark",
@@ -34,7 +34,7 @@ class TaskSpec:
     benchmark: str
     name: str                       # file stem: "lsat-ar", "boolean_expressions"
     label: str                      # the task's name in the paper's tables
-    kind: str                       # answer kind (orca_utils.extract.ANSWER_KINDS)
+    kind: str                       # answer kind (orca_utils.evaluation.extract.ANSWER_KINDS)
     labels: tuple[str, ...] | None = None
     description: str = ""
 
@@ -55,7 +55,7 @@ class EvalItem:
 
 @lru_cache(maxsize=1)
 def _config() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("orca_utils").joinpath("eval_tasks.yaml").read_text())
+    return yaml.safe_load(resources.files(__package__).joinpath("tasks.yaml").read_text())
 
 
 def task_specs(benchmark: str) -> list[TaskSpec]:

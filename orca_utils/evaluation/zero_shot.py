@@ -6,12 +6,12 @@ system-message comparison; it returns a `ZeroShotRun`. The table builders put ou
 items and the extraction-failure rate per task) beside the paper's columns from `orca_utils.reference`, shown with
 their status ("(unverified)" for recalled numbers, "not available" where the paper's number is missing).
 
-Every accuracy is given under both conventions of `orca_utils.extract` (`robust`, the "acc %" columns, and
-`published`, the benchmark authors' own rule) with a 95% interval (`orca_utils.eval_stats`): Wilson per task and
+Every accuracy is given under both conventions of `orca_utils.evaluation.extract` (`robust`, the "acc %" columns, and
+`published`, the benchmark authors' own rule) with a 95% interval (`orca_utils.evaluation.stats`): Wilson per task and
 for the micro average, a bootstrap over items (fixed seed) for the macro average. Before/after (untuned vs tuned
 student) and system-message comparisons carry the exact McNemar p-value on the paired items. Figures draw the
 intervals as error bars and a missing value as missing ("n/a"), never as a zero bar; the per-task accuracy figure
-is drawn the paper's way, ours beside the paper's models (`orca_utils.eval_figures`).
+is drawn the paper's way, ours beside the paper's models (`orca_utils.evaluation.figures`).
 """
 from __future__ import annotations
 
@@ -26,16 +26,17 @@ from typing import Iterator
 
 import pandas as pd
 
-from .data import resolve_dataset
-from .eval_mcq import EvalResult, evaluate
-from .eval_stats import (bootstrap_macro_interval, bootstrap_relative_change, format_interval, mcnemar_exact,
+from .. import contracts
+from ..data import resolve_dataset
+from .engine import EvalResult, evaluate
+from .stats import (bootstrap_macro_interval, bootstrap_relative_change, format_interval, mcnemar_exact,
                          wilson_interval)
-from .eval_tasks import EvalItem, get_task, load_benchmark, subset_items, task_specs
-from .reference import NOT_AVAILABLE, format_paper_value, paper_block
-from .system_messages import SYSTEM_MESSAGES
+from .tasks import EvalItem, get_task, load_benchmark, subset_items, task_specs
+from ..reference import NOT_AVAILABLE, format_paper_value, paper_block
+from ..system_messages import SYSTEM_MESSAGES
 
 __all__ = ["ZeroShotRun", "run_zero_shot", "model_backend", "records_dir", "paper_values", "paper_columns",
-           "accuracy_table", "relative_improvement", "system_message_table", "plot_relative_improvement",
+           "outcomes", "accuracy_table", "relative_improvement", "system_message_table", "plot_relative_improvement",
            "plot_accuracy", "paired_table"]
 
 CONVENTION_COLUMNS = {"robust": "correct", "published": "published_correct"}   # record column per convention
@@ -60,7 +61,7 @@ class ZeroShotRun:
 
 
 def _hf_backend(model, cfg, label: str):
-    from .generate import HFBackend
+    from ..generate import HFBackend
 
     return HFBackend(model, batch_size=cfg.batch_size, device=cfg.device, max_len_tokens=cfg.max_len_tokens,
                      label=label, dtype=cfg.dtype)
@@ -79,8 +80,8 @@ def model_backend(spec: str, cfg, label: str) -> Iterator:
         return
     if cfg.mode != "generate":
         raise ValueError(f"serve: {cfg.serve}: a served model answers chat requests only; set mode: generate")
-    from .generate import OpenAIBackend
-    from .serving import served_model
+    from ..generate import OpenAIBackend
+    from ..serving import served_model
 
     with served_model(spec, cfg.serve, device=cfg.device, dtype=cfg.dtype) as server:
         yield OpenAIBackend(server.base_url, server.model, label=label, concurrency=cfg.batch_size)
@@ -107,11 +108,10 @@ def run_zero_shot(cfg, run, benchmark: str) -> ZeroShotRun:
     models: list[tuple[str, str, str]] = []          # (label, spec, metrics slot)
     if cfg.eval_base_model:
         models.append((cfg.base_model_label, cfg.student_model, "base"))
-    trained = run.upstream("04_training", required=False)
-    student_dir = Path(trained) / "student" if trained else None
-    out.student_found = bool(student_dir and (student_dir / "config.json").exists())
-    if out.student_found:
-        models.append((student_label(cfg), str(student_dir), "student"))
+    student = contracts.tuned_student(run)          # (label, folder) of 04's student, None when absent
+    out.student_found = student is not None
+    if student is not None:
+        models.append((*student, "student"))
     with contextlib.ExitStack() as stack:
         last_backend, last_spec = None, None
         for label, spec, slot in models:
@@ -127,7 +127,7 @@ def run_zero_shot(cfg, run, benchmark: str) -> ZeroShotRun:
             out.results[label].records.to_parquet(run.path(f"records_{slot}.parquet"), index=False)
             out.system_message_model = label        # the comparison uses the last (trained, when present) model
         if cfg.api_models:
-            from .generate import OpenAIBackend
+            from ..generate import OpenAIBackend
 
             for name in cfg.api_models:
                 api = OpenAIBackend(cfg.api_base_url, name, api_key_env=cfg.api_key_env, label=name)
@@ -156,7 +156,7 @@ def _compare_system_messages(out: ZeroShotRun, cfg, run, items, kwargs, backend,
 
 
 def _restrict(result: EvalResult, items: dict[str, list[EvalItem]]) -> EvalResult:
-    from .eval_mcq import summarize
+    from .engine import summarize
 
     ids = {it.id for v in items.values() for it in v}
     records = result.records[result.records["id"].isin(ids)].reset_index(drop=True)
@@ -166,9 +166,8 @@ def _restrict(result: EvalResult, items: dict[str, list[EvalItem]]) -> EvalResul
 
 
 def student_label(cfg) -> str:
-    """How tables name notebook 04's student: the base model's label with 'Orca-tuned'."""
-    base = cfg.base_model_label.split(" (")[0]
-    return f"{base} + Orca tuning (notebook 04 student)"
+    """How tables name notebook 04's student (`orca_utils.contracts.student_label` of the base model's label)."""
+    return contracts.student_label(cfg.base_model_label)
 
 
 def paper_values(benchmark: str) -> tuple[dict[str, dict[str, tuple[object, str | None]]], list[str]]:
@@ -210,7 +209,7 @@ def paper_columns(benchmark: str) -> tuple[dict[str, dict[str, str]], list[str],
     return cells, columns, status
 
 
-def _outcomes(res: EvalResult, convention: str, task: str | None = None) -> pd.Series | None:
+def outcomes(res: EvalResult, convention: str, task: str | None = None) -> pd.Series | None:
     """Right/wrong per item id (of one task, or all) under a convention; None when the records lack it."""
     column = CONVENTION_COLUMNS[convention]
     if column not in res.records.columns:
@@ -219,11 +218,11 @@ def _outcomes(res: EvalResult, convention: str, task: str | None = None) -> pd.S
     return pd.Series(recs[column].astype(bool).to_numpy(), index=recs["id"].to_numpy())
 
 
-def _wilson(outcomes: pd.Series | None) -> tuple[float | None, str]:
+def _wilson(right: pd.Series | None) -> tuple[float | None, str]:
     """(accuracy %, "[lo, hi]") of right/wrong outcomes; (None, "n/a") when there are none."""
-    if outcomes is None or not len(outcomes):
+    if right is None or not len(right):
         return None, "n/a"
-    k, n = int(outcomes.sum()), len(outcomes)
+    k, n = int(right.sum()), len(right)
     return round(100.0 * k / n, 1), format_interval(*wilson_interval(k, n))
 
 
@@ -248,9 +247,9 @@ def accuracy_table(zs: ZeroShotRun) -> pd.DataFrame:
         for model, res in zs.results.items():
             pt = res.per_task.set_index("task")
             row[f"{model}: acc %"] = round(float(pt.loc[task, "accuracy"]), 1)
-            row[f"{model}: acc 95% CI"] = _wilson(_outcomes(res, "robust", task))[1]
+            row[f"{model}: acc 95% CI"] = _wilson(outcomes(res, "robust", task))[1]
             row[f"{model}: published acc %"], row[f"{model}: published 95% CI"] = \
-                _wilson(_outcomes(res, "published", task))
+                _wilson(outcomes(res, "published", task))
             row[f"{model}: extraction failures %"] = round(float(pt.loc[task, "failure_rate"]), 1)
         for c in columns:
             row[f"paper {c}"] = cells.get(task, {}).get(c, NOT_AVAILABLE)
@@ -260,7 +259,7 @@ def accuracy_table(zs: ZeroShotRun) -> pd.DataFrame:
         for model, res in zs.results.items():
             row[f"{model}: acc %"] = round(getattr(res, fn), 1)
             for conv, prefix in (("robust", "acc"), ("published", "published")):
-                value, ci = _macro(res, conv) if fn == "macro" else _wilson(_outcomes(res, conv))
+                value, ci = _macro(res, conv) if fn == "macro" else _wilson(outcomes(res, conv))
                 row[f"{model}: {prefix} 95% CI"] = ci
                 if conv == "published":
                     row[f"{model}: published acc %"] = value
@@ -274,30 +273,10 @@ def accuracy_table(zs: ZeroShotRun) -> pd.DataFrame:
 def plot_accuracy(zs: ZeroShotRun, title: str):
     """Per task, the paper's way: our models' accuracies (Wilson 95% error bars; the published convention as a
     diamond) beside the paper's models (hatched; recalled numbers pale, missing ones "n/a", never a zero bar).
-    Drawn by `orca_utils.eval_figures.plot_per_task`."""
-    from .eval_figures import plot_per_task
+    Drawn by `orca_utils.evaluation.figures.plot_per_task`."""
+    from .figures import plot_per_task
 
     return plot_per_task(zs, title)
-
-
-def _bars(ax, y, values, lo, hi, height, label, color=None, hatch=None):
-    """Horizontal bars with error bars where the interval is known; a missing value is written "n/a", not drawn.
-    Returns the legend handle (a series with no value at all still gets its own colour in the legend)."""
-    import numpy as np
-    from matplotlib.patches import Patch
-
-    v, lo, hi = np.asarray(values, float), np.asarray(lo, float), np.asarray(hi, float)
-    have = ~np.isnan(v)
-    ax.barh(np.asarray(y)[have], v[have], height=height, label=label, color=color, hatch=hatch,
-            edgecolor="white" if hatch else None, linewidth=0)
-    known = have & ~np.isnan(lo) & ~np.isnan(hi)
-    if known.any():
-        err = np.clip([v[known] - lo[known], hi[known] - v[known]], 0, None)     # rounding may cross the bar
-        ax.errorbar(v[known], np.asarray(y)[known], xerr=err, fmt="none",
-                    ecolor="0.2", elinewidth=0.8, capsize=2)
-    for yy in np.asarray(y)[~have]:
-        ax.text(0, yy, " n/a", va="center", fontsize=6, color="0.3")
-    return Patch(facecolor=color, hatch=hatch, edgecolor="white" if hatch else None, label=label)
 
 
 def _relative(before: pd.Series | None, after: pd.Series | None) -> tuple[float | None, float, float]:
@@ -345,7 +324,7 @@ def relative_improvement(zs: ZeroShotRun, before: str, after: str) -> pd.DataFra
         row = {"task": task, "paper: Orca-13B over Vicuna-13B (%)": None if value is None else round(value, 1),
                "paper status": paper_status if value is not None else NOT_AVAILABLE}
         for conv, name in (("robust", "ours"), ("published", "ours (published)")):
-            pair = [_outcomes(zs.results[m], conv, task) for m in (before, after)] if have else [None, None]
+            pair = [outcomes(zs.results[m], conv, task) for m in (before, after)] if have else [None, None]
             ours, lo, hi = _relative(*pair)
             test = _mcnemar(*pair)
             row[f"{name}: after over before (%)"] = rnd(ours)
@@ -360,7 +339,7 @@ def plot_relative_improvement(table: pd.DataFrame, title: str):
     The paper's bars take Orca-13B's colour, ours the tuned student's (`figure_style.color_for`)."""
     import matplotlib.pyplot as plt
 
-    from . import figure_style
+    from .. import figure_style
 
     figure_style.apply()
     series = [("paper: Orca-13B over Vicuna-13B (%)", None, None)]
@@ -378,8 +357,8 @@ def plot_relative_improvement(table: pd.DataFrame, title: str):
         high = pd.to_numeric(table[hi], errors="coerce") if hi else nan
         color = figure_style.color_for(col, role=None if col.startswith("paper") else "tuned student")
         hatch = figure_style.PAPER_HATCH if col.startswith("paper") else ("...." if "published" in col else None)
-        handles.append(_bars(ax, [v + height * k for v in y], values.tolist(), low.tolist(), high.tolist(),
-                             height, col, color, hatch=hatch))
+        handles.append(figure_style.hbars(ax, [v + height * k for v in y], values.tolist(), low.tolist(),
+                                          high.tolist(), height, col, color, hatch=hatch))
     ax.set_yticks([v + 0.4 - height / 2 for v in y], table["task"], fontsize=7)
     ax.set_ylim(-0.6, len(table) - 0.1)
     ax.axvline(0, color="0.3", lw=0.8)
@@ -403,7 +382,7 @@ def paired_table(zs: ZeroShotRun, before: str, after: str) -> pd.DataFrame:
     for task in [*zs.items, None]:
         row = {"task": task or "all items"}
         for conv, prefix in (("robust", ""), ("published", "published: ")):
-            b, a = (_outcomes(zs.results[m], conv, task) for m in (before, after))
+            b, a = (outcomes(zs.results[m], conv, task) for m in (before, after))
             test = _mcnemar(b, a)
             if test is None:
                 continue
@@ -425,12 +404,12 @@ def system_message_table(zs: ZeroShotRun) -> pd.DataFrame:
     reference = next(iter(zs.system_messages), None)
     for mid, res in zs.system_messages.items():
         text = SYSTEM_MESSAGES[mid]
-        test = None if mid == reference else _mcnemar(_outcomes(zs.system_messages[reference], "robust"),
-                                                     _outcomes(res, "robust"))
+        test = None if mid == reference else _mcnemar(outcomes(zs.system_messages[reference], "robust"),
+                                                     outcomes(res, "robust"))
         rows.append({"system message id": mid, "system message": (text[:70] + "...") if len(text) > 70 else
                      (text or "<empty system message>"), "items": int(res.per_task["n"].sum()),
                      "macro acc %": round(res.macro, 1), "macro 95% CI": _macro(res, "robust")[1],
-                     "micro acc %": round(res.micro, 1), "micro 95% CI": _wilson(_outcomes(res, "robust"))[1],
+                     "micro acc %": round(res.micro, 1), "micro 95% CI": _wilson(outcomes(res, "robust"))[1],
                      "published macro acc %": _macro(res, "published")[0],
                      "extraction failures %": round(float(res.records["failed"].mean() * 100), 1),
                      f"McNemar p vs message {reference}": None if test is None else round(test.p_value, 4),

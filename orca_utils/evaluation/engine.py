@@ -1,18 +1,18 @@
 """One evaluation engine for multiple-choice and exact-match tasks (AGIEval, BBH) over any model backend.
 
-Two modes, both over the same `EvalItem`s (`orca_utils.eval_tasks`):
+Two modes, both over the same `EvalItem`s (`orca_utils.evaluation.tasks`):
 - `generate` (as the paper): the model answers the zero-shot prompt (greedy, chat template, optional system
-  message), `orca_utils.extract` reads the answer; an unparseable answer is wrong and counted as an
+  message), `orca_utils.evaluation.extract` reads the answer; an unparseable answer is wrong and counted as an
   extraction failure.
 - `loglikelihood` (as lm-evaluation-harness scores AGIEval): the answer is the continuation with the highest
   log-likelihood after the raw prompt (`acc`; `acc_norm` divides by the continuation's length in bytes). Only
   choice and boolean tasks have continuations to compare; free-form BBH tasks fall back to generation (the
   `mode` column says which was used).
 
-Every generated answer is scored under both conventions of `orca_utils.extract`: `robust` (the `correct`/`failed`
-columns, the accuracy the tables lead with) and `published` (the benchmark authors' own rule: `published_correct`;
-for BBH the target string "(B)", "True", "12" ...; for AGIEval the label letter). Log-likelihood answers need no
-reading, so both conventions agree there.
+Every generated answer is scored under both conventions of `orca_utils.evaluation.extract`: `robust` (the
+`correct`/`failed` columns, the accuracy the tables lead with) and `published` (the benchmark authors' own rule:
+`published_correct`; for BBH the target string "(B)", "True", "12" ...; for AGIEval the label letter).
+Log-likelihood answers need no reading, so both conventions agree there.
 
 Averages follow the paper: `macro` is the unweighted mean of the per-task accuracies (the papers' "average" rows
 are column means), `micro` is correct / all items.
@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from .eval_tasks import EvalItem, get_task
+from .tasks import EvalItem, get_task
 from .extract import CONVENTIONS, extract_answer, normalize_target, score_published
 
 __all__ = ["EvalResult", "evaluate", "summarize", "score_records", "NoScorableLines", "prompt_options",
@@ -263,7 +263,7 @@ def score_records(rows: Sequence[Any], benchmark: str, task: str, convention: st
     interval, `bad_lines` ([{"line", "error"}]: left out, never fatal) and `items` (one verdict per line).
     Raises ValueError when no line could be scored.
     """
-    from .eval_stats import wilson_interval
+    from .stats import wilson_interval
 
     if convention not in CONVENTIONS:
         raise ValueError(f"convention {convention!r}: expected one of {CONVENTIONS}")

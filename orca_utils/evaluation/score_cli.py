@@ -10,9 +10,9 @@ list holds `{"input", "target", "prediction"}` items) are read too; their "lines
 
 `--convention published` scores exactly as the benchmark's authors did (BBH: the text after the last "So the answer
 is" equals the target string; AGIEval: the first capital A-F equals the label), so the accuracy on a released file
-equals the published one; `robust` (default) is the project's reader (see `orca_utils.extract`). A target given as
-option text is compared as text under `published`, and mapped to its letter under `robust` when it names exactly
-one option.
+equals the published one; `robust` (default) is the project's reader (see `orca_utils.evaluation.extract`). A
+target given as option text is compared as text under `published`, and mapped to its letter under `robust` when it
+names exactly one option.
 
 Prints one JSON line: accuracy with its Wilson 95% interval, extraction-failure rate (%), counts, and the numbers
 of the lines left out. A line that cannot be scored (not JSON, no prediction or target, a target that is no answer
@@ -26,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import COMMANDS
+from ..cli import COMMANDS
 
 PER_ITEM_FIELDS = ("line", "target", "answer", "method", "verdict", "error")
 
@@ -78,7 +78,7 @@ def write_per_item(path: Path, items: list[dict]) -> None:
 
 
 def _score(args) -> int:
-    from .eval_mcq import NoScorableLines, score_records
+    from .engine import NoScorableLines, score_records
 
     path = Path(args.file)
     if not path.is_file():

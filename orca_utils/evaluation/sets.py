@@ -1,6 +1,6 @@
 """The evaluation datasets, one reader each: BBH, AGIEval and TruthfulQA.
 
-The zero-shot engine (`orca_utils.eval_tasks`, notebooks 05/06), the contamination check of 01
+The zero-shot engine (`orca_utils.evaluation.tasks`, notebooks 05/06), the contamination check of 01
 (`orca_utils.sampling.contamination`) and the safety notebook 08 (`orca_utils.safety`) read these sets through this
 module. The folder comes from `orca_utils.data.resolve_dataset`; two layouts are read for each:
 - local (as published): `bbh/<task>.json` (`{"examples": [{"input", "target"}]}`), `agieval/<task>.jsonl`
@@ -8,7 +8,7 @@ module. The folder comes from `orca_utils.data.resolve_dataset`; two layouts are
 - hub snapshots: BBH as in `lukaemon/bbh` (`<task>/test-*.parquet`, columns input, target); AGIEval as the per-task
   copies lm-eval reads (`query`, `choices`, `gold`) or the v1 fields, in `.jsonl`/`.json`/`.parquet` files whose
   path names the task (`lsat-ar`, `lsat_ar`); TruthfulQA's `generation/*.parquet` (snake_case columns, lists).
-Rows come back as the files hold them (dicts); turning them into prompts is `orca_utils.eval_tasks`' job.
+Rows come back as the files hold them (dicts); turning them into prompts is `orca_utils.evaluation.tasks`' job.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import resolve_dataset
+from ..data import resolve_dataset
 
 __all__ = ["BENCHMARK_EXTENSIONS", "task_files", "read_rows", "read_bbh", "read_agieval", "read_task",
            "local_tasks", "split_answers", "read_truthfulqa", "load_truthfulqa"]

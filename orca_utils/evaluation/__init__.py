@@ -1,0 +1,29 @@
+"""Notebooks 05 (AGIEval) and 06 (BBH): zero-shot evaluation, tasks as data over one engine.
+
+- `tasks.yaml` + `tasks.py`: the tasks as data (lm-evaluation-harness style: prompt, answer kind, options,
+  version) and their loading into `EvalItem`s (`load_benchmark`, `subset_items`, `get_task`, `task_specs`);
+- `sets.py`: one reader per evaluation set, BBH, AGIEval and TruthfulQA, local and hub layouts alike (also read
+  by 01's contamination check and 08's safety notebook);
+- `engine.py`: the engine: generate (or rank by log-likelihood) and score every item under both conventions
+  (`evaluate`, `summarize`, `score_records`);
+- `extract.py`: how an answer is read from a model's text, the project's robust reader and the benchmark
+  authors' published rule (`extract_answer`, `score_prediction`, `score_published`);
+- `stats.py`: Wilson and bootstrap intervals, the exact McNemar test;
+- `zero_shot.py`: 05/06's driver: the scoring runs, the tables beside the paper, the metrics (`run_zero_shot`,
+  `accuracy_table`, `paired_table`, `zero_shot_metrics`, ...);
+- `figures.py`: the per-task accuracy figure drawn the paper's way (`plot_per_task`);
+- `score_cli.py`: the `python -m orca_utils score` command (saved model outputs scored with the same rules).
+
+The notebooks import the driver: `from orca_utils.evaluation import zero_shot as er`.
+"""
+from __future__ import annotations
+
+from . import engine, extract, figures, sets, stats, tasks, zero_shot
+from .zero_shot import (ZeroShotRun, accuracy_table, error_examples, paired_table, paper_columns, plot_accuracy,
+                        plot_relative_improvement, provenance, relative_improvement, run_zero_shot, student_label,
+                        system_message_table, zero_shot_metrics)
+
+__all__ = ["engine", "extract", "figures", "sets", "stats", "tasks", "zero_shot", "ZeroShotRun", "accuracy_table",
+           "error_examples", "paired_table", "paper_columns", "plot_accuracy", "plot_relative_improvement",
+           "provenance", "relative_improvement", "run_zero_shot", "student_label", "system_message_table",
+           "zero_shot_metrics"]
