@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 from .contracts import (QUERY_TABLE_COLUMNS, RESPONSE_TABLE_COLUMNS, STAGES, TRAIN_TABLE_COLUMNS, queries_file,
                         read_table, responses_file, train_file)
 from .schemas import AugmentationParams, TeacherEndpointParams, TeacherModelParams
-from .teacher import ChatRequest, ChatRun, CostEstimate, Prices, complete_chats, emulation_for, estimate_cost
+from .teacher import ChatRequest, ChatRun, CostEstimate, Prices, complete_chats, estimate_cost
 
 __all__ = ["STAGES", "teacher_of", "load_queries", "teacher_table", "token_counter", "build_requests",
            "estimate_costs", "teacher_endpoints", "run_stage", "run_stages", "responses_frame", "train_frame",
@@ -102,7 +102,7 @@ def teacher_endpoints(cfg: AugmentationParams, queries: dict, count_tokens=None)
     """{stage: endpoint params}; offline teachers are served on 127.0.0.1 for the duration of the block."""
     import pandas as pd
 
-    from .teacher import offline_backends, serve_openai_compatible
+    from .teacher import offline_backends, serve_offline
 
     stages = {s: teacher_of(cfg, s) for s in STAGES}
     offline = {s: t for s, t in stages.items() if t.offline_backend != "none"}
@@ -114,9 +114,8 @@ def teacher_endpoints(cfg: AugmentationParams, queries: dict, count_tokens=None)
     lookup = pd.concat([queries[s] for s in STAGES], ignore_index=True)
     backends = offline_backends(offline, lookup, cfg.student_model,
                                 device="cpu" if cfg.device == "auto" else cfg.device, count_tokens=count_tokens)
-    with serve_openai_compatible(backends, max_batch_size=max(t.local_batch_size for t in offline.values()),
-                                 batch_window_s=0.05, emulate=emulation_for(cfg.endpoint)) as base_url:
-        local = cfg.endpoint.model_copy(update={"base_url": base_url, "api_type": "openai"})
+    batch = max(t.local_batch_size for t in offline.values())
+    with serve_offline(backends, cfg.endpoint, max_batch_size=batch) as local:
         yield {s: local if s in offline else own[s] for s in STAGES}
 
 

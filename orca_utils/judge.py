@@ -312,7 +312,7 @@ def serve_models(models: Sequence, endpoint, default_model_spec: str, device: st
     if any(m.offline_backend == "data" for m in offline):
         raise ValueError("serve_models: the data teacher answers FLAN queries only; use local_llm here")
     from .generate import HFBackend
-    from .teacher import serve_openai_compatible
+    from .teacher import serve_offline
 
     by_spec = dict(loaded or {})
     backends = {}
@@ -322,8 +322,5 @@ def serve_models(models: Sequence, endpoint, default_model_spec: str, device: st
         if spec not in by_spec:
             by_spec[spec] = HFBackend(spec, batch_size=batch, device=device, progress=False, label=m.label)
         backends[m.model] = by_spec[spec]
-    from .teacher import emulation_for
-
-    with serve_openai_compatible(backends, batch_window_s=0.05, max_batch_size=batch,
-                                 emulate=emulation_for(endpoint)) as base_url:
-        yield endpoint.model_copy(update={"base_url": base_url})
+    with serve_offline(backends, endpoint, max_batch_size=batch) as local:
+        yield local

@@ -137,3 +137,17 @@ def test_batch_api_round_trip_with_output_and_error_files():
     assert sorted(o["custom_id"] for o in out) == ["id0", "id2"]
     assert out[0]["response"]["body"]["choices"][0]["message"]["content"].startswith("echo ok")
     assert [e["custom_id"] for e in err] == ["id1"] and err[0]["response"]["status_code"] == 500
+
+
+def test_serve_offline_points_the_endpoint_at_the_local_server_and_the_client_gets_answers(tmp_path):
+    """The one offline-serving helper of 02, 07, 08 and 09: the block's endpoint, its base_url on 127.0.0.1."""
+    from orca_utils.schemas import TeacherEndpointParams
+    from orca_utils.teacher import ChatRequest, complete_chats, serve_offline
+
+    endpoint = TeacherEndpointParams(api_type="azure", base_url="https://example.invalid", max_retries=0)
+    with serve_offline({"echo": EchoBackend()}, endpoint) as local:
+        assert local.base_url.startswith("http://127.0.0.1:") and local.api_type == "openai"
+        run = complete_chats([ChatRequest(id="a", model="echo", messages=[{"role": "user", "content": "hi"}],
+                                          max_tokens=8)], local, tmp_path / "cache.sqlite", progress=False)
+    assert [r.status for r in run.results] == ["ok"] and run.results[0].text
+    assert endpoint.base_url == "https://example.invalid", "the block's own endpoint is left as it was"

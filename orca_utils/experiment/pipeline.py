@@ -236,15 +236,15 @@ def collect_responses(problems: pd.DataFrame, styles: list[str], cache_path: Pat
     """Ask the symbolic teacher for each problem in each style: the project's teacher client (`complete_chats`,
     cached in `cache_path`) against the local OpenAI-compatible server, exactly as 02 asks GPT-4."""
     from ..schemas import TeacherEndpointParams
-    from ..teacher import ChatRequest, complete_chats, serve_openai_compatible
+    from ..teacher import ChatRequest, complete_chats, serve_offline
 
     rows = [(row.id, row.task, style, SYSTEM_MESSAGES[style], row.user)
             for style in styles for row in problems.itertuples()]
     requests = [ChatRequest(id=f"{rid}-{style}", model=TEACHER_MODEL, max_tokens=2048,
                             messages=[{"role": "system", "content": system}, {"role": "user", "content": user}])
                 for rid, _, style, system, user in rows]
-    with serve_openai_compatible({TEACHER_MODEL: SymbolicTeacher()}) as base_url:
-        endpoint = TeacherEndpointParams(base_url=base_url, concurrency=16, rpm=1e7, tpm=1e10, max_retries=2)
+    local = TeacherEndpointParams(concurrency=16, requests_per_minute=1e7, tokens_per_minute=1e10, max_retries=2)
+    with serve_offline({TEACHER_MODEL: SymbolicTeacher()}, local) as endpoint:
         chat = complete_chats(requests, endpoint, cache_path, progress=progress, desc="symbolic teacher")
     out = pd.DataFrame(rows, columns=["id", "task", "style", "system", "user"])
     out["response"] = [r.text for r in chat.results]

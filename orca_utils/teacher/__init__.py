@@ -12,7 +12,8 @@
 - `protocol.py`: what the others share (`ChatRequest` and its body, `classify_response`, `TeacherConfigError`, the
   retry helpers; `Completion`, `Backend` and `ServerFault` for the backends the local server serves);
 - `local_server.py`: a local OpenAI-compatible server (FastAPI) for offline teachers, tests and rehearsals;
-- `offline.py`: the smoke profile's offline teachers (`DataTeacher`, a small local LLM).
+- `offline.py`: the smoke profile's offline teachers (`DataTeacher`, a small local LLM) and `serve_offline`, the
+  one way 02, 07, 08 and 09 put offline backends behind the local server.
 
 The local server's names (`serve_openai_compatible`, `Emulation`, `build_app`) are loaded on first use, so that
 importing the client does not load FastAPI.
@@ -24,7 +25,7 @@ from .cache import CachedResponse, ResponseCache, request_key
 from .client import (STATUSES, ChatResult, ChatRun, CostEstimate, CostLimitError, Prices, RateLimiter, check_models,
                      complete_chats, emulation_for, estimate_cost, make_client, run_chat_async)
 from .models import PAPER_TEACHERS, REGISTRY, TeacherModel, dialect_for, lookup, retired_on
-from .offline import DataTeacher, LazyBackend, local_llm_teacher, offline_backends, wants_explanation
+from .offline import DataTeacher, LazyBackend, local_llm_teacher, offline_backends, serve_offline, wants_explanation
 from .protocol import (Backend, ChatRequest, Completion, ServerFault, TeacherConfigError, classify_response,
                        config_error_message, prompt_tokens_of, request_body, request_json)
 
@@ -41,7 +42,8 @@ __all__ = [
     "Backend", "ChatRequest", "Completion", "ServerFault", "TeacherConfigError", "classify_response",
     "config_error_message", "prompt_tokens_of", "request_body", "request_json",
     # offline teachers and the local server
-    "DataTeacher", "LazyBackend", "local_llm_teacher", "offline_backends", "wants_explanation", *_SERVER_NAMES,
+    "DataTeacher", "LazyBackend", "local_llm_teacher", "offline_backends", "serve_offline", "wants_explanation",
+    *_SERVER_NAMES,
 ]
 
 

@@ -13,13 +13,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from .protocol import Completion, ServerFault
 
-__all__ = ["DataTeacher", "LazyBackend", "wants_explanation", "local_llm_teacher", "offline_backends"]
+__all__ = ["DataTeacher", "LazyBackend", "wants_explanation", "local_llm_teacher", "offline_backends", "serve_offline"]
 
 _EXPLAIN = re.compile(r"explain|step-by-step|step by step|justify|detailed|describe|long answer|simple steps|"
                       r"break the definition", re.IGNORECASE)
@@ -135,3 +136,18 @@ def offline_backends(stages: dict, queries, default_model_spec: str, device: str
             backends[params.model] = local_llm_teacher(params.local_model or default_model_spec,
                                                        params.local_batch_size, device, params.label)
     return backends
+
+
+@contextlib.contextmanager
+def serve_offline(backends: dict, endpoint, max_batch_size: int = 16, batch_window_s: float = 0.05) -> Iterator:
+    """The one way notebooks serve offline teachers, references and judges: `backends` ({model name: backend})
+    behind the local OpenAI-compatible server for the block, which yields `endpoint` pointed at it (OpenAI wire
+    format; the endpoint's `emulate_openai` settings applied). 02, 07, 08 and 09 all send through the same
+    teacher client as with a real endpoint."""
+    from .client import emulation_for
+    from .local_server import serve_openai_compatible
+
+    with serve_openai_compatible(backends, max_batch_size=max_batch_size, batch_window_s=batch_window_s,
+                                 emulate=emulation_for(endpoint)) as base_url:
+        yield endpoint.model_copy(update={"base_url": base_url, "api_type": "openai"})
+
