@@ -19,7 +19,8 @@ import concurrent.futures
 import os
 from typing import Any, Sequence, Union
 
-__all__ = ["Completion", "HFBackend", "OpenAIBackend", "Conversation", "to_messages", "cut_at_stop"]
+__all__ = ["Completion", "HFBackend", "OpenAIBackend", "TeacherClientBackend", "Conversation", "to_messages",
+           "cut_at_stop"]
 
 from .teacher.protocol import Completion   # the one result type: text, finish_reason, prompt/completion tokens
 from .tokens import plain_bos, render_orca_plain, uses_chat_template
@@ -312,3 +313,51 @@ class OpenAIBackend:
     def loglikelihood(self, requests, system_message=None):
         raise NotImplementedError(f"{self.label}: chat endpoints return no prompt log-probabilities; score this "
                                   f"model in generation mode (mode='generate')")
+
+
+class TeacherClientBackend:
+    """A paid API model scored like a local one, through the teacher client (`orca_utils.teacher.complete_chats`):
+    every answer lands in a SQLite response cache before it is used (a rerun pays nothing twice), requests are
+    paced and retried like 02's, the model's dialect (chat or reasoning) is the registry's, and `max_cost_usd` caps
+    the spend over every call of this backend (prices from the registry by model name unless given)."""
+
+    def __init__(self, model, endpoint, cache_path, max_cost_usd: float | None = None, progress: bool = True):
+        self.model, self.endpoint, self.cache_path = model, endpoint, cache_path
+        self.max_cost_usd, self.progress = max_cost_usd, progress
+        self.label = model.label
+        self.spent_usd = 0.0
+
+    def generate_completions(self, conversations: Sequence[Conversation], max_new_tokens: int = 256,
+                             stop: Sequence[str] | None = None, system_message: str | None = None
+                             ) -> list[Completion]:
+        from .teacher import ChatRequest, Prices, complete_chats
+
+        stop = [x for x in (stop or []) if x][:4] or None
+        requests = [ChatRequest(f"{self.model.model}-{i}", self.model.model, to_messages(c, system_message),
+                                max_new_tokens, 0.0, stop, self.model.dialect, self.model.reasoning_effort)
+                    for i, c in enumerate(conversations)]
+        prices = Prices(self.model.price_input_usd_per_1k or 0.0, self.model.price_output_usd_per_1k or 0.0)
+        left = None if self.max_cost_usd is None else max(0.0, self.max_cost_usd - self.spent_usd)
+        run = complete_chats(requests, self.endpoint, self.cache_path, prices=prices, max_cost_usd=left,
+                             progress=self.progress, desc=f"generate ({self.label})")
+        self.spent_usd += float(run.stats.get("spent_usd", 0.0))
+        failed = [r for r in run.results if r.status != "ok"]
+        if failed:
+            raise RuntimeError(f"{self.label}: {len(failed)} of {len(requests)} requests not answered "
+                               f"({failed[0].status}: {failed[0].error}); answers so far are cached in "
+                               f"{self.cache_path}: rerun to resume")
+        out = []
+        for r in run.results:
+            text, hit = cut_at_stop(r.text or "", stop or [])
+            out.append(Completion(text.strip(), "stop" if hit else (r.finish_reason or "stop"), r.prompt_tokens,
+                                  r.completion_tokens))
+        return out
+
+    def generate(self, conversations: Sequence[Conversation], max_new_tokens: int = 256,
+                 stop: Sequence[str] | None = None, system_message: str | None = None) -> list[str]:
+        return [c.text for c in self.generate_completions(conversations, max_new_tokens, stop, system_message)]
+
+    def loglikelihood(self, requests, system_message=None):
+        raise NotImplementedError(f"{self.label}: chat endpoints return no prompt log-probabilities; score this "
+                                  f"model in generation mode (mode='generate')")
+

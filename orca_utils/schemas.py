@@ -303,6 +303,9 @@ class ZeroShotEvalParams(CommonParams):
     api_models: list[str] = Field(default_factory=list, description="models behind an OpenAI-compatible "
                                   "endpoint to score the same way (e.g. gpt-3.5-turbo); key from api_key_env")
     api_base_url: str | None = Field(None, description="OpenAI-compatible base URL; null: api.openai.com")
+    api_max_cost_usd: float = Field(5.0, ge=0, description="spend cap over all `api_models` of this notebook "
+                                    "(prices from the teacher registry by model name); answers are cached, so a "
+                                    "rerun pays nothing twice")
     n_error_examples: int = Field(2, ge=0, description="wrong answers shown per task")
     serve: Literal["none", "transformers", "vllm"] = Field(
         "none", description="none: generate in the notebook's process (HF generate); transformers / vllm: serve "

@@ -109,3 +109,53 @@ def test_open_ended_candidate_served_answers_like_in_process():
     assert answers["transformers"].engine == "served by transformers"
     assert list(answers["transformers"].answers["answer"]) == list(answers["none"].answers["answer"])
     assert list(answers["transformers"].answers["n_tokens"]) == list(answers["none"].answers["n_tokens"])
+
+
+class _Answerer:
+    """A stand-in API model behind the local server: always answers '(A)', counting the requests it served."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def complete(self, messages, max_tokens, temperature, stop):
+        from orca_utils.teacher.protocol import Completion
+
+        self.calls += 1
+        return Completion("So the answer is (A).", "stop", 10, 6)
+
+
+def test_api_models_go_through_the_teacher_client_cached_and_resumable(tmp_path):
+    """05/06's `api_models`: answers cached (a rerun sends nothing), per-item records written, cost capped."""
+    from orca_utils.evaluation.zero_shot import run_zero_shot
+    from orca_utils.runs import setup_notebook
+    from orca_utils.teacher import serve_offline
+    from orca_utils.schemas import TeacherEndpointParams
+
+    model = _Answerer()
+    with serve_offline({"api-stand-in": model}, TeacherEndpointParams()) as local:
+        overrides = (f"06_bbh.api_models=[api-stand-in];06_bbh.api_base_url={local.base_url};"
+                     "06_bbh.tasks=[boolean_expressions, navigate];06_bbh.n_items_per_task=2;"
+                     "06_bbh.eval_base_model=false;06_bbh.compare_system_message_ids=[]")
+        cfg, run = setup_notebook("06_bbh", "smoke", run_dir=str(tmp_path), overrides=overrides, quiet=True)
+        first = run_zero_shot(cfg, run, "bbh")
+        sent = model.calls
+        again = run_zero_shot(cfg, run, "bbh")
+    assert sent == 4 and model.calls == sent, "the rerun was answered from the records and the cache"
+    result = first.results["api-stand-in"]
+    assert len(result.records) == 4 and again.results["api-stand-in"].records["prediction"].tolist() == \
+        result.records["prediction"].tolist()
+    assert (tmp_path / "06_bbh" / "api_response_cache.sqlite").exists()
+    assert list((tmp_path / "06_bbh" / "records").glob("api_api_stand_in-api-*/part-*.parquet"))
+
+
+def test_teacher_client_backend_stops_at_its_cost_cap(tmp_path):
+    from orca_utils.generate import TeacherClientBackend
+    from orca_utils.schemas import TeacherEndpointParams, TeacherModelParams
+    from orca_utils.teacher import CostLimitError, serve_offline
+
+    priced = TeacherModelParams(label="priced", model="api-stand-in", price_input_usd_per_1k=100.0,
+                                price_output_usd_per_1k=100.0)
+    with serve_offline({"api-stand-in": _Answerer()}, TeacherEndpointParams()) as local:
+        backend = TeacherClientBackend(priced, local, tmp_path / "c.sqlite", max_cost_usd=0.01, progress=False)
+        with pytest.raises((CostLimitError, RuntimeError), match="max_cost_usd"):
+            backend.generate(["Is 4 even?"] * 3, max_new_tokens=8)

@@ -127,15 +127,30 @@ def run_zero_shot(cfg, run, benchmark: str) -> ZeroShotRun:
             out.results[label].records.to_parquet(run.path(f"records_{slot}.parquet"), index=False)
             out.system_message_model = label        # the comparison uses the last (trained, when present) model
         if cfg.api_models:
-            from ..generate import OpenAIBackend
-
-            for name in cfg.api_models:
-                api = OpenAIBackend(cfg.api_base_url, name, api_key_env=cfg.api_key_env, label=name)
-                out.results[name] = evaluate(api, items, label=name, **{**kwargs, "mode": "generate"})
-                out.slots[name] = "api_" + "".join(ch if ch.isalnum() else "_" for ch in name)
+            _evaluate_api_models(out, cfg, run, items, message, kwargs)
         if models and cfg.compare_system_message_ids:
             _compare_system_messages(out, cfg, run, items, kwargs, last_backend, last_spec, benchmark)
     return out
+
+
+def _evaluate_api_models(out: ZeroShotRun, cfg, run, items, message, kwargs) -> None:
+    """`api_models` through the teacher client: cached answers, one spend cap over all of them, per-item records
+    (an interrupted evaluation resumes; a rerun is answered from the cache)."""
+    from ..generate import TeacherClientBackend
+    from ..schemas import TeacherEndpointParams, TeacherModelParams
+
+    endpoint = TeacherEndpointParams(base_url=cfg.api_base_url, api_key_env=cfg.api_key_env)
+    spent = 0.0
+    for name in cfg.api_models:
+        slot = "api_" + "".join(ch if ch.isalnum() else "_" for ch in name)
+        api = TeacherClientBackend(TeacherModelParams(label=name, model=name), endpoint,
+                                   run.path("api_response_cache.sqlite"), max_cost_usd=cfg.api_max_cost_usd - spent,
+                                   progress=False)
+        out.results[name] = evaluate(api, items, label=name, chunk_items=cfg.records_chunk_items,
+                                     records_dir=records_dir(run, cfg, slot, name, message, "api"),
+                                     **{**kwargs, "mode": "generate"})
+        out.slots[name] = slot
+        spent += api.spent_usd
 
 
 def _compare_system_messages(out: ZeroShotRun, cfg, run, items, kwargs, backend, spec, benchmark) -> None:
