@@ -14,7 +14,7 @@ this module adds is only what the paper needs and TRL does not do for us:
   stage 2 starts from `student_stage1/` on `train_stage2.parquet` and saves `student/` (both loadable HF dirs with
   the tokenizer; a template-less tokenizer is saved with `ORCA_PLAIN_TEMPLATE`, so the student carries the prompt
   format it was trained on to every evaluation);
-- checkpoints every `save_steps` under `checkpoints/stage{N}-{params hash}/`, resumed exactly by `Trainer`
+- checkpoints every `save_steps` under `checkpoints/stage{N}-{stamp}/` (params + 02's table), resumed exactly by `Trainer`
   (model, optimizer, scheduler, RNG states, data position) when `resume` is on;
 - per-stage results (`stage{N}_result.json`: losses, held-out loss, steps, useful tokens/s) and a per-rank log of
   which samples each batch held (`data_log/stage{N}_rank{r}.jsonl`).
@@ -53,9 +53,11 @@ def stage_model_dir(run: Run, stage: int) -> Path:
     return run.dir / (STAGE1_STUDENT_DIR if stage == 1 else STUDENT_DIR)
 
 
-def checkpoint_dir(run: Run, stage: int) -> Path:
-    """Keyed by the params hash: checkpoints of other params are kept, never resumed into this run."""
-    return run.dir / "checkpoints" / f"stage{stage}-{params_hash(run.cfg)}"
+def checkpoint_dir(run: Run, stage: int, upstream: Path | None = None) -> Path:
+    """Keyed by the stage stamp (params + 02's training table): checkpoints of other params or other data are
+    kept, never resumed into this run."""
+    upstream = Path(upstream) if upstream else run.upstream("02_augmentation")
+    return run.dir / "checkpoints" / f"stage{stage}-{_stage_stamp(run.cfg, upstream, stage)}"
 
 
 def _stage_cfg(cfg: TrainingParams, stage: int):
@@ -307,7 +309,7 @@ def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None
         log(f"stage {stage}: already trained from the same params and data -> {finished['student_dir']} "
             f"(delete {run.dir / stage_result_file(stage)} to train it again)")
         return finished
-    out = checkpoint_dir(run, stage)
+    out = checkpoint_dir(run, stage, upstream)
     args = _sft_config(cfg, stage, out)            # creates the distributed state before any weights are loaded
     tokenizer = load_student_tokenizer(cfg, run, stage)
     with args.main_process_first(desc=f"stage {stage} training data"):    # rank 0 tokenizes, the others reuse

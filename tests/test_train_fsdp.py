@@ -34,7 +34,8 @@ def _overrides(student: Path, config: Path) -> list[str]:
 
 
 def _launch(root: Path, student: Path, config: Path) -> tuple[object, dict]:
-    make_fake_augmentation(root)
+    if not (root / "02_augmentation").exists():
+        make_fake_augmentation(root)
     overrides = _overrides(student, config)
     cfg, run = _run_for("smoke", str(root), overrides)
     cmd = launch_command(cfg, run, 1, overrides)

@@ -138,3 +138,4 @@ def test_rerunning_a_finished_stage_returns_it_instead_of_training_a_step_more(t
     lines.clear()
     third = train_stage(cfg, run, 1, log=lines.append)
     assert not any("already trained" in x for x in lines) and third["stamp"] != first["stamp"]
+    assert third["resumed_from"] is None and third["steps"] == first["steps"], "new data never resumes old checkpoints"
