@@ -1,7 +1,8 @@
 """Command line: `python -m orca_utils <command>` (also installed as `orca`).
 
 Commands: `run` (the pipeline), `validate` (check a params file; with `--deep`, the preflight of
-`orca_utils.preflight`), `fetch-model` (prepare the offline smoke model).
+`orca_utils.preflight`), `fetch-model` (prepare the offline smoke model), `serve-teachers` (start, or with
+`--print` print, the vLLM servers of a profile's open-weights teachers: `orca_utils.teacher_servers`).
 Other modules register more through `COMMANDS` (e.g. `score`). Exit codes: 0 ok, 1 a notebook or command failed,
 2 bad params or bad arguments.
 """
@@ -92,6 +93,21 @@ def _fetch(args) -> int:
 COMMANDS["run"] = (_add_run, _run)
 COMMANDS["validate"] = (_add_validate, _validate)
 COMMANDS["fetch-model"] = (_add_fetch, _fetch)
+
+
+def _add_serve_teachers(p):
+    from .teacher_servers import add_args
+
+    add_args(p)
+
+
+def _serve_teachers(args) -> int:
+    from .teacher_servers import main
+
+    return main(args)
+
+
+COMMANDS["serve-teachers"] = (_add_serve_teachers, _serve_teachers)
 
 
 def _load_plugins() -> None:

@@ -8,10 +8,15 @@ thousands of items is hours with `generate` and minutes with vLLM's continuous b
 scoring stay the project's own (`orca_utils.evaluation.engine`), only the generation moves to the server.
 
 One prompt format: the server renders the chat template saved with the model. A template-less model (the untuned
-LLaMA, or any model trained on the plain format) is served from a *view* of its directory (symlinks to the weights,
-a copy of the tokenizer config carrying `orca_utils.tokens.ORCA_PLAIN_TEMPLATE`), so that the server's prompt is the
-training format, byte for byte, as `HFBackend` renders it. The server runs as a subprocess on 127.0.0.1 (a free
-port), is ready when `GET /v1/models` answers, and is stopped (process group) when the block ends, also on errors.
+LLaMA, or any model trained on the plain format) gets `orca_utils.tokens.ORCA_PLAIN_TEMPLATE`, so that the server's
+prompt is the training format, byte for byte, as `HFBackend` renders it: vLLM through `--chat-template <file>` (the
+template written once into the cache dir), `transformers serve` (which has no such option) from a *view* of the
+model's directory (symlinks to the weights, a copy of the tokenizer config carrying the template). Hub ids are
+served by id (`huggyllama/llama-13b`, `id@revision`: vLLM `--revision` / `--tokenizer-revision`); whether they have a
+template is read from their tokenizer_config.json, never from the weights (offline: from the local HF cache, else
+assumed template-less). `serve_target` decides all this; `server_command` builds the command line. The server runs
+as a subprocess on 127.0.0.1 (a free port), is ready when `GET /v1/models` answers, and is stopped (process group)
+when the block ends, also on errors.
 """
 from __future__ import annotations
 
@@ -31,8 +36,8 @@ from typing import Iterator
 
 from .paths import cache_dir
 
-__all__ = ["ENGINES", "ServedModel", "ServingError", "generation_backend", "served_model_dir", "server_command",
-           "served_model"]
+__all__ = ["ENGINES", "ServeTarget", "ServedModel", "ServingError", "generation_backend", "hub_chat_template",
+           "plain_template_file", "serve_target", "served_model_dir", "server_command", "served_model"]
 
 ENGINES = ("transformers", "vllm")
 
@@ -48,24 +53,24 @@ class ServedModel:
     engine: str
 
 
-def served_model_dir(spec: str) -> Path:
-    """A local HF directory for `spec` whose tokenizer carries a chat template (a view with the Orca plain
-    template when the model has none). Hub ids are resolved to local directories only when already local."""
-    from .models import hf_location, resolve_model
-    from .tokens import ORCA_PLAIN_TEMPLATE
+def _view_path(source: Path) -> Path:
+    digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]
+    return cache_dir() / "served" / f"{source.name}-{digest}"
 
-    resolved = resolve_model(spec)
-    location, _ = hf_location(resolved)
-    source = Path(location)
-    if resolved.kind == "hub" or not source.is_dir():
-        raise ServingError(f"model spec {spec!r}: serving needs a local directory (download it first, e.g. "
-                           f"`huggingface-cli download {resolved.path} --local-dir <dir>`)")
+
+def _dir_has_template(source: Path) -> bool:
     config_path = source / "tokenizer_config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    if config.get("chat_template") or (source / "chat_template.jinja").exists():
-        return source
-    digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:12]
-    view = cache_dir() / "served" / f"{source.name}-{digest}"
+    return bool(config.get("chat_template")) or (source / "chat_template.jinja").exists()
+
+
+def _template_view(source: Path) -> Path:
+    """A view of `source` (symlinks to its files) whose tokenizer config carries the Orca plain template."""
+    from .tokens import ORCA_PLAIN_TEMPLATE
+
+    config_path = source / "tokenizer_config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    view = _view_path(source)
     stamp = f"{source.resolve()}:{config_path.stat().st_mtime_ns if config_path.exists() else 0}"
     if (view / ".source").exists() and (view / ".source").read_text() == stamp:
         return view
@@ -83,35 +88,206 @@ def served_model_dir(spec: str) -> Path:
     return view
 
 
+def plain_template_file(write: bool = True) -> Path:
+    """`orca_utils.tokens.ORCA_PLAIN_TEMPLATE` as a Jinja file in the cache dir (written once, keyed by its text),
+    for `vllm serve --chat-template <file>`."""
+    from .tokens import ORCA_PLAIN_TEMPLATE
+
+    path = cache_dir() / "served" / f"orca_plain-{hashlib.sha256(ORCA_PLAIN_TEMPLATE.encode()).hexdigest()[:12]}.jinja"
+    if write and not (path.is_file() and path.read_text() == ORCA_PLAIN_TEMPLATE):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(ORCA_PLAIN_TEMPLATE)
+        os.replace(tmp, path)
+    return path
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+
+
+def hub_chat_template(repo: str, revision: str | None, offline: bool) -> tuple[bool | None, str]:
+    """(does the hub model ship a chat template: True / False, or None when unknown; how that was decided), from its
+    tokenizer_config.json (and chat_template.jinja, where newer models keep it): small files, never the weights.
+    Offline (or when the hub cannot be reached) only the local HF cache is read."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
+
+    def cached(name: str) -> Path | None:
+        found = try_to_load_from_cache(repo, name, revision=revision)
+        return Path(found) if isinstance(found, str) else None
+
+    where = f"{repo}@{revision}" if revision else repo
+    files: dict[str, Path | None] = {}
+    source = "the hub"
+    for name in ("tokenizer_config.json", "chat_template.jinja"):
+        if offline:
+            files[name], source = cached(name), "the local HF cache"
+            continue
+        try:
+            files[name] = Path(hf_hub_download(repo, name, revision=revision))
+        except LocalEntryNotFoundError:   # hub not reachable (or HF_HUB_OFFLINE) and not cached
+            files[name], source, offline = cached(name), "the local HF cache (hub not reached)", True
+        except (RepositoryNotFoundError, RevisionNotFoundError) as exc:   # gated repos included
+            what = "revision" if isinstance(exc, RevisionNotFoundError) else "repo (or it is gated or private)"
+            raise ServingError(f"{where}: no such {what} on the hub for this token: check the id, the "
+                               f"revision and HF_TOKEN") from None
+        except EntryNotFoundError:        # the hub answered: no such file in the repo
+            files[name] = None
+        except Exception:  # noqa: BLE001 - network, auth: fall back to the cache (the server reports the rest)
+            files[name], source, offline = cached(name), "the local HF cache (hub not reached)", True
+    config_file, jinja = files["tokenizer_config.json"], files["chat_template.jinja"]
+    if jinja is not None:
+        return True, f"{where} ships a chat template ({source}): served with its own"
+    if config_file is None:
+        if offline:
+            return None, (f"{where}: tokenizer_config.json is not in {source}: assumed template-less, served with "
+                          f"the Orca plain template")
+        return False, f"{where} has no tokenizer_config.json on the hub: served with the Orca plain template"
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        config = {}
+    if config.get("chat_template"):
+        return True, f"{where} ships a chat template ({source}): served with its own"
+    return False, f"{where} has no chat template ({source}): served with the Orca plain template"
+
+
+@dataclass(frozen=True)
+class ServeTarget:
+    """What a server loads for a model spec, and with which prompt format."""
+
+    spec: str
+    kind: str                      # "dir" | "hub"
+    model: str                     # the directory (or its template view), or the hub id
+    revision: str | None = None    # hub revision (None: the default branch)
+    chat_template: Path | None = None   # a template file passed to the server (vLLM); None: the model's own
+    note: str = ""                 # how the prompt format was decided
+
+
+def serve_target(spec: str, engine: str, offline: bool | None = None, prepare: bool = True) -> ServeTarget:
+    """How `engine` serves `spec`. A model without a chat template is served in the Orca plain format
+    (`orca_utils.tokens.ORCA_PLAIN_TEMPLATE`): vLLM gets it as `--chat-template <file>` (hub ids and directories
+    alike, the weights untouched); `transformers serve` has no such option (its CLI takes a model and serving
+    options only), so it is served from a view of the model's directory whose tokenizer config carries the template
+    (a template-less hub model is downloaded first, as the server would). Hub ids are served by id: vLLM with
+    `--revision` / `--tokenizer-revision`, `transformers serve` as `<id>@<revision>`; whether they have a template
+    is read from their tokenizer_config.json, never from the weights. `prepare=False` (preflight) writes and
+    downloads nothing: it only says what would be served."""
+    from .models import ModelSpecError, hf_location, resolve_model
+
+    if engine not in ENGINES:
+        raise ServingError(f"serve engine {engine!r}: expected one of {ENGINES}")
+    offline = hub_offline() if offline is None else offline
+    try:
+        resolved = resolve_model(spec)
+    except (ModelSpecError, FileNotFoundError) as exc:
+        raise ServingError(f"model spec {spec!r} cannot be served: {exc}") from None
+    if resolved.kind == "hub":
+        if resolved.path.count("/") > 1:
+            raise ServingError(f"model spec {spec!r}: no such directory, and not a hub id (owner/name)")
+        has_template, note = hub_chat_template(resolved.path, resolved.revision, offline)
+        if has_template:
+            model = resolved.path if engine == "vllm" or not resolved.revision else \
+                f"{resolved.path}@{resolved.revision}"
+            return ServeTarget(spec, "hub", model, resolved.revision, None, note)
+        if engine == "vllm":
+            return ServeTarget(spec, "hub", resolved.path, resolved.revision, plain_template_file(prepare), note)
+        if not prepare:
+            return ServeTarget(spec, "hub", f"<template view of the {resolved.path} snapshot>", resolved.revision,
+                               None, note + " (a view of its downloaded snapshot)")
+        from huggingface_hub import snapshot_download
+
+        try:
+            snapshot = Path(snapshot_download(resolved.path, revision=resolved.revision, local_files_only=offline))
+        except Exception as exc:  # noqa: BLE001 - not cached offline, network: one line
+            raise ServingError(f"model spec {spec!r}: transformers serve needs a template view of the downloaded "
+                               f"snapshot, and the download failed ({type(exc).__name__}): download it first, or "
+                               f"serve with vllm") from None
+        return ServeTarget(spec, "hub", str(_template_view(snapshot)), resolved.revision, None, note)
+    if resolved.kind == "gguf" and not prepare:
+        from .models import gguf_cache_dir
+
+        source = gguf_cache_dir(Path(resolved.path))
+        if not source.is_dir():
+            return ServeTarget(spec, "dir", str(source), note=f"{resolved.path} is de-quantized into this directory "
+                                                               f"when served; its template is read then")
+    else:
+        source = Path(hf_location(resolved)[0])
+    if not source.is_dir():
+        raise ServingError(f"model spec {spec!r}: {source} is not a directory")
+    if source.is_dir() and _dir_has_template(source):
+        return ServeTarget(spec, "dir", str(source), note=f"{source} has a chat template: served with its own")
+    note = f"{source} has no chat template: served with the Orca plain template"
+    if engine == "vllm":
+        return ServeTarget(spec, "dir", str(source), None, plain_template_file(prepare), note)
+    view = _template_view(source) if prepare else _view_path(source)
+    return ServeTarget(spec, "dir", str(view), note=note + f" (a view of the directory: {view})")
+
+
+def served_model_dir(spec: str) -> Path:
+    """A local HF directory for `spec` whose tokenizer carries a chat template (a view with the Orca plain
+    template when the model has none); a hub model is downloaded (snapshot) first."""
+    from .models import hf_location, resolve_model
+
+    resolved = resolve_model(spec)
+    if resolved.kind == "hub":
+        from huggingface_hub import snapshot_download
+
+        source = Path(snapshot_download(resolved.path, revision=resolved.revision, local_files_only=hub_offline()))
+    else:
+        source = Path(hf_location(resolved)[0])
+    if not source.is_dir():
+        raise ServingError(f"model spec {spec!r}: {source} is not a directory")
+    return source if _dir_has_template(source) else _template_view(source)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def server_command(engine: str, model_dir: Path, port: int, device: str = "auto", dtype: str = "auto",
-                   name: str = "student") -> list[str]:
-    """The command line that serves `model_dir` on 127.0.0.1:`port` under the request name `name`."""
+def server_command(engine: str, target: ServeTarget | Path | str, port: int | str, device: str = "auto",
+                   dtype: str = "auto", name: str = "student") -> list[str]:
+    """The command line that serves `target` (a `ServeTarget`, or a directory whose tokenizer has a chat template)
+    on 127.0.0.1:`port` under the request name `name`.
+
+    vLLM flags (https://docs.vllm.ai/en/v0.8.5/serving/engine_args.html: `--revision`, `--tokenizer-revision`,
+    `--served-model-name`, `--dtype`; https://docs.vllm.ai/en/v0.17.1/serving/openai_compatible_server/: a model
+    without a chat template gets one with `--chat-template <file>`). `transformers serve` takes the model as its
+    positional argument (a directory, or `<hub id>@<revision>`) and has no chat-template option."""
+    if not isinstance(target, ServeTarget):
+        target = ServeTarget(str(target), "dir", str(target))
     if engine == "transformers":
-        return [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir), "--host",
+        return [sys.executable, "-m", "transformers.cli.transformers", "serve", target.model, "--host",
                 "127.0.0.1", "--port", str(port), "--device", "cpu" if device == "cpu" else "auto",
                 "--dtype", dtype if dtype != "auto" else "auto"]
     if engine == "vllm":
-        return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-                "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port),
-                "--dtype", dtype if dtype != "auto" else "bfloat16"]
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", target.model]
+        if target.revision:
+            cmd += ["--revision", target.revision, "--tokenizer-revision", target.revision]
+        if target.chat_template is not None:
+            cmd += ["--chat-template", str(target.chat_template)]
+        return cmd + ["--served-model-name", name, "--host", "127.0.0.1", "--port", str(port),
+                      "--dtype", dtype if dtype != "auto" else "bfloat16"]
     raise ServingError(f"serve engine {engine!r}: expected one of {ENGINES}")
 
 
-def _request_name(engine: str, model_dir: Path, name: str) -> str:
-    # `transformers serve <dir>` answers every request with the forced model; requests name its directory.
-    return str(model_dir) if engine == "transformers" else name
+def _request_name(engine: str, target: ServeTarget | Path | str, name: str) -> str:
+    # `transformers serve <model>` answers every request with the forced model; requests name it as it was given.
+    model = target.model if isinstance(target, ServeTarget) else str(target)
+    return model if engine == "transformers" else name
 
 
 @contextlib.contextmanager
 def served_model(spec: str, engine: str = "transformers", device: str = "auto", dtype: str = "auto",
-                 ready_timeout_s: float = 600.0, log_path: Path | None = None) -> Iterator[ServedModel]:
-    """Start an OpenAI-compatible server for `spec`; yield where to reach it; stop it when the block ends."""
+                 ready_timeout_s: float = 600.0, log_path: Path | None = None,
+                 offline: bool | None = None) -> Iterator[ServedModel]:
+    """Start an OpenAI-compatible server for `spec` (a directory, or a hub id served by id: see `serve_target`);
+    yield where to reach it; stop it when the block ends. `offline` (None: $HF_HUB_OFFLINE) reads hub files from
+    the local cache only."""
     import httpx
 
     if engine == "vllm":
@@ -120,12 +296,14 @@ def served_model(spec: str, engine: str = "transformers", device: str = "auto", 
         if importlib.util.find_spec("vllm") is None:
             raise ServingError("serve: vllm: the package is not installed (pip install -e '.[gpu]' on a GPU "
                                "machine), or set serve: transformers")
-    model_dir = served_model_dir(spec)
+    target = serve_target(spec, engine, offline=offline)
     port = _free_port()
-    cmd = server_command(engine, model_dir, port, device, dtype)
+    cmd = server_command(engine, target, port, device, dtype)
     log_path = Path(log_path) if log_path else cache_dir() / "served" / f"server-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -144,7 +322,7 @@ def served_model(spec: str, engine: str = "transformers", device: str = "auto", 
                 raise ServingError(f"{engine} server for {spec!r} not ready after {ready_timeout_s:.0f}s: "
                                    + _tail(log_path))
             time.sleep(0.5)
-        yield ServedModel(base_url, _request_name(engine, model_dir, "student"), engine)
+        yield ServedModel(base_url, _request_name(engine, target, "student"), engine)
     finally:
         _stop(proc)
 

@@ -1,6 +1,8 @@
 """Evaluation at scale: per-item records that survive an interruption, and the served (OpenAI-compatible) path."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from orca_utils.evaluation.engine import evaluate
@@ -159,3 +161,117 @@ def test_teacher_client_backend_stops_at_its_cost_cap(tmp_path):
         backend = TeacherClientBackend(priced, local, tmp_path / "c.sqlite", max_cost_usd=0.01, progress=False)
         with pytest.raises((CostLimitError, RuntimeError), match="max_cost_usd"):
             backend.generate(["Is 4 even?"] * 3, max_new_tokens=8)
+
+
+# ---- what a server is started with: hub ids, revisions, template-less models (no GPU, no weights) ------------------
+COMMIT = "8d2f9e0c4f1b7a3e5d6c9b0a1f2e3d4c5b6a7980"
+
+
+def _hub_cache(root, repo, files: dict, commit=COMMIT, ref="main"):
+    """A model in the HF hub cache's own layout: models--<owner>--<name>/{refs/<ref>, snapshots/<commit>/...}."""
+    folder = root / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / ref).write_text(commit)
+    snap = folder / "snapshots" / commit
+    snap.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (snap / name).write_text(text)
+    return snap
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    root = tmp_path / "hub"
+    root.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
+    monkeypatch.setenv("ORCA_CACHE_DIR", str(tmp_path / "orca-cache"))
+    return root
+
+
+def _flag(cmd, name):
+    return cmd[cmd.index(name) + 1] if name in cmd else None
+
+
+def test_vllm_serves_a_hub_id_by_id_with_its_revision(hub_cache):
+    """The paper's base model: `huggyllama/llama-13b@<commit>` is served by id (no local directory needed)."""
+    from orca_utils.serving import serve_target, server_command
+
+    _hub_cache(hub_cache, "org/chat-model", {"tokenizer_config.json": json.dumps({"chat_template": "{{ x }}"})})
+    target = serve_target(f"org/chat-model@{COMMIT}", "vllm", offline=True)
+    cmd = server_command("vllm", target, 8123, device="cuda", dtype="bfloat16")
+    assert cmd[1:4] == ["-m", "vllm.entrypoints.openai.api_server", "--model"] and _flag(cmd, "--model") == \
+        "org/chat-model"
+    assert _flag(cmd, "--revision") == COMMIT and _flag(cmd, "--tokenizer-revision") == COMMIT
+    assert "--chat-template" not in cmd, "the model's own template is used"
+    assert _flag(cmd, "--served-model-name") == "student" and _flag(cmd, "--port") == "8123"
+    assert _flag(cmd, "--host") == "127.0.0.1" and _flag(cmd, "--dtype") == "bfloat16"
+    # transformers serve takes `<id>@<revision>` and requests must name it so
+    from orca_utils.serving import _request_name
+
+    tf = serve_target(f"org/chat-model@{COMMIT}", "transformers", offline=True)
+    assert tf.model == f"org/chat-model@{COMMIT}" and _request_name("transformers", tf, "student") == tf.model
+
+
+def test_a_template_less_hub_model_gets_the_plain_template_file(hub_cache, monkeypatch):
+    """huggyllama/llama-13b has no chat template: vLLM gets `--chat-template <file>` holding ORCA_PLAIN_TEMPLATE,
+    decided from tokenizer_config.json alone (online: only that file and chat_template.jinja are asked for)."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from orca_utils.serving import serve_target, server_command
+    from orca_utils.tokens import ORCA_PLAIN_TEMPLATE
+
+    snap = _hub_cache(hub_cache, "huggyllama/llama-13b", {"tokenizer_config.json": json.dumps({"bos_token": "<s>"})})
+    asked = []
+
+    def download(repo, filename, revision=None, **kw):
+        asked.append((repo, filename, revision))
+        if not (snap / filename).exists():
+            raise EntryNotFoundError(f"{filename} not in {repo}")
+        return str(snap / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    target = serve_target("huggyllama/llama-13b", "vllm", offline=False)
+    cmd = server_command("vllm", target, 8000)
+    assert _flag(cmd, "--model") == "huggyllama/llama-13b" and "--revision" not in cmd
+    template = _flag(cmd, "--chat-template")
+    assert template and open(template).read() == ORCA_PLAIN_TEMPLATE
+    assert {f for _, f, _ in asked} == {"tokenizer_config.json", "chat_template.jinja"}, "no weights downloaded"
+    assert "no chat template" in target.note
+    # offline with nothing cached: assumed template-less, and said so
+    offline = serve_target("someone/uncached-model@v1", "vllm", offline=True)
+    assert offline.chat_template is not None and offline.revision == "v1" and "assumed template-less" in offline.note
+    assert _flag(server_command("vllm", offline, 8000), "--tokenizer-revision") == "v1"
+
+
+def test_a_local_directory_is_still_served(tmp_path, monkeypatch):
+    """A template-less directory: vLLM gets the template file beside the untouched directory; transformers serve
+    (no --chat-template option) gets the view whose tokenizer config carries the template. A directory with its
+    own template is served as is."""
+    from orca_utils.serving import serve_target, server_command
+    from orca_utils.tokens import ORCA_PLAIN_TEMPLATE
+
+    monkeypatch.setenv("ORCA_CACHE_DIR", str(tmp_path / "orca-cache"))
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "config.json").write_text("{}")
+    (plain / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>"}))
+    vllm = server_command("vllm", serve_target(str(plain), "vllm"), 8000)
+    assert _flag(vllm, "--model") == str(plain) and open(_flag(vllm, "--chat-template")).read() == ORCA_PLAIN_TEMPLATE
+    assert "--revision" not in vllm
+    view = serve_target(str(plain), "transformers")
+    tf = server_command("transformers", view, 8000, device="cpu")
+    assert tf[3:5] == ["serve", view.model] and view.model != str(plain)
+    assert json.loads(open(f"{view.model}/tokenizer_config.json").read())["chat_template"] == ORCA_PLAIN_TEMPLATE
+    chat = tmp_path / "chat"
+    chat.mkdir()
+    (chat / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ x }}"}))
+    for engine in ("vllm", "transformers"):
+        target = serve_target(str(chat), engine)
+        assert target.model == str(chat) and target.chat_template is None
+    from orca_utils.serving import ServingError
+
+    with pytest.raises(ServingError, match="cannot be served"):
+        serve_target(str(tmp_path / "missing"), "vllm")
