@@ -19,22 +19,15 @@ headers and (possibly malformed) body after a delay: that is how tests inject 42
 Server-wide `latency_s` and `rpm_limit` (429 with `Retry-After` above it) model a rate-limited remote endpoint.
 
 Emulation mode (`emulate=Emulation(...)`) makes the server behave like OpenAI's API where a paper-scale run can
-break, so that the rehearsal profile and the tests exercise the paper's code paths offline:
-- `GET /v1/models` lists the served models with a `shutdown_date` (from `orca_utils.teacher.models`) and every
-  registry model already shut down; a request for a shut-down or unknown model gets 404 `model_not_found`;
-- reasoning models (`models.dialect_for`) reject `max_tokens` (400 `unsupported_parameter`) and a
-  temperature other than 1 (400 `unsupported_value`), the way OpenAI's current models do;
-- the Batch API enforces a per-model enqueued-token limit: a batch that would push a model's in-flight prompt
-  tokens over `batch_enqueued_token_limit` fails with `token_limit_exceeded`, as OpenAI's does;
-- control-plane calls (file upload, batch create/retrieve, file download) fail now and then: every
-  `control_plane_fault_every`-th such call answers 429 (with Retry-After) or 500, alternately;
-- `require_api_key`: 401 for a request without a bearer key.
+break (model list with shutdown dates, reasoning models' parameters and hidden reasoning tokens, request validation
+against OpenAI's OpenAPI description, the Batch API's asynchronous validation, enqueued-token limit, latency and
+expiry, control-plane faults, API keys). It lives in `orca_utils.teacher.openai_emulation`, written from OpenAI's
+documentation; `Emulation` is importable from here too.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import socket
 import threading
@@ -50,74 +43,9 @@ from fastapi.responses import JSONResponse, Response
 
 # The backend contract lives in the protocol module (backends import it from there, without FastAPI).
 from .protocol import Backend, Completion, ServerFault
+from .openai_emulation import Emulation, emulated_prompt_tokens, start_batch
 
 __all__ = ["Completion", "Backend", "ServerFault", "Emulation", "build_app", "serve_openai_compatible"]
-
-
-@dataclass
-class Emulation:
-    """OpenAI behaviours the emulation mode reproduces (see the module docstring); None/0 turns one off."""
-
-    today: dt.date = field(default_factory=dt.date.today)
-    require_api_key: bool = False
-    batch_enqueued_token_limit: int | None = None     # per model, prompt tokens of in-flight batches
-    control_plane_fault_every: int = 0                # 0: never
-    retry_after_s: float = 0.05
-    shutdown_dates: dict[str, str | None] = field(default_factory=dict)   # overrides the registry's
-    dialects: dict[str, str] = field(default_factory=dict)                 # overrides dialect_for
-
-    def shutdown_date(self, model: str) -> str | None:
-        if model in self.shutdown_dates:
-            return self.shutdown_dates[model]
-        from .models import lookup
-
-        entry = lookup(model)
-        return entry.shutdown_date if entry else None
-
-    def is_shut_down(self, model: str) -> bool:
-        date = self.shutdown_date(model)
-        return bool(date) and dt.date.fromisoformat(date) <= self.today
-
-    def dialect(self, model: str) -> str:
-        from .models import dialect_for
-
-        return self.dialects.get(model) or dialect_for(model)
-
-    def listed_models(self, served) -> dict[str, str | None]:
-        from .models import REGISTRY
-
-        listed = {m: self.shutdown_date(m) for m in served}
-        for m in list(REGISTRY) + list(self.shutdown_dates):
-            if m not in listed and self.is_shut_down(m):
-                listed[m] = self.shutdown_date(m)
-        return listed
-
-
-def _openai_error(status: int, message: str, kind: str, param: str | None, code: str) -> dict:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-def emulated_request_error(emu: Emulation, served, body: dict) -> tuple[int, dict] | None:
-    """(status, error body) OpenAI would answer for this chat request, or None when it is acceptable."""
-    model = body.get("model")
-    if model not in served or emu.is_shut_down(model):
-        return 404, _openai_error(404, f"The model `{model}` does not exist or you do not have access to it.",
-                                  "invalid_request_error", None, "model_not_found")
-    if emu.dialect(model) == "reasoning":
-        if body.get("max_tokens") is not None:
-            return 400, _openai_error(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
-                                      "Use 'max_completion_tokens' instead.", "invalid_request_error",
-                                      "max_tokens", "unsupported_parameter")
-        temperature = body.get("temperature")
-        if temperature is not None and float(temperature) != 1.0:
-            return 400, _openai_error(400, f"Unsupported value: 'temperature' does not support {temperature} with "
-                                      "this model. Only the default (1) value is supported.",
-                                      "invalid_request_error", "temperature", "unsupported_value")
-    return None
-
-
-def _rough_prompt_tokens(body: dict) -> int:
-    return sum(max(1, len(str(m.get("content") or "")) // 4) + 4 for m in body.get("messages") or []) + 3
 
 
 def _request_dict(body: dict) -> dict:
@@ -222,33 +150,22 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
     app.state.orca = state
 
     if emulate is not None:
+        emulate.schemas()           # load OpenAI's OpenAPI description now, not during the first request
+
         @app.middleware("http")
         async def emulate_api(request: Request, call_next):
-            if emulate.require_api_key:
-                auth = request.headers.get("authorization", "")
-                if not auth.lower().startswith("bearer ") or not auth[7:].strip():
-                    return JSONResponse(_openai_error(401, "You didn't provide an API key.", "invalid_request_error",
-                                                      None, "missing_api_key"), status_code=401)
-            path, method = request.url.path, request.method
-            control = path.startswith("/v1/files") or path.startswith("/v1/batches")
-            if control and emulate.control_plane_fault_every:
-                state.stats["control_calls"] += 1
-                n = state.stats["control_calls"]
-                if n % emulate.control_plane_fault_every == 0:
-                    state.stats["control_faults"] += 1
-                    if (n // emulate.control_plane_fault_every) % 2:
-                        resp = _error(429, f"emulated rate limit on {method} {path}", "rate_limit_exceeded")
-                        resp.headers["Retry-After"] = f"{emulate.retry_after_s:.3f}"
-                        return resp
-                    return _error(500, f"emulated server error on {method} {path}", "server_error")
+            refusal = emulate.auth_error(request.headers.get("authorization", ""))
+            if refusal:
+                return JSONResponse(refusal[1], status_code=refusal[0])
+            fault = emulate.control_plane_fault(state.stats, request.method, request.url.path)
+            if fault:
+                return JSONResponse(fault[1], status_code=fault[0], headers=fault[2])
             return await call_next(request)
 
     @app.get("/v1/models")
     async def models():
         if emulate is not None:
-            listed = emulate.listed_models(state.backends)
-            return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "openai",
-                                                "shutdown_date": d} for m, d in listed.items()]}
+            return {"object": "list", "data": emulate.model_objects(state.backends)}
         return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "local"}
                                            for m in state.backends]}
 
@@ -272,9 +189,13 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
             body = json.loads(await request.body())
         except json.JSONDecodeError:
             return _error(400, "request body is not valid JSON")
+        plan = None
+        if emulate is not None:
+            refusal = emulate.chat_request_error(state.backends, body)
+            if refusal:
+                return JSONResponse(refusal[1], status_code=refusal[0])
+            plan = emulate.reasoning_plan(body)          # hidden reasoning tokens of a reasoning model
         model = body.get("model")
-        if emulate is not None and (refusal := emulated_request_error(emulate, state.backends, body)):
-            return JSONResponse(refusal[1], status_code=refusal[0])
         if model not in state.backends:
             return _error(404, f"model {model!r} not served here; have {sorted(state.backends)}",
                           "model_not_found")
@@ -290,6 +211,11 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
             await asyncio.sleep(state.latency_s)
         backend = state.backends[model]
         req = _request_dict(body)
+        if plan is not None and plan.room is not None:
+            if plan.room <= 0:                            # the reasoning took the whole max_completion_tokens
+                empty = Completion("", "length", emulated_prompt_tokens(body), 0)
+                return JSONResponse(emulate.usage_details(_chat_body(model, empty), plan))
+            req["max_tokens"] = plan.room
         try:
             if hasattr(backend, "complete_batch"):
                 if model not in batchers:
@@ -306,6 +232,9 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
                             media_type="application/json")
         except Exception as exc:  # noqa: BLE001 - a backend bug becomes a 500, the server stays up
             return _error(500, f"backend {model!r} failed: {type(exc).__name__}: {exc}", "server_error")
+        if emulate is not None:
+            return JSONResponse(emulate.usage_details(_chat_body(model, emulate.shape_completion(completion, plan)),
+                                                      plan))
         return JSONResponse(_chat_body(model, completion))
 
     # ---- Batch API: files ------------------------------------------------------------------------------
@@ -348,12 +277,6 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
             try:
                 item = json.loads(line)
                 model = item["body"]["model"]
-                if emulate is not None and (refusal := emulated_request_error(emulate, state.backends,
-                                                                              item["body"])):
-                    rid = f"batch_req_{uuid.uuid4().hex[:16]}"
-                    errors.append({"id": rid, "custom_id": item.get("custom_id"), "error": None, "response": {
-                        "status_code": refusal[0], "request_id": rid, "body": refusal[1]}})
-                    continue
                 if model not in state.backends:
                     raise KeyError(f"model {model!r} not served")
                 per_model.setdefault(model, []).append(item)
@@ -385,40 +308,25 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
                                               f"{bid}_error.jsonl", "batch_output")
         final = "cancelled" if batch["status"] == "cancelling" else "completed"
         batch.update(status=final, **{f"{final}_at": int(time.time())})
-        release(batch)
-
-    def release(batch: dict) -> None:
-        for model, tokens in (batch.pop("_enqueued", None) or {}).items():
-            state.enqueued[model] = max(0, state.enqueued.get(model, 0) - tokens)
-
-    def over_token_limit(bid: str, fid: str) -> dict | None:
-        """Emulation: the batch's prompt tokens per model; a `failed` batch body when a limit would be passed."""
-        tokens: dict[str, int] = {}
-        for line in state.files[fid]["content"].decode().splitlines():
-            try:
-                body = json.loads(line)["body"]
-                tokens[body["model"]] = tokens.get(body["model"], 0) + _rough_prompt_tokens(body)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-        limit = emulate.batch_enqueued_token_limit if emulate else None
-        for model, t in tokens.items():
-            if limit is not None and state.enqueued.get(model, 0) + t > limit:
-                state.stats["batches_over_token_limit"] += 1
-                return {"model": model, "message": f"Enqueued token limit reached for {model} in organization "
-                        f"org-emulated. Limit: {limit:,} enqueued tokens. Please try submitting your batch again "
-                        f"later.", "tokens": tokens}
-        for model, t in tokens.items():
-            state.enqueued[model] = state.enqueued.get(model, 0) + t
-        return {"tokens": tokens}
 
     @app.post("/v1/batches")
     async def create_batch(request: Request):
-        body = json.loads(await request.body())
+        try:
+            body = json.loads(await request.body())
+        except json.JSONDecodeError:
+            return _error(400, "request body is not valid JSON")
+        if emulate is not None and (refusal := emulate.batch_create_error(body)):
+            return JSONResponse(refusal[1], status_code=refusal[0])
         fid = body.get("input_file_id")
         if fid not in state.files:
             return _error(404, f"input_file_id {fid!r}: no such file")
         if body.get("endpoint") != "/v1/chat/completions":
             return _error(400, f"endpoint {body.get('endpoint')!r}: only /v1/chat/completions is served")
+        if emulate is not None and state.files[fid]["purpose"] != "batch":
+            # CreateBatchRequest.input_file_id: the file "must be uploaded with the purpose `batch`".
+            return JSONResponse({"error": {"message": f"File {fid} was not uploaded with purpose 'batch'.",
+                                           "type": "invalid_request_error", "param": "input_file_id",
+                                           "code": None}}, status_code=400)
         bid = f"batch_{uuid.uuid4().hex[:24]}"
         state.batches[bid] = {
             "id": bid, "object": "batch", "endpoint": body["endpoint"], "errors": None, "input_file_id": fid,
@@ -426,13 +334,14 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
             "output_file_id": None, "error_file_id": None, "created_at": int(time.time()),
             "metadata": body.get("metadata"), "request_counts": {"total": 0, "completed": 0, "failed": 0}}
         if emulate is not None:
-            check = over_token_limit(bid, fid)
-            if "message" in check:
-                state.batches[bid].update(status="failed", failed_at=int(time.time()), errors={
-                    "object": "list", "data": [{"code": "token_limit_exceeded", "message": check["message"],
-                                                "param": None, "line": None}]})
-                return _public(state.batches[bid])
-            state.batches[bid]["_enqueued"] = check["tokens"]
+            # Always `validating` first; validation, the enqueued-token limit, latency and expiry come afterwards
+            # (orca_utils.teacher.openai_emulation, from OpenAI's Batch documentation).
+            created = state.batches[bid]["created_at"]
+            state.batches[bid].update({f"{k}_at": None for k in ("in_progress", "finalizing", "completed", "failed",
+                                                                  "expired", "cancelling", "cancelled")})
+            state.batches[bid]["expires_at"] = created + int(emulate.completion_window_s)
+            start_batch(emulate, state, bid, _run_batch, _chat_body, add_file)
+            return _public(state.batches[bid])
         asyncio.get_running_loop().run_in_executor(None, process_batch, bid)
         return _public(state.batches[bid])
 
@@ -447,6 +356,8 @@ def build_app(backends: dict[str, Any], latency_s: float = 0.0, rpm_limit: float
         batch = state.batches[bid]
         if batch["status"] in ("validating", "in_progress"):
             batch["status"] = "cancelling"
+            if emulate is not None:
+                batch["cancelling_at"] = int(time.time())
         return _public(batch)
 
     return app
