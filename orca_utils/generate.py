@@ -16,6 +16,7 @@ lm-evaluation-harness scores multiple choice), batched. Both backends also expos
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 from typing import Any, Sequence, Union
 
@@ -319,13 +320,24 @@ class TeacherClientBackend:
     """A paid API model scored like a local one, through the teacher client (`orca_utils.teacher.complete_chats`):
     every answer lands in a SQLite response cache before it is used (a rerun pays nothing twice), requests are
     paced and retried like 02's, the model's dialect (chat or reasoning) is the registry's, and `max_cost_usd` caps
-    the spend over every call of this backend (prices from the registry by model name unless given)."""
+    the spend over every call of this backend (prices from the registry by model name unless given).
+
+    Answers a reasoning model's hidden reasoning left empty or cut (`empty`, `truncated`), refusals and filtered
+    answers are scored as they are (an empty answer is wrong, an extraction failure) and counted:
+    `status_counts` (Counter over every answer), `statuses` ({prompt: status}), `reasoning_tokens`. Only `error`
+    and `not_sent` stop the evaluation (rerun to resume). `stop` is not sent to a model that rejects it; the
+    answer is cut at the stop string here instead, so scoring is unchanged."""
 
     def __init__(self, model, endpoint, cache_path, max_cost_usd: float | None = None, progress: bool = True):
+        from collections import Counter
+
         self.model, self.endpoint, self.cache_path = model, endpoint, cache_path
         self.max_cost_usd, self.progress = max_cost_usd, progress
         self.label = model.label
         self.spent_usd = 0.0
+        self.status_counts: Counter = Counter()
+        self.statuses: dict[str, str] = {}
+        self.reasoning_tokens = 0
 
     def generate_completions(self, conversations: Sequence[Conversation], max_new_tokens: int = 256,
                              stop: Sequence[str] | None = None, system_message: str | None = None
@@ -341,13 +353,16 @@ class TeacherClientBackend:
         run = complete_chats(requests, self.endpoint, self.cache_path, prices=prices, max_cost_usd=left,
                              progress=self.progress, desc=f"generate ({self.label})")
         self.spent_usd += float(run.stats.get("spent_usd", 0.0))
-        failed = [r for r in run.results if r.status != "ok"]
+        failed = [r for r in run.results if r.status in ("error", "not_sent")]
         if failed:
             raise RuntimeError(f"{self.label}: {len(failed)} of {len(requests)} requests not answered "
                                f"({failed[0].status}: {failed[0].error}); answers so far are cached in "
                                f"{self.cache_path}: rerun to resume")
         out = []
-        for r in run.results:
+        for c, r in zip(conversations, run.results):
+            self.status_counts[r.status] += 1
+            self.statuses[c if isinstance(c, str) else json.dumps(c, ensure_ascii=False)] = r.status
+            self.reasoning_tokens += int(getattr(r, "reasoning_tokens", 0) or 0)
             text, hit = cut_at_stop(r.text or "", stop or [])
             out.append(Completion(text.strip(), "stop" if hit else (r.finish_reason or "stop"), r.prompt_tokens,
                                   r.completion_tokens))

@@ -101,8 +101,10 @@ def test_batches_stay_under_the_enqueued_token_limit(tmp_path):
     limit = 200
     emu = Emulation(batch_enqueued_token_limit=limit)
     with serve_openai_compatible({"gpt-6-luna": Recorder()}, emulate=emu) as base_url:
+        # batch files of ~50 prompt tokens under a 200-token budget (OpenAI counts prompt tokens in flight)
         run = complete_chats(_requests("gpt-6-luna", 24), _endpoint(base_url, batch_mode=True,
-                                                                     batch_max_enqueued_tokens=limit),
+                                                                     batch_max_enqueued_tokens=limit,
+                                                                     batch_target_tokens=50),
                              tmp_path / "c.sqlite", progress=False)
         state = serve_openai_compatible.last_app.state.orca
     assert [r.status for r in run.results] == ["ok"] * 24

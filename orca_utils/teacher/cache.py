@@ -67,6 +67,7 @@ class CachedResponse:
     attempts: int
     via: str                 # "chat" or "batch:<batch id>"
     created_at: float = 0.0
+    reasoning_tokens: int = 0   # hidden reasoning (usage.completion_tokens_details.reasoning_tokens), in ct
 
 
 class ResponseCache:
@@ -80,6 +81,12 @@ class ResponseCache:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL: durable against process kills
         self.conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(responses)")}
+        if "reasoning_tokens" not in columns:         # caches written before the column existed
+            try:
+                self.conn.execute("ALTER TABLE responses ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0")
+            except sqlite3.OperationalError:          # another process added it first
+                pass
 
     def close(self) -> None:
         self.conn.close()

@@ -23,7 +23,13 @@
 - Cost: `estimate_cost` before spending; `max_cost_usd` refuses a run whose estimate exceeds it and stops sending
   (status `not_sent`, not cached) once the spent plus the next request's worst case would exceed it.
 - Batch mode (`endpoint.batch_mode`): `orca_utils.teacher.batch`, into the same cache.
-An explicit output cap always goes out, and `stop` whenever the request has stop strings.
+- Per-model facts (`orca_utils.teacher.models`): a `reasoning_effort` outside the model's accepted set stops the run
+  before anything is sent (one line naming the param); `stop` is not sent to a model that rejects it (the answer is
+  cut at the stop string here instead, `protocol.cut_client_side`).
+- Hidden reasoning: `usage.completion_tokens_details.reasoning_tokens` is kept per record and summed in
+  `stats["reasoning_tokens"]`; answers the reasoning left empty or cut (`finish_reason: "length"` with reasoning
+  tokens spent) are counted in `stats["exhausted_by_reasoning"]` and keep their status (`empty`, `truncated`).
+An explicit output cap always goes out, and `stop` whenever the request has stop strings and the model takes it.
 """
 from __future__ import annotations
 
@@ -40,7 +46,8 @@ from ..schemas import TeacherEndpointParams
 from .batch import run_batches
 from .cache import CachedResponse, ResponseCache
 from .protocol import (ChatRequest, TeacherConfigError, backoff, classify_response, config_error_message,
-                       prompt_tokens_of, request_body, request_json, retry_after, rough_tokens, short_error)
+                       cut_client_side, prompt_tokens_of, request_body, request_json, request_params_error,
+                       retry_after, rough_tokens, sends_stop, short_error)
 
 # ChatRequest, request_body, classify_response, TeacherConfigError and the retry helpers are shared with the
 # Batch mode: they live in `orca_utils.teacher.protocol` (and are exported by `orca_utils.teacher`).
@@ -74,6 +81,7 @@ class ChatResult:
     error: str | None
     attempts: int
     from_cache: bool
+    reasoning_tokens: int = 0
 
 
 @dataclass
@@ -206,9 +214,10 @@ async def _send(client, req: ChatRequest, endpoint: TeacherEndpointParams, limit
         try:
             resp = await client.chat.completions.create(**request_body(req))
             body = resp if isinstance(resp, dict) else resp.model_dump()
-            status, text, reason, pt, ct = classify_response(body)
-            return CachedResponse(req.key, req.model, request_json(req), status, text, reason, pt, ct, None,
-                                  attempts, "chat")
+            out = cut_client_side(req.stop, sends_stop(req), classify_response(body))
+            return CachedResponse(req.key, req.model, request_json(req), out.status, out.text, out.finish_reason,
+                                  out.prompt_tokens, out.completion_tokens, None, attempts, "chat",
+                                  reasoning_tokens=out.reasoning_tokens)
         except openai.RateLimitError as exc:
             stats["rate_limited"] += 1
             wait = retry_after(exc) or backoff(attempt, endpoint)
@@ -271,7 +280,7 @@ def _result(req: ChatRequest, rec: CachedResponse | None, from_cache: bool) -> C
     if rec is None:
         return ChatResult(req.id, req.key, "not_sent", "", None, 0, 0, "max_cost_usd reached", 0, False)
     return ChatResult(req.id, rec.key, rec.status, rec.text, rec.finish_reason, rec.prompt_tokens,
-                      rec.completion_tokens, rec.error, rec.attempts, from_cache)
+                      rec.completion_tokens, rec.error, rec.attempts, from_cache, int(rec.reasoning_tokens or 0))
 
 
 async def run_chat_async(requests: Sequence[ChatRequest], endpoint: TeacherEndpointParams, cache: ResponseCache,
@@ -286,8 +295,11 @@ async def run_chat_async(requests: Sequence[ChatRequest], endpoint: TeacherEndpo
     todo = [r for k, r in unique.items()
             if k not in cached or (endpoint.retry_errors and cached[k].status == "error")]
     stats = {"requests": len(requests), "unique": len(unique), "cached": len(unique) - len(todo), "sent": 0,
-             "retries": 0, "rate_limited": 0, "spent_usd": 0.0, "prompt_tokens": 0, "completion_tokens": 0}
+             "retries": 0, "rate_limited": 0, "spent_usd": 0.0, "prompt_tokens": 0, "completion_tokens": 0,
+             "reasoning_tokens": 0, "exhausted_by_reasoning": 0}
     fresh: dict[str, CachedResponse] = {}
+    for problem in dict.fromkeys(filter(None, (request_params_error(r) for r in todo))):
+        raise TeacherConfigError(problem)              # before anything is sent
     if todo:
         client = client or make_client(endpoint)
         if endpoint.check_models:
@@ -297,6 +309,10 @@ async def run_chat_async(requests: Sequence[ChatRequest], endpoint: TeacherEndpo
         else:
             fresh = await _run_chats(todo, endpoint, cache, client, stats, prices, max_cost_usd, progress, desc,
                                      count_tokens)
+    for rec in fresh.values():
+        stats["reasoning_tokens"] += int(rec.reasoning_tokens or 0)
+        stats["exhausted_by_reasoning"] += (rec.status in ("empty", "truncated") and rec.finish_reason == "length"
+                                            and int(rec.reasoning_tokens or 0) > 0)
     results = []
     for r in requests:
         rec = fresh.get(r.key)

@@ -15,16 +15,17 @@ import json
 import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol
 
 from .cache import request_key
-from .models import retired_on
+from .models import accepts_stop, effort_error, retired_on
 
 if TYPE_CHECKING:
     from ..schemas import TeacherEndpointParams
 
 __all__ = ["TeacherConfigError", "CONFIG_ERROR_CODES", "ChatRequest", "request_body", "request_json",
-           "config_error_message", "classify_response", "rough_tokens", "prompt_tokens_of", "retry_after",
+           "config_error_message", "classify_response", "Classified", "cut_client_side", "sends_stop",
+           "request_params_error", "rough_tokens", "prompt_tokens_of", "retry_after",
            "backoff", "short_error", "Completion", "Backend", "ServerFault"]
 
 
@@ -50,25 +51,47 @@ class ChatRequest:
     @property
     def key(self) -> str:
         if self.dialect == "chat":
-            return request_key(self.model, self.messages, self.max_tokens, self.temperature, self.stop)
+            # An effort in the chat dialect (vLLM's gpt-oss) is part of the key; without one the key is unchanged.
+            marker = [f"<effort:{self.reasoning_effort}>"] if self.reasoning_effort else []
+            return request_key(self.model, self.messages, self.max_tokens, self.temperature,
+                               (list(self.stop or []) + marker) if marker else self.stop)
         # A reasoning request sends no temperature: the key records the dialect and effort instead.
         return request_key(self.model, self.messages, self.max_tokens, -1.0,
                            list(self.stop or []) + [f"<dialect:{self.dialect}:{self.reasoning_effort}>"])
 
 
+def sends_stop(req: ChatRequest) -> bool:
+    """Whether `stop` goes out: not to a model that rejects it (`models.accepts_stop`: 400 unsupported_parameter
+    from reasoning models that cannot switch reasoning off, e.g. gpt-6.1-sol, GPT-5, the o-series)."""
+    return bool(req.stop) and accepts_stop(req.model)
+
+
 def request_body(req: ChatRequest) -> dict:
-    """The chat-completions body for `req` in its dialect (the same for chat calls and Batch lines)."""
+    """The chat-completions body for `req` in its dialect (the same for chat calls and Batch lines).
+
+    `reasoning_effort` goes out in both dialects when set: OpenAI's reasoning models take it with
+    `max_completion_tokens`; vLLM serving gpt-oss takes it in a plain chat request (its chat-completions
+    `reasoning_effort`, https://docs.vllm.ai/en/latest/features/reasoning_outputs.html). `stop` is left out for a
+    model that rejects it (`sends_stop`); the client cuts the answer at the stop string instead
+    (`cut_client_side`), so what is scored is the same.
+    """
     body: dict[str, Any] = {"model": req.model, "messages": req.messages}
     if req.dialect == "reasoning":
         body["max_completion_tokens"] = req.max_tokens
-        if req.reasoning_effort:
-            body["reasoning_effort"] = req.reasoning_effort
     else:
         body["max_tokens"] = req.max_tokens
         body["temperature"] = req.temperature
-    if req.stop:
+    if req.reasoning_effort:
+        body["reasoning_effort"] = req.reasoning_effort
+    if sends_stop(req):
         body["stop"] = list(req.stop)
     return body
+
+
+def request_params_error(req: ChatRequest) -> str | None:
+    """One line when the request's params cannot work for its model (an effort outside the model's set), checked
+    before anything is sent; None when fine."""
+    return effort_error(req.model, req.reasoning_effort)
 
 
 def config_error_message(model: str, status: int | None, error: dict | None) -> str | None:
@@ -109,8 +132,23 @@ def request_json(req: ChatRequest) -> str:
     return json.dumps(request_body(req), ensure_ascii=False)
 
 
-def classify_response(body: dict) -> tuple[str, str, str | None, int, int]:
-    """A chat.completion body -> (status, text, finish_reason, prompt_tokens, completion_tokens)."""
+class Classified(NamedTuple):
+    status: str
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int = 0
+
+
+def classify_response(body: dict) -> Classified:
+    """A chat.completion body -> (status, text, finish_reason, prompt_tokens, completion_tokens, reasoning_tokens).
+
+    Only `message.content` is the answer: reasoning text (vLLM's `message.reasoning_content`, or `reasoning` in
+    newer releases) never enters it. Hidden reasoning tokens are read from
+    `usage.completion_tokens_details.reasoning_tokens` (0 when absent); they count against the output cap, so a
+    small cap can end in `finish_reason: "length"` with no content: status `empty` (counted, never dropped).
+    """
     choices = body.get("choices") or []
     if not choices:
         raise ValueError("response has no choices")
@@ -118,6 +156,7 @@ def classify_response(body: dict) -> tuple[str, str, str | None, int, int]:
     message = choice.get("message") or {}
     text, reason = message.get("content") or "", choice.get("finish_reason")
     pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    rt = int(((usage.get("completion_tokens_details") or {}).get("reasoning_tokens")) or 0)
     if reason == "content_filter":
         status = "content_filter"
     elif message.get("refusal"):
@@ -128,7 +167,19 @@ def classify_response(body: dict) -> tuple[str, str, str | None, int, int]:
         status = "truncated"
     else:
         status = "ok"
-    return status, text, reason, pt, ct
+    return Classified(status, text, reason, pt, ct, rt)
+
+
+def cut_client_side(req_stop: list[str] | None, stop_sent: bool, out: Classified) -> Classified:
+    """When `stop` was not sent (the model rejects it), cut the answer at the earliest stop string as the server
+    would have: a hit ends the answer with `finish_reason: "stop"` (a `truncated` answer cut there is `ok`)."""
+    if stop_sent or not req_stop or out.status not in ("ok", "truncated"):
+        return out
+    cut = min((i for i in (out.text.find(s) for s in req_stop if s) if i != -1), default=-1)
+    if cut == -1:
+        return out
+    text = out.text[:cut]
+    return out._replace(text=text, finish_reason="stop", status="ok" if text.strip() else "empty")
 
 
 def rough_tokens(text: str) -> int:
