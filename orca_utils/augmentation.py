@@ -193,6 +193,11 @@ def provenance(cfg: AugmentationParams) -> str:
     return "; ".join(f"{s}: {teacher_of(cfg, s).label} [{teacher_of(cfg, s).model}]" for s in STAGES)
 
 
+# What the Batch API did per stage (orca_utils.teacher.batch): refusals it waited out, expiries, the most batches in
+# flight, and the hidden reasoning tokens paid for (answers the reasoning left empty are counted under status/empty).
+BATCH_STATS = ("batches_refused", "batches_expired", "requeued_unprocessed", "max_in_flight", "reasoning_tokens")
+
+
 def summary_metrics(cfg: AugmentationParams, runs: dict[str, ChatRun], responses: dict, train: dict,
                     estimates: dict[str, CostEstimate], count_tokens) -> tuple[dict, dict[str, str]]:
     """(metrics, provenance) of notebook 02: per stage, requests, training rows, sent / cached, batches, spend
@@ -203,6 +208,7 @@ def summary_metrics(cfg: AugmentationParams, runs: dict[str, ChatRun], responses
         metrics.update({f"{s}/requests": len(responses[s]), f"{s}/train_rows": len(train[s]),
                         f"{s}/sent": runs[s].stats["sent"], f"{s}/cached": runs[s].stats["cached"],
                         f"{s}/batches": runs[s].stats.get("batches", 0),
+                        **{f"{s}/{k}": runs[s].stats.get(k, 0) for k in BATCH_STATS},
                         f"{s}/spent_usd": round(runs[s].stats["spent_usd"], 6),
                         f"{s}/estimate_usd": round(estimates[s].usd, 6),
                         f"{s}/mean_response_tokens": float(train[s]["response"].map(count_tokens).mean())

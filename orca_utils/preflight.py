@@ -10,8 +10,11 @@ Each check is one function `check_*(cfgs, opts) -> list[Finding]`, run in this o
 - `check_url_sources`: every dataset the notebooks read has a local copy, or (online) the first file of its pinned
   URL source answers.
 - `check_accelerate`: 04's accelerate config exists, parses, and launches `04_training.num_processes` per node.
-- `check_memory`: GPU memory per device for training (04) and inference (05-08), from the student's config.json,
-  against the free memory of the visible CUDA devices (`training_memory` / `inference_memory` hold the arithmetic).
+- `check_memory`: GPU memory per device for training (04; fp32 master weights, gradients and AdamW states under
+  mixed bf16) and inference (05-08), from the student's config.json (offline, a published architecture:
+  `PUBLISHED_CONFIGS`), against the free memory of the visible CUDA devices (`training_memory` /
+  `inference_memory` hold the arithmetic).
+- `check_projections` (`orca_utils.projections`): 02's wall time and 04's GPU hours per stage, as estimates.
 
 A problem is one line `<notebook>.<dotted.param>: <what is wrong>: <what to do>` and makes the command exit 2;
 warnings and notes are printed with a `warning:` / `note:` prefix and do not.
@@ -34,9 +37,11 @@ from .paths import REPO_ROOT
 from .schemas import TeacherModelParams
 from .teacher.models import REGISTRY, retired_on
 from .train import accelerate_config_path
+from .projections import check_projections      # 02's wall time and 04's GPU hours, as estimates
 
 __all__ = ["Finding", "MemoryEstimate", "ModelDims", "Note", "Options", "Problem", "Report", "Warn",
-           "check_accelerate", "check_endpoints", "check_memory", "check_model_specs", "check_url_sources",
+           "PUBLISHED_CONFIGS", "check_accelerate", "check_endpoints", "check_memory", "check_model_specs",
+           "check_url_sources",
            "inference_memory", "model_dims", "model_findings", "run_preflight", "training_memory"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -107,14 +112,42 @@ def run_preflight(cfgs: dict, options: Options | None = None) -> Report:
     opts = options or Options()
     findings: list[Finding] = []
     for check in (check_endpoints, check_model_specs, check_url_sources, check_accelerate, check_serving,
-                  check_memory):
+                  check_memory, check_projections):
         findings += [f for f in check(cfgs, opts) if f not in findings]
     return Report(findings)
 
 
+def _served_models(stem: str, cfg, cfgs: dict) -> list[tuple[str, str, str, bool]]:
+    """(param, label, spec, produced_later) of every model a notebook with `serve` will serve: the untuned student
+    (05/06 with eval_base_model, 07 with candidate: base), and notebook 04's student (05/06; 07 with candidate:
+    student), which 04 writes to outputs/<profile>/04_training/student."""
+    from .contracts import STUDENT_DIR
+    from .runs import profile_root
+
+    base = (f"{_owner(cfgs, 'student_model', stem)}.student_model", cfg.base_model_label, cfg.student_model, False)
+    tuned_dir = profile_root(cfg) / "04_training" / STUDENT_DIR
+    tuned = (f"{stem}.serve", "04_training's student", str(tuned_dir), not (tuned_dir / "config.json").exists())
+    if stem == "07_open_ended":
+        return [base] if cfg.candidate == "base" else [tuned]
+    return ([base] if getattr(cfg, "eval_base_model", False) else []) + [tuned]
+
+
+def _display(cmd: list[str]) -> str:
+    import shlex
+    import sys
+
+    return " ".join("python" if c == sys.executable else c if c == "<port>" else shlex.quote(c) for c in cmd)
+
+
 def check_serving(cfgs: dict, opts: Options) -> list[Finding]:
-    """05/06 `serve`: the engine is installed (vLLM comes with the `gpu` extra) and the mode allows serving."""
+    """05/06/07 `serve`: the mode allows serving, the engine is installed (vLLM comes with the `gpu` extra; it
+    serves on CUDA), and every model the notebook will serve is servable (a local directory that exists or that 04
+    will write, or a hub id: its template read from tokenizer_config.json, never the weights), with the command
+    line in a note. Then the open-weights teachers' servers (`orca_utils.teacher_servers`): their placement, and
+    the command that starts each."""
     import importlib.util
+
+    from .serving import ServeTarget, ServingError, serve_target, server_command
 
     findings: list[Finding] = []
     for stem, cfg in cfgs.items():
@@ -125,9 +158,41 @@ def check_serving(cfgs: dict, opts: Options) -> list[Finding]:
             findings.append(Problem(f"{stem}.serve", f"{engine}: a served model answers chat requests only, but "
                                     f"mode is {cfg.mode}: set mode: generate, or serve: none"))
         if engine == "vllm" and importlib.util.find_spec("vllm") is None:
-            findings.append(Problem(f"{stem}.serve", "vllm is not installed here: pip install -e '.[gpu]' on the "
-                                    "GPU machine, or set serve: transformers"))
+            where = "on the GPU machine" if cfg.device in ("cuda", "auto") else "(vLLM serves on CUDA: device is " \
+                f"{cfg.device})"
+            findings.append(Problem(f"{stem}.serve", f"vllm is not installed here: pip install -e '.[gpu]' {where}, "
+                                    f"or set serve: transformers"))
+        if engine == "transformers" and importlib.util.find_spec("transformers.cli.serve") is None:
+            findings.append(Problem(f"{stem}.serve", "this transformers has no `transformers serve`: install "
+                                    "transformers[serving] >= 4.48, or set serve: none"))
+        offline = _hub_offline(cfg) or opts.hub_unreachable
+        for param, label, spec, later in _served_models(stem, cfg, cfgs):
+            if later:
+                target = ServeTarget(spec, "dir", spec, note="written by 04_training (with its chat template)")
+            else:
+                try:
+                    target = serve_target(spec, engine, offline=offline, prepare=False)
+                except ServingError as exc:
+                    findings.append(Problem(param, f"{engine} cannot serve {label} for {stem}: {exc}: give a hub id "
+                                                   f"or an existing directory"))
+                    continue
+            cmd = _display(server_command(engine, target, "<port>", cfg.device, cfg.dtype))
+            findings.append(Note(f"{stem}.serve", f"{engine} serves {label} ({spec}; {target.note}): {cmd}"))
+    findings += _teacher_server_findings(cfgs)
     return findings
+
+
+def _teacher_server_findings(cfgs: dict) -> list[Finding]:
+    from .teacher_servers import ServerPlanError, plan_servers
+
+    try:
+        servers = plan_servers(cfgs)
+    except ServerPlanError as exc:
+        return [Problem(exc.param, exc.message)]
+    profile = next(iter(cfgs.values())).profile if cfgs else "?"
+    return [Note(f"{s.params[0]}.base_url", f"{s.model} is served here on port {s.port} (GPU(s) "
+                                            f"{','.join(map(str, s.gpus))}; start with `python -m orca_utils "
+                                            f"serve-teachers --profile {profile}`): {s.command()}") for s in servers]
 
 
 def _owner(cfgs: dict, name: str, stem: str) -> str:
@@ -172,7 +237,8 @@ def endpoint_uses(cfgs: dict) -> list[_Endpoint]:
     out = []
     for stem, cfg in cfgs.items():
         if getattr(cfg, "api_models", None):
-            uses = [_Use(f"{stem}.api_models[{i}]", m, False) for i, m in enumerate(cfg.api_models)]
+            uses = [_Use(f"{stem}.api_models[{i}]", getattr(m, "model", m), False)
+                    for i, m in enumerate(cfg.api_models)]
             out.append(_Endpoint(stem, cfg.api_base_url, f"{stem}.api_base_url", cfg.api_key_env,
                                  f"{_owner(cfgs, 'api_key_env', stem)}.api_key_env", "openai", False, uses))
         ep = getattr(cfg, "endpoint", None)
@@ -254,7 +320,8 @@ def _missing_key(ep: _Endpoint) -> Problem:
 
 
 def _listing_findings(ep: _Endpoint, uses: list[_Use], listing: _Listing, where: str, key_set: bool,
-                      today: dt.date, url_param: str, label: str | None = None) -> list[Finding]:
+                      today: dt.date, url_param: str, label: str | None = None,
+                      start: str | None = None) -> list[Finding]:
     if listing.models is not None:
         label = label or f"{where}/models"
         return [f for u in uses for f in model_findings(u.param, u.model, listing.models, label, today)]
@@ -266,12 +333,13 @@ def _listing_findings(ep: _Endpoint, uses: list[_Use], listing: _Listing, where:
     if listing.status is not None:
         what = listing.error or f"answered HTTP {listing.status}"
         return [Problem(url_param, f"GET {where}/models {what}: give the endpoint's OpenAI-compatible /v1 base URL")]
-    todo = "is its server running? start it, or fix the URL" if urlparse(where).hostname in LOOPBACK else \
-        "check the URL and the network"
+    todo = start or ("is its server running? start it, or fix the URL" if urlparse(where).hostname in LOOPBACK
+                     else "check the URL and the network")
     return [Problem(url_param, f"could not reach {where} ({listing.error}): {todo}")]
 
 
-def _check_remote(ep: _Endpoint, uses: list[_Use], opts: Options, cache: dict) -> list[Finding]:
+def _check_remote(ep: _Endpoint, uses: list[_Use], opts: Options, cache: dict,
+                  start: str | None = None) -> list[Finding]:
     where = (ep.base_url or OPENAI_BASE_URL).rstrip("/")
     if ep.api_type == "azure":
         return [Note(ep.base_param, "Azure endpoint: deployments are not listed by GET /models; model names "
@@ -282,7 +350,7 @@ def _check_remote(ep: _Endpoint, uses: list[_Use], opts: Options, cache: dict) -
     if (where, ep.key_env) not in cache:
         cache[where, ep.key_env] = fetch_model_list(where, key, opts.timeout_s)
     return _listing_findings(ep, uses, cache[where, ep.key_env], where, key is not None, opts.today,
-                             ep.base_param)
+                             ep.base_param, start=start)
 
 
 class _ListOnly:
@@ -317,13 +385,30 @@ def _check_emulated(ep: _Endpoint, uses: list[_Use], opts: Options) -> list[Find
 
 
 def check_endpoints(cfgs: dict, opts: Options) -> list[Finding]:
+    """Also: an open-weights teacher on 127.0.0.1 (`orca_utils.teacher_servers`) that does not answer, or answers
+    without the model the params send, gets a problem line naming the command that starts its server."""
+    from .teacher_servers import ServerPlanError, plan_servers, server_for_url
+
+    try:
+        servers = plan_servers(cfgs)
+    except ServerPlanError:            # reported by check_serving
+        servers = []
+    profile = next(iter(cfgs.values())).profile if cfgs else "?"
     out: list[Finding] = []
     cache: dict = {}
     for ep in endpoint_uses(cfgs):
         local = [u for u in ep.uses if u.offline]
         remote = [u for u in ep.uses if not u.offline]
         out += _check_emulated(ep, local, opts) if local else []
-        out += _check_remote(ep, remote, opts, cache) if remote else []
+        server = server_for_url(servers, ep.base_url)
+        if server is None:
+            out += _check_remote(ep, remote, opts, cache) if remote else []
+            continue
+        run = f"`python -m orca_utils serve-teachers --profile {profile}`, which runs `{server.command()}`"
+        for f in _check_remote(ep, remote, opts, cache, start=f"start its server: {run}") if remote else []:
+            listed = isinstance(f, Problem) and "is not listed by" in f.message
+            out.append(Problem(f.param, f"{f.message}; the server on port {server.port} must serve {server.model}: "
+                                        f"start it with {run}") if listed else f)
     return out
 
 
@@ -551,8 +636,16 @@ def check_accelerate(cfgs: dict, opts: Options) -> list[Finding]:
                         f"{cfg.accelerate_config} launches num_processes: {total} over num_machines: {machines} "
                         f"({total / machines:g} per node): set 04_training.num_processes: {total / machines:g} or "
                         f"edit the config")]
+    from .train import batch_plan
+
+    try:
+        plan = batch_plan(cfg, total)
+    except ValueError as exc:
+        return [Problem("04_training.global_batch_size", str(exc).split(": ", 1)[1])]
     return [Note("04_training.accelerate_config", f"{data.get('distributed_type', '?')}, {total} processes on "
-                                                  f"{machines} node(s)")]
+                                                  f"{machines} node(s); global batch {plan['global_batch_size']} "
+                                                  f"packed rows = {plan['per_device_batch_size']} per device x "
+                                                  f"{total} x {plan['gradient_accumulation_steps']} accumulation")]
 
 
 # ---- 5. GPU memory -------------------------------------------------------------------------------------------
@@ -613,28 +706,46 @@ def _size(n: float) -> str:
 
 
 def training_memory(n_params: float, n_layers: int, hidden: int, vocab: int, *, weight_bytes: int, batch: int,
-                    seq_len: int, checkpointing: bool, shards: tuple[int, int, int] = (1, 1, 1)) -> MemoryEstimate:
-    """Bytes per device to train a decoder with AdamW (w = weight_bytes: 4 fp32, 2 bf16/fp16, the loaded dtype).
+                    seq_len: int, checkpointing: bool, shards: tuple[int, int, int] = (1, 1, 1),
+                    fp32_master: bool = False) -> MemoryEstimate:
+    """Bytes per device to train a decoder with AdamW (w = weight_bytes: 4 fp32, 2 bf16/fp16, the compute dtype).
 
+    Pure precision (`fp32_master=False`: fp32 training, or bf16 weights trained as bf16 in one process):
         weights     = P * w / s_w
         grads       = P * w / s_g
         AdamW       = 2 * P * w / s_o                  (exp_avg and exp_avg_sq, in the parameters' dtype)
+    Mixed precision (`fp32_master=True`: an accelerate config with `mixed_precision: bf16` / `fp16` under FSDP or
+    DeepSpeed). FSDP upcasts the sharded parameters to fp32 and computes in bf16: the sharded state is fp32
+    master weights, fp32 gradients (reduced in fp32) and fp32 AdamW moments, 16 bytes per parameter, plus the bf16
+    copy of the layers gathered for compute (the current one and the one prefetched); ZeRO-3 keeps bf16 weights and
+    gradients (2 + 2) beside fp32 master weights and moments (4 + 8): the same 16 bytes per parameter:
+        weights     = P * 4 / s_w                      (fp32 master)
+        grads       = P * 4 / s_g                      (fp32)
+        AdamW       = 2 * P * 4 / s_o                  (fp32 moments)
+        compute copy= 2 * (P / L) * w                  (two decoder layers gathered unsharded, in bf16)
+    Both:
         activations = b * s * h * w * (17 * L)         without gradient checkpointing (Korthikanti et al. 2022:
                                                         34sbh bytes per layer in 16 bit, flash/SDPA attention)
                     = b * s * h * w * (L + 17)         with it (each layer's input, plus one layer recomputed)
         logits      = 2 * b * s * V * 4                (fp32 logits and their gradient)
     (s_w, s_g, s_o) = the shards: (N, N, N) for FSDP full shard / ZeRO-3 over N processes, (1, 1, 1) unsharded.
-    LLaMA-13B in bf16: weights 13.0e9 x 2 = 26 GB, grads 26 GB, AdamW 52 GB, unsharded.
+    LLaMA-13B, pure bf16: weights 13.0e9 x 2 = 26 GB, grads 26 GB, AdamW 52 GB, unsharded; mixed bf16 on 8 GPUs:
+    (52 + 52 + 104) / 8 = 26 GB per GPU of sharded state, plus a 1.3 GB compute copy.
     """
     s_w, s_g, s_o = shards
+    state_bytes = 4 if fp32_master else weight_bytes
     per_token = batch * seq_len * hidden * weight_bytes
-    return MemoryEstimate({
-        "weights": n_params * weight_bytes / s_w,
-        "grads": n_params * weight_bytes / s_g,
-        "AdamW states": 2 * n_params * weight_bytes / s_o,
-        "activations": per_token * ((n_layers + 17) if checkpointing else 17 * n_layers),
-        "logits": 2 * batch * seq_len * vocab * 4,
-    })
+    parts = {
+        "weights" + (" (fp32 master)" if fp32_master else ""): n_params * state_bytes / s_w,
+        "grads" + (" (fp32)" if fp32_master else ""): n_params * state_bytes / s_g,
+        "AdamW states" + (" (fp32)" if fp32_master else ""): 2 * n_params * state_bytes / s_o,
+    }
+    if fp32_master:
+        parts[f"compute copy ({'bf16' if weight_bytes == 2 else 'fp32'}, 2 layers)"] = \
+            2 * n_params / max(n_layers, 1) * weight_bytes
+    parts["activations"] = per_token * ((n_layers + 17) if checkpointing else 17 * n_layers)
+    parts["logits"] = 2 * batch * seq_len * vocab * 4
+    return MemoryEstimate(parts)
 
 
 def inference_memory(n_params: float, n_layers: int, kv_dim: int, *, weight_bytes: int, batch: int,
@@ -645,8 +756,34 @@ def inference_memory(n_params: float, n_layers: int, kv_dim: int, *, weight_byte
                            "KV cache": 2 * n_layers * batch * seq_len * kv_dim * weight_bytes})
 
 
+# Published architectures, so that the paper's student is estimated offline (no hub, no cache): the values of its
+# config.json. LLaMA-13B: Touvron et al. 2023 ("LLaMA: Open and Efficient Foundation Language Models"), Table 2
+# (dimension 5120, 40 heads, 40 layers; SwiGLU FFN of 2/3 x 4d rounded: 13824; vocabulary 32000 SentencePiece
+# tokens; context 2048), as in huggyllama/llama-13b's config.json. 04 adds one [[PAD]] row (32001): negligible here.
+PUBLISHED_CONFIGS: dict[str, dict] = {
+    "huggyllama/llama-13b": {
+        "model_type": "llama", "hidden_act": "silu", "hidden_size": 5120, "intermediate_size": 13824,
+        "num_hidden_layers": 40, "num_attention_heads": 40, "num_key_value_heads": 40, "vocab_size": 32000,
+        "max_position_embeddings": 2048, "tie_word_embeddings": False,
+        "_source": "Touvron et al. 2023, Table 2 / huggyllama/llama-13b config.json"},
+}
+
+
 def load_model_config(spec: str, offline: bool) -> tuple[dict | None, str]:
-    """(config.json of a model spec, "") without loading weights, or (None, why not)."""
+    """(config.json of a model spec, "") without loading weights, or (None, why not).
+
+    A hub model whose config.json cannot be read (offline, hub unreachable, not cached) but whose architecture is
+    published (`PUBLISHED_CONFIGS`: the paper's LLaMA-13B) gets that config, with its source as the second value."""
+    config, why = _read_model_config(spec, offline)
+    if config is None:
+        repo = spec.split("@", 1)[0]
+        published = PUBLISHED_CONFIGS.get(repo) or PUBLISHED_CONFIGS.get(repo.lower())
+        if published is not None:
+            return dict(published), f"published architecture: {published['_source']}; {why}"
+    return config, ("" if config is not None else why)
+
+
+def _read_model_config(spec: str, offline: bool) -> tuple[dict | None, str]:
     try:
         resolved = resolve_model(spec)
     except (ModelSpecError, FileNotFoundError):
@@ -682,21 +819,25 @@ def cuda_free_memory() -> list[tuple[int, int]]:
     return [tuple(torch.cuda.mem_get_info(i)) for i in range(torch.cuda.device_count())]
 
 
-def _sharding(cfg) -> tuple[tuple[int, int, int], str]:
-    """(weights, grads, optimizer) shard counts of 04's launch, and a label."""
+def _sharding(cfg) -> tuple[tuple[int, int, int], str, bool]:
+    """(weights, grads, optimizer) shard counts of 04's launch, a label, and whether it keeps fp32 master weights
+    (FSDP / DeepSpeed under the config's `mixed_precision: bf16` or `fp16`, with a 16-bit `precision`)."""
     if cfg.launcher != "accelerate" or not cfg.accelerate_config:
-        return (1, 1, 1), "unsharded"
+        return (1, 1, 1), "unsharded", False
     data, _ = _read_accelerate(cfg.accelerate_config)
     if data is None:
-        return (1, 1, 1), "unsharded (config unreadable)"
+        return (1, 1, 1), "unsharded (config unreadable)", False
     n, kind = data["num_processes"], data.get("distributed_type")
+    mixed = str(data.get("mixed_precision", "no")).lower() in ("bf16", "fp16") and cfg.precision != "fp32"
+    how = f", mixed {data.get('mixed_precision')} (fp32 master weights)" if mixed else ""
     if kind == "FSDP":
         full = (data.get("fsdp_config") or {}).get("fsdp_reshard_after_forward", True) is not False
-        return ((n if full else 1), n, n), f"FSDP over {n}"
+        return ((n if full else 1), n, n), f"FSDP over {n}{how}", mixed
     if kind == "DEEPSPEED":
         stage = int((data.get("deepspeed_config") or {}).get("zero_stage", 0))
-        return ((n if stage >= 3 else 1), (n if stage >= 2 else 1), (n if stage >= 1 else 1)), f"ZeRO-{stage} over {n}"
-    return (1, 1, 1), f"{kind or 'unsharded'}, replicated"
+        return (((n if stage >= 3 else 1), (n if stage >= 2 else 1), (n if stage >= 1 else 1)),
+                f"ZeRO-{stage} over {n}{how}", mixed)
+    return (1, 1, 1), f"{kind or 'unsharded'}, replicated", False
 
 
 def _inference_shape(stem: str, cfg) -> tuple[int, int, int | None, str]:
@@ -713,11 +854,11 @@ def _inference_shape(stem: str, cfg) -> tuple[int, int, int | None, str]:
 def estimate_memory(stem: str, cfg, dims: ModelDims, on_cuda: bool) -> tuple[MemoryEstimate, str, str]:
     """(estimate per device, how, the param that shrinks it) for one of GPU_NOTEBOOKS."""
     if stem == "04_training":
-        shards, how = _sharding(cfg)
+        shards, how, mixed = _sharding(cfg)
         est = training_memory(dims.n_params, dims.n_layers, dims.hidden, dims.vocab,
                               weight_bytes={"fp32": 4, "bf16": 2, "fp16": 2}[cfg.precision],
                               batch=cfg.per_device_batch_size, seq_len=cfg.max_len_tokens,
-                              checkpointing=cfg.gradient_checkpointing, shards=shards)
+                              checkpointing=cfg.gradient_checkpointing, shards=shards, fp32_master=mixed)
         ckpt = "with" if cfg.gradient_checkpointing else "without"
         return est, f"{cfg.precision}, {how}, {ckpt} gradient checkpointing", "per_device_batch_size"
     batch, new, cap, param = _inference_shape(stem, cfg)
@@ -755,8 +896,11 @@ def check_memory(cfgs: dict, opts: Options) -> list[Finding]:
         if dims is None:
             out.append(Note(stem, f"GPU memory not estimated ({why})"))
             continue
-        on_cuda = bool(gpus) and cfg.device in ("cuda", "auto")
+        # the dtype the run will use: bf16 generation on CUDA (device: cuda even where no GPU is visible here)
+        on_cuda = cfg.device == "cuda" or (bool(gpus) and cfg.device == "auto")
         est, how, param = estimate_memory(stem, cfg, dims, on_cuda)
+        if why:                                  # a published architecture stood in for the unread config.json
+            how += f"; {dims.n_params / 1e9:.2f}B parameters from the {why.split(';')[0]}"
         out += _compare(stem, cfg, est, how, param, gpus if on_cuda else [])
     return out
 

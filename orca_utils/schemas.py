@@ -97,6 +97,23 @@ class SamplingParams(CommonParams):
     contamination_examples: int = Field(3, ge=0, description="examples shown per evaluation set")
 
 
+class OpenAIEmulationParams(Strict):
+    """The emulated OpenAI API's own limits (`orca_utils.teacher.openai_emulation`), set independently of the client's
+    params: an emulator that read the client's budget could never refuse what the client sends."""
+
+    batch_enqueued_token_limit: int | None = Field(
+        2_000_000, ge=1, description="the emulated organization's per-model enqueued-token limit (prompt tokens of "
+        "its batches in validating / in_progress / finalizing, counted the emulator's way); null: none")
+    batch_latency_s: float = Field(0.2, ge=0, description="time a batch stays in_progress")
+    completion_window_s: float = Field(86400.0, gt=0, description="a batch still running after it is `expired`")
+    batch_stalled_lines: int = Field(0, ge=0, description="the last N lines of every batch never finish (with a "
+                                     "short completion_window_s: partial output, then `expired`)")
+    control_plane_fault_every: int = Field(7, ge=0, description="every Nth call to /v1/files or /v1/batches "
+                                           "answers 429 (Retry-After) or 500, alternately; 0: never")
+    reasoning_tokens: dict[str, int] | None = Field(None, description="hidden reasoning tokens per effort (none, "
+                                                    "minimal, low, medium, high, xhigh, max); null: the emulator's")
+
+
 class TeacherEndpointParams(Strict):
     """How the teacher client reaches an OpenAI-compatible endpoint, and its throughput limits (orca_utils.teacher)."""
 
@@ -119,9 +136,20 @@ class TeacherEndpointParams(Strict):
     backoff_max_s: float = Field(60.0, gt=0)
     retry_errors: bool = Field(True, description="re-send requests whose cached status is `error`")
     batch_mode: bool = Field(False, description="use the Batch API (50% price, up to 24 h) instead of chat calls")
-    batch_max_enqueued_tokens: int = Field(2_000_000, ge=1, description="cap per batch (prompt + max_tokens): your "
-                                           "organization's per-model enqueued-token limit (its Limits page)")
-    batch_max_requests: int = Field(50_000, ge=1, description="lines per batch file (OpenAI: 50,000)")
+    batch_max_enqueued_tokens: int = Field(
+        2_000_000, ge=1, description="in-flight budget: PROMPT tokens of this run's batches in progress per model, as "
+        "OpenAI counts its enqueued-token limit (the model's 'Batch queue limit' on your organization's Limits page, "
+        "platform.openai.com/settings/organization/limits; it depends on the usage tier)")
+    batch_target_tokens: int = Field(
+        250_000, ge=1, description="prompt tokens per batch file (smaller than batch_max_enqueued_tokens, so several "
+        "batches are in flight at once and each finishes sooner; capped at the budget)")
+    batch_max_requests: int = Field(50_000, ge=1, le=50_000, description="lines per batch file (OpenAI: at most "
+                                    "50,000 requests and 200 MB per input file)")
+    batch_max_file_mb: float = Field(190.0, gt=0, le=200, description="bytes per batch input file, in MB (10^6 "
+                                     "bytes; OpenAI's limit is 200 MB): chunks are split by size too")
+    batch_token_limit_retries: int = Field(5, ge=0, description="`token_limit_exceeded` refusals in a row with none "
+                                           "of our batches in flight (each after a poll interval) before the run "
+                                           "stops with one line naming batch_max_enqueued_tokens")
     batch_poll_interval_s: float = Field(30.0, gt=0)
     batch_max_rounds: int = Field(3, ge=1, description="batches per request before its status stays `error`")
     batch_price_factor: float = Field(0.5, gt=0, le=1, description="Batch API price relative to chat")
@@ -133,8 +161,31 @@ class TeacherEndpointParams(Strict):
                                  "in OpenAI emulation mode (model list with shutdown dates, 404 for retired models, "
                                  "reasoning-model parameter rules, batch token limits, control-plane faults): the "
                                  "rehearsal profile's way to take the paper's code paths offline")
+    emulation: OpenAIEmulationParams = Field(default_factory=lambda: OpenAIEmulationParams(),
+                                             description="the emulated API's own limits (only with emulate_openai)")
 
     _check_env = field_validator("api_key_env")(classmethod(lambda cls, v: check_env_name(v)))
+
+
+class TeacherServerParams(Strict):
+    """How `python -m orca_utils serve-teachers` launches the vLLM server of an open-weights teacher whose
+    `base_url` is on 127.0.0.1 (`orca_utils.teacher_servers`). Set once per base_url (on any teacher using it)."""
+
+    gpus: list[int] | None = Field(None, min_length=1, description="CUDA device indices (CUDA_VISIBLE_DEVICES); "
+                                   "tensor parallel size = their count; null: the next GPU no other server takes, "
+                                   "in order of appearance")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="fraction of each GPU's memory the server "
+                                          "takes (vLLM --gpu-memory-utilization); servers sharing a GPU must sum "
+                                          "to <= 0.95")
+    max_model_len: int | None = Field(None, ge=64, description="context cap (vLLM --max-model-len); null: the "
+                                      "model's")
+
+    @field_validator("gpus")
+    @classmethod
+    def _distinct_gpus(cls, value):
+        if value is not None and (len(set(value)) != len(value) or min(value) < 0):
+            raise ValueError("expected distinct GPU indices >= 0")
+        return value
 
 
 class TeacherModelParams(Strict):
@@ -159,14 +210,20 @@ class TeacherModelParams(Strict):
     api_dialect: Literal["auto", "chat", "reasoning"] = Field(
         "auto", description="chat: max_tokens + temperature; reasoning: max_completion_tokens, no temperature, "
         "optional reasoning_effort; auto: orca_utils.teacher.models.dialect_for(model)")
-    reasoning_effort: str | None = Field(None, description="reasoning dialect only (e.g. none, low, medium, high); "
+    reasoning_effort: str | None = Field(None, description="sent in either dialect when set (OpenAI reasoning "
+                                         "models; vLLM's gpt-oss in the chat dialect): one of the model's accepted "
+                                         "values (orca_utils.teacher.models: none, minimal, low, medium, high, xhigh, "
+                                         "max; e.g. gpt-6.1-sol low..max); "
                                          "null: the model's default")
-    stop: list[str] = Field(default_factory=list, description="explicit stop strings sent on every request")
+    stop: list[str] = Field(default_factory=list, description="explicit stop strings sent on every request (left out "
+                            "for a model that rejects `stop`, e.g. gpt-6.1-sol: the client cuts the answer there)")
     price_input_usd_per_1k: float = Field(0.0, ge=0, description="USD per 1,000 prompt tokens; unset or null: "
                                           "the registry's list price for `model` (0 when it has none)")
     price_output_usd_per_1k: float = Field(0.0, ge=0, description="USD per 1,000 completion tokens; unset or null: "
                                            "the registry's list price for `model` (0 when it has none)")
     expected_completion_tokens: int | None = Field(None, ge=1, description="for the cost estimate; null: max_tokens")
+    server: TeacherServerParams | None = Field(None, description="launch settings of this teacher's own vLLM server "
+                                               "(base_url on 127.0.0.1; `serve-teachers`); null: defaults")
 
     @model_validator(mode="before")
     @classmethod
@@ -189,6 +246,14 @@ class TeacherModelParams(Strict):
 
         return dialect_for(self.model) if self.api_dialect == "auto" else self.api_dialect
 
+    @model_validator(mode="after")
+    def _effort_the_model_accepts(self):
+        from .teacher.models import effort_error
+
+        if (problem := effort_error(self.model, self.reasoning_effort)):
+            raise ValueError(problem)
+        return self
+
 
 class AugmentationParams(CommonParams):
     """02_augmentation: teacher responses for 01's queries, stage 1 and stage 2."""
@@ -209,6 +274,12 @@ class AugmentationParams(CommonParams):
     cache_file: str = Field("teacher_cache.sqlite", min_length=1, description="in the notebook's output folder")
     token_counter: str | None = Field(None, description="tokenizer spec for cost estimates; null: llama_tokenizer")
     samples_shown: int = Field(3, ge=0, description="sample responses printed per stage")
+    projection_prompt_tokens: int = Field(250, ge=1, description="preflight projection only: assumed mean prompt "
+                                          "tokens per query (system message + FLAN query; 02 counts the real ones "
+                                          "before sending)")
+    batch_expected_hours: float = Field(6.0, gt=0, description="preflight projection only: assumed hours for one "
+                                        "window of Batch API batches to finish (OpenAI promises 24 h at most; "
+                                        "most finish sooner): an assumption, not a measurement")
 
 
 class PackingParams(CommonParams):
@@ -252,7 +323,13 @@ class TrainingParams(CommonParams):
     stage1: TrainingStageParams = Field(default_factory=TrainingStageParams)
     stage2: TrainingStageParams = Field(default_factory=TrainingStageParams)
     per_device_batch_size: int = Field(2, ge=1, description="packed rows per device per micro-step")
-    gradient_accumulation_steps: int = Field(1, ge=1)
+    global_batch_size: int | None = Field(
+        None, ge=1, description="packed rows per optimizer step over all ranks: the param that fixes the effective "
+        "learning rate whatever the GPU count; gradient_accumulation_steps follows = global / (per_device_batch_size "
+        "x world size), an error when it does not divide. null: gradient_accumulation_steps gives it")
+    gradient_accumulation_steps: int | None = Field(
+        None, ge=1, description="the alternative to global_batch_size (set one, not both): micro-steps per "
+        "optimizer step; the global batch then grows with the world size. null with global_batch_size null: 1")
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     warmup_ratio: float = Field(0.03, ge=0, le=0.5)
     weight_decay: float = Field(0.0, ge=0)
@@ -282,6 +359,49 @@ class TrainingParams(CommonParams):
         "TensorBoard event files in checkpoints/stage<N>/runs (W&B when asked: needs WANDB_API_KEY)")
     num_generation_examples: int = Field(3, ge=0, description="held-out prompts generated before/after training")
     generation_max_new_tokens: int = Field(32, ge=1)
+    data_cache_dir: str | None = Field(
+        None, description="where the tokenized Arrow cache and packing plans are prepared before launch; null: "
+        "<run dir>/data_cache (shared storage on several nodes); a node-local path: each node's launcher prepares "
+        "its own copy (`python -m orca_utils.train --prepare-only`)")
+    projection_gpu: Literal["H100", "H200", "A100"] = Field(
+        "H100", description="preflight's GPU-hours projection: the GPU whose dense bf16 peak it assumes "
+        "(orca_utils.projections.PEAK_TFLOPS)")
+    gpu_peak_tflops: float | None = Field(None, gt=0, description="preflight projection: dense bf16 peak TFLOP/s "
+                                          "per GPU; null: the table's value for projection_gpu")
+    mfu: float = Field(0.4, gt=0, le=1, description="preflight projection: assumed model FLOPs utilization "
+                       "(an assumption, not a measurement: no GPU run is recorded yet)")
+    tokens_per_sample: float | None = Field(None, gt=0, description="preflight projection: mean tokens per training "
+                                            "sample; null: 02's assumed prompt tokens + the stage teacher's "
+                                            "expected_completion_tokens")
+
+    @model_validator(mode="after")
+    def _one_batch_source(self):
+        if self.global_batch_size is not None and self.gradient_accumulation_steps is not None:
+            raise ValueError("global_batch_size and gradient_accumulation_steps are both set: set one (the global "
+                             "batch; accumulation then follows from the world size)")
+        return self
+
+
+class ApiModelParams(Strict):
+    """One of 05/06's `api_models`: a model behind an OpenAI-compatible endpoint, scored like the student. A plain
+    name in params means `{model: <name>}`."""
+
+    model: str = Field(..., min_length=1, description="model name sent to the endpoint (also its label)")
+    reasoning_effort: str | None = Field(None, description="one of the model's accepted efforts "
+                                         "(orca_utils.teacher.models); null: the model's default")
+    max_tokens: int | None = Field(None, ge=1, description="output cap (max_completion_tokens for reasoning models, "
+                                   "where hidden reasoning counts against it: a cap below it gives empty answers); "
+                                   "null: max_new_tokens for chat models, reasoning_max_tokens for reasoning ones")
+    max_cost_usd: float | None = Field(None, ge=0, description="this model's own spend cap; null: what is left of "
+                                       "api_max_cost_usd")
+
+    @model_validator(mode="after")
+    def _effort_the_model_accepts(self):
+        from .teacher.models import effort_error
+
+        if (problem := effort_error(self.model, self.reasoning_effort)):
+            raise ValueError(problem)
+        return self
 
 
 class ZeroShotEvalParams(CommonParams):
@@ -300,8 +420,12 @@ class ZeroShotEvalParams(CommonParams):
     compare_n_items_per_task: int | None = Field(None, ge=1, description="subset for the comparison; null: all")
     compare_tasks: list[str] | None = Field(None, description="tasks for the comparison; null: every task run")
     eval_base_model: bool = Field(True, description="also score the untuned student (before/after columns)")
-    api_models: list[str] = Field(default_factory=list, description="models behind an OpenAI-compatible "
-                                  "endpoint to score the same way (e.g. gpt-3.5-turbo); key from api_key_env")
+    api_models: list[ApiModelParams] = Field(
+        default_factory=list, description="models behind an OpenAI-compatible endpoint to score the same way, each "
+        "a name (e.g. gpt-4.1) or {model, reasoning_effort, max_tokens, max_cost_usd}; key from api_key_env; `stop` "
+        "is not sent to a model that rejects it (the answer is cut at 'Q:' client-side instead)")
+    api_reasoning_max_tokens: int = Field(4096, ge=1, description="output cap of a reasoning-dialect API model "
+                                          "that sets no max_tokens (its hidden reasoning counts against the cap)")
     api_base_url: str | None = Field(None, description="OpenAI-compatible base URL; null: api.openai.com")
     api_max_cost_usd: float = Field(5.0, ge=0, description="spend cap over all `api_models` of this notebook "
                                     "(prices from the teacher registry by model name); answers are cached, so a "
@@ -313,6 +437,14 @@ class ZeroShotEvalParams(CommonParams):
         "scoring; vllm needs the gpu extra). Generation mode only")
     records_chunk_items: int = Field(256, ge=1, description="items generated and saved per chunk: an interrupted "
                                      "evaluation resumes from the saved chunks (records/ in the output folder)")
+
+    @field_validator("api_models", mode="before")
+    @classmethod
+    def _api_model_names(cls, value):
+        """A plain name is `{model: name}` (the old form keeps working)."""
+        if isinstance(value, list):
+            return [{"model": v} if isinstance(v, str) else v for v in value]
+        return value
 
 
 class AgievalParams(ZeroShotEvalParams):

@@ -19,8 +19,17 @@ this module adds is only what the paper needs and TRL does not do for us:
 - per-stage results (`stage{N}_result.json`: losses, held-out loss, steps, useful tokens/s) and a per-rank log of
   which samples each batch held (`data_log/stage{N}_rank{r}.jsonl`).
 
+- the data prepared before any launch (`prepare_stage`, `--prepare-only`): tokenized with `data_num_proc` workers
+  into a fingerprinted Arrow cache with its packing plan, in one process and inside no collective; the launched
+  ranks only open it (a missing or stale cache stops them in one line). Several nodes: one cache on the shared run
+  folder prepared once before launching, or a node-local `data_cache_dir` prepared by each node's launcher;
+- the batch as one param: `global_batch_size` packed rows per optimizer step over all ranks (`batch_plan`:
+  accumulation = global / (per device x world size)), so the effective learning rate does not move with the GPU
+  count; `stage{N}_result.json` records the global batch, the per-device batch, the accumulation and the world size.
+
 Entry point (also under `accelerate launch`, which is how the paper profile scales out; see params/accelerate/):
     python -m orca_utils.train --profile smoke --stage 1 [--run-dir DIR] [--params-override KEY=VALUE ...]
+    python -m orca_utils.train --profile paper --stage 1 --prepare-only     # before `accelerate launch`
 """
 from __future__ import annotations
 
@@ -38,11 +47,12 @@ from .contracts import STAGE1_STUDENT_DIR, STUDENT_DIR, stage_result_file, train
 from .paths import PARAMS_DIR, REPO_ROOT
 from .runs import Run, profile_root, seed_everything
 from .schemas import TrainingParams
-from .train_data import (PackedRowsCollator, RecordingCollator, pack_samples_into_rows, prepare_arrow_stage,
-                         read_stage_table, rows_to_dataset, split_heldout, tokenize_rows)
+from .train_data import (PackedRowsCollator, RecordingCollator, open_prepared_stage, pack_samples_into_rows,
+                         prepare_arrow_stage, read_stage_table, rows_to_dataset, split_heldout, tokenize_rows)
 
 __all__ = ["NOTEBOOK", "stage_model_dir", "checkpoint_dir", "load_student", "load_student_tokenizer",
-           "load_student_model", "prepare_stage_data", "save_student",
+           "load_student_model", "prepare_stage_data", "prepare_stage", "data_cache_dir", "batch_plan",
+           "planned_world_size", "launched_world_size", "save_student",
            "train_stage", "launch_command", "launch_env", "launch_stage", "run_stage", "read_stage_result", "main"]
 
 NOTEBOOK = "04_training"
@@ -122,21 +132,35 @@ def load_student(cfg: TrainingParams, run: Run, stage: int):
     return load_student_model(cfg, run, stage, tokenizer), tokenizer
 
 
+def data_cache_dir(cfg: TrainingParams, run: Run) -> Path:
+    """Where 04's tokenized Arrow cache and packing plans live: `data_cache_dir`, else `<run dir>/data_cache`."""
+    return Path(cfg.data_cache_dir).expanduser() if cfg.data_cache_dir else run.dir / "data_cache"
+
+
+def prepare_command(cfg: TrainingParams, run: Run, stage: int) -> str:
+    return (f"python -m orca_utils.train --profile {cfg.profile} --stage {stage} --run-dir {run.root} "
+            f"--prepare-only")
+
+
 def prepare_stage_data(cfg: TrainingParams, upstream: Path, stage: int, tokenizer,
-                       cache_dir: Path | None = None) -> dict[str, Any]:
+                       cache_dir: Path | None = None, prepare: bool = True, hint: str = "") -> dict[str, Any]:
     """Train / held-out datasets for one stage, plus counts (samples, truncated, rows, fill) for the notebook.
 
-    `data_storage: arrow` (default): memory-mapped Arrow files under `cache_dir` (`orca_utils.train_data`);
-    `memory`: Python lists (the comparison path of benchmarks/train_data_memory.py).
+    `data_storage: arrow` (default): memory-mapped Arrow files under `cache_dir` (`orca_utils.train_data`).
+    `prepare=True` tokenizes (`data_num_proc` workers) and packs what the cache lacks, in this process, inside no
+    collective; `prepare=False` (the ranks of a launch) only opens the cache that the prepare step wrote and raises
+    `TrainDataError` in one line (ending with `hint`) when it is missing or stale.
+    `memory`: Python lists (the comparison path of benchmarks/train_data_memory.py), built by each process itself.
     """
     scfg = _stage_cfg(cfg, stage)
     if cfg.data_storage == "arrow":
         if cache_dir is None:
             raise ValueError("prepare_stage_data: data_storage=arrow needs a cache_dir")
-        out = prepare_arrow_stage(upstream, stage, tokenizer, cfg.max_len_tokens, cfg.packer, cfg.seed + stage,
-                                  cfg.heldout_fraction, cfg.max_heldout_samples, cache_dir, scfg.max_train_samples,
-                                  cfg.data_num_proc)
-        return {"train_dataset": out["train_dataset"], "eval_dataset": out["eval_dataset"], "stats": out["stats"]}
+        args = (upstream, stage, tokenizer, cfg.max_len_tokens, cfg.packer, cfg.seed + stage, cfg.heldout_fraction,
+                cfg.max_heldout_samples, cache_dir, scfg.max_train_samples)
+        out = prepare_arrow_stage(*args, cfg.data_num_proc) if prepare else open_prepared_stage(*args, hint=hint)
+        return {"train_dataset": out["train_dataset"], "eval_dataset": out["eval_dataset"],
+                "stats": {**out["stats"], "prepared_here": prepare}}
     df = read_stage_table(upstream, stage)
     train_df, heldout_df = split_heldout(df, cfg.heldout_fraction, cfg.max_heldout_samples, cfg.seed + stage)
     if scfg.max_train_samples:
@@ -154,6 +178,51 @@ def prepare_stage_data(cfg: TrainingParams, upstream: Path, stage: int, tokenize
             "train_rows": train_rows, "eval_rows": eval_rows, "heldout": heldout_df, "stats": stats}
 
 
+def planned_world_size(cfg: TrainingParams, accelerate: bool | None = None) -> int:
+    """Ranks of the launch `cfg` describes: the accelerate config's num_processes (all machines together), else
+    `num_processes` (one node) under `accelerate launch`, else 1 (in process). `accelerate`: whether the stage
+    is launched (default: `launcher == "accelerate"`)."""
+    if not (cfg.launcher == "accelerate" if accelerate is None else accelerate):
+        return 1
+    if cfg.accelerate_config:
+        import yaml
+
+        config = accelerate_config_path(cfg.accelerate_config)
+        data = yaml.safe_load(config.read_text()) if config.is_file() else None
+        if isinstance(data, dict) and isinstance(data.get("num_processes"), int):
+            return int(data["num_processes"])
+    return cfg.num_processes
+
+
+def launched_world_size(cfg: TrainingParams) -> int:
+    """This launch's ranks: WORLD_SIZE when a launcher (torchrun under `accelerate launch`) set it, else the plan."""
+    env = os.environ.get("WORLD_SIZE")
+    return int(env) if env and env.isdigit() and int(env) > 0 else planned_world_size(cfg)
+
+
+def batch_plan(cfg: TrainingParams, world_size: int) -> dict[str, int]:
+    """{global_batch_size, per_device_batch_size, gradient_accumulation_steps, world_size}, in packed rows.
+
+    One source: `global_batch_size` when set (accumulation = global / (per_device x world), ValueError in one line
+    when it does not divide), else `gradient_accumulation_steps` (default 1; the global batch then follows the world
+    size). The schema refuses both set at once.
+    """
+    per_device = cfg.per_device_batch_size
+    if cfg.global_batch_size is not None:
+        per_step = per_device * world_size
+        if cfg.global_batch_size % per_step:
+            lower = max(per_step, cfg.global_batch_size // per_step * per_step)
+            raise ValueError(
+                f"04_training.global_batch_size: {cfg.global_batch_size} rows is not a multiple of "
+                f"per_device_batch_size {per_device} x {world_size} ranks = {per_step}: set it to a multiple of "
+                f"{per_step} (e.g. {lower} or {lower + per_step}) or change per_device_batch_size")
+        accumulation = cfg.global_batch_size // per_step
+    else:
+        accumulation = cfg.gradient_accumulation_steps or 1
+    return {"global_batch_size": per_device * world_size * accumulation, "per_device_batch_size": per_device,
+            "gradient_accumulation_steps": accumulation, "world_size": world_size}
+
+
 def _fsdp_launched() -> bool:
     """Running under `accelerate launch` with an FSDP config (accelerate sets ACCELERATE_USE_FSDP)."""
     return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true")
@@ -164,16 +233,17 @@ def _packed_rows_kept(cfg: TrainingParams) -> bool:
     return cfg.packer in ("paper", "bfd") and _attn_implementation(cfg) != "flash_attention_2"
 
 
-def _sft_config(cfg: TrainingParams, stage: int, output_dir: Path):
+def _sft_config(cfg: TrainingParams, stage: int, output_dir: Path, world_size: int | None = None):
     from trl import SFTConfig
 
     scfg = _stage_cfg(cfg, stage)
+    plan = batch_plan(cfg, world_size or launched_world_size(cfg))
     packed_here = cfg.packer in ("paper", "bfd")
     return SFTConfig(
         output_dir=str(output_dir), seed=cfg.seed, data_seed=cfg.seed,
         num_train_epochs=scfg.epochs, max_steps=scfg.max_steps, learning_rate=scfg.learning_rate,
         per_device_train_batch_size=cfg.per_device_batch_size, per_device_eval_batch_size=cfg.per_device_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, lr_scheduler_type=cfg.lr_scheduler,
+        gradient_accumulation_steps=plan["gradient_accumulation_steps"], lr_scheduler_type=cfg.lr_scheduler,
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, optim=cfg.optimizer,
         max_grad_norm=cfg.max_grad_norm, bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
         # Under FSDP the plugin checkpoints activations (params/accelerate/fsdp_*.yaml:
@@ -310,10 +380,19 @@ def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None
             f"(delete {run.dir / stage_result_file(stage)} to train it again)")
         return finished
     out = checkpoint_dir(run, stage, upstream)
-    args = _sft_config(cfg, stage, out)            # creates the distributed state before any weights are loaded
+    world = launched_world_size(cfg)
+    plan = batch_plan(cfg, world)
+    args = _sft_config(cfg, stage, out, world)     # creates the distributed state before any weights are loaded
+    if args.world_size != world:                    # the launch knows best (e.g. a 1-process launch without WORLD_SIZE)
+        world = args.world_size
+        plan = batch_plan(cfg, world)
+        args = _sft_config(cfg, stage, out, world)
     tokenizer = load_student_tokenizer(cfg, run, stage)
-    with args.main_process_first(desc=f"stage {stage} training data"):    # rank 0 tokenizes, the others reuse
-        data = prepare_stage_data(cfg, upstream, stage, tokenizer, cache_dir=run.dir / "data_cache")
+    # No collective around the data: a launch's ranks only open the cache prepared before `accelerate launch`
+    # (`prepare_stage`, which launch_stage runs); a single process prepares it itself.
+    data = prepare_stage_data(cfg, upstream, stage, tokenizer, cache_dir=data_cache_dir(cfg, run),
+                              prepare=args.world_size == 1, hint=f"run `{prepare_command(cfg, run, stage)}` "
+                              "before `accelerate launch` (notebook 04's launcher does)")
     distributed_at_load = torch.distributed.is_available() and torch.distributed.is_initialized()
     model = load_student_model(cfg, run, stage, tokenizer)
     trainer_cls, timer_cls = _trainer_class()
@@ -344,7 +423,9 @@ def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None
         "train_loss_final": train_losses[-1] if train_losses else None, "train_loss_mean": train_out.training_loss,
         "eval_loss_final": eval_loss, "useful_tokens": tokens, "step_seconds": timer.seconds, "wall_seconds": wall,
         "tokens_per_s": tokens / timer.seconds if timer.seconds else None, "resumed_from": Path(last).name if last
-        else None, "world_size": trainer.args.world_size, "data": data["stats"], "history": history,
+        else None, "world_size": trainer.args.world_size, **{k: plan[k] for k in (
+            "global_batch_size", "per_device_batch_size", "gradient_accumulation_steps")},
+        "data": data["stats"], "history": history,
         "packer": cfg.packer, "attn_implementation": model.config._attn_implementation,
         "distributed_before_model_load": distributed_at_load, "log_file": f"train_log_stage{stage}.jsonl",
         "stamp": stamp,
@@ -412,9 +493,38 @@ def launch_env(cfg: TrainingParams) -> dict[str, str]:
     return env
 
 
+def prepare_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None = None, log=print) -> dict:
+    """Tokenize (`data_num_proc` workers) and pack one stage's data into the cache, in this process, before any
+    launch: what `launch_stage` runs in the notebook's process and `python -m orca_utils.train --prepare-only` runs
+    from a shell. The ranks of the launch then only open the finished cache (no rank tokenizes, no rank waits on a
+    barrier while another does: NCCL's default 30-minute timeout is shorter than tokenizing FLAN-5M).
+
+    Several nodes: with the run folder (and so `data_cache/`) on a shared filesystem, prepare once, on one node,
+    before launching on any; with a node-local `data_cache_dir`, each node's launcher prepares its own copy before
+    its own `accelerate launch`. Never let several nodes prepare the same shared files at once.
+    Returns the stage's data counts; `data_storage: memory` has nothing to prepare (each process builds its lists).
+    """
+    if cfg.data_storage != "arrow":
+        log(f"stage {stage}: data_storage={cfg.data_storage}: nothing to prepare (each process builds its own rows)")
+        return {}
+    upstream = Path(upstream) if upstream else run.upstream("02_augmentation")
+    tokenizer = load_student_tokenizer(cfg, run, stage)
+    t0 = time.perf_counter()
+    data = prepare_stage_data(cfg, upstream, stage, tokenizer, cache_dir=data_cache_dir(cfg, run), prepare=True)
+    stats = data["stats"]
+    log(f"stage {stage}: training data prepared in {data_cache_dir(cfg, run)} ({stats['samples']} samples, "
+        f"{stats['rows']} packed rows, {time.perf_counter() - t0:.1f} s, data_num_proc {cfg.data_num_proc})")
+    return stats
+
+
 def launch_stage(cfg: TrainingParams, run: Run, stage: int, overrides: list[str] | None = None,
                  accelerate_args: list[str] | None = None, log=print) -> dict:
-    """Run one stage under `accelerate launch` as a subprocess, streaming its log; return its result."""
+    """Run one stage under `accelerate launch` as a subprocess, streaming its log; return its result.
+
+    The training data is prepared first, here (`prepare_stage`): the launched ranks only open it."""
+    batch_plan(cfg, planned_world_size(cfg, accelerate=True))   # a global batch the launch cannot split: one line
+    if _finished_stage(run, stage, _stage_stamp(cfg, run.upstream("02_augmentation"), stage)) is None:
+        prepare_stage(cfg, run, stage, log=log)
     cmd = launch_command(cfg, run, stage, overrides, accelerate_args)
     log("$ " + " ".join(cmd))
     env = launch_env(cfg)
@@ -455,15 +565,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", help="outputs folder of the run (default: outputs/<profile>)")
     parser.add_argument("--params-override", action="append", default=[], metavar="KEY=VALUE",
                         help="e.g. 04_training.stage1.max_steps=5; repeatable")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="tokenize and pack the stage's data into the cache, then exit (before accelerate launch)")
     args = parser.parse_args(argv)
     from .config import ConfigError
+    from .train_data import TrainDataError
 
     try:
         cfg, run = _run_for(args.profile, args.run_dir, args.params_override)
+        if args.prepare_only:
+            prepare_stage(cfg, run, args.stage)
+            return 0
+        batch_plan(cfg, launched_world_size(cfg))
+        train_stage(cfg, run, args.stage)
     except ConfigError as exc:
         print(f"params error: {exc}", file=sys.stderr)
         return 2
-    train_stage(cfg, run, args.stage)
+    except (TrainDataError, ValueError) as exc:
+        if isinstance(exc, TrainDataError) or str(exc).startswith("04_training."):
+            print(f"stage {args.stage}: {exc}", file=sys.stderr)
+            return 2
+        raise
     return 0
 
 

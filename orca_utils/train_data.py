@@ -25,7 +25,8 @@ from .contracts import TRAIN_REQUIRED_COLUMNS, train_file
 __all__ = ["TRAIN_COLUMNS", "TrainDataError", "Sample", "read_stage_table", "split_heldout", "tokenize_rows",
            "pack_samples_into_rows", "rows_to_dataset", "PackedRowsCollator", "RecordingCollator",
            "count_useful_tokens", "load_stage_arrow", "split_heldout_indices", "tokenize_arrow", "plan_packing",
-           "save_plan", "load_plan", "packed_rows_dataset", "prepare_arrow_stage"]
+           "save_plan", "load_plan", "packed_rows_dataset", "prepare_arrow_stage", "open_prepared_stage",
+           "prepared_key", "manifest_path"]
 
 TRAIN_COLUMNS = TRAIN_REQUIRED_COLUMNS      # what training reads of 02's table (orca_utils.contracts)
 
@@ -364,20 +365,90 @@ def packed_rows_dataset(samples, order: np.ndarray, seq_offsets: np.ndarray):
     return rows
 
 
+def _tokenizer_key(tokenizer) -> str:
+    """What of the tokenizer shapes the tokens: its vocabulary and merges, special tokens, chat template."""
+    import hashlib
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    body = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    extra = json.dumps([tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id, len(tokenizer),
+                        getattr(tokenizer, "chat_template", None)], default=str)
+    return hashlib.sha256((body + extra).encode()).hexdigest()[:16]
+
+
+def prepared_key(folder: Path, stage: int, tokenizer, max_len: int, packer: str, seed: int, heldout_fraction: float,
+                 max_heldout: int, max_train_samples: int | None) -> str:
+    """The stamp of a prepared stage: 02's table (path, size, mtime), the tokenizer and every param that shapes
+    the samples, the split or the packing. A rank opens the cache only when the manifest carries this stamp."""
+    import hashlib
+
+    path = Path(folder) / train_file(stage)
+    stat = path.stat() if path.exists() else None
+    table = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}" if stat else "missing"
+    what = json.dumps([table, _tokenizer_key(tokenizer), max_len, packer, seed, heldout_fraction, max_heldout,
+                       max_train_samples])
+    return hashlib.sha256(what.encode()).hexdigest()[:16]
+
+
+def manifest_path(cache_dir: Path, stage: int) -> Path:
+    return Path(cache_dir) / f"stage{stage}_prepared.json"
+
+
+def open_prepared_stage(folder: Path, stage: int, tokenizer, max_len: int, packer: str, seed: int,
+                        heldout_fraction: float, max_heldout: int, cache_dir: Path,
+                        max_train_samples: int | None = None, hint: str = "") -> dict:
+    """What `prepare_arrow_stage` returned, read back from its manifest: memory-mapped sample files and plans,
+    nothing tokenized or packed. A missing or stale cache (other data, tokenizer or params) is a `TrainDataError`
+    in one line, ending with `hint` (the command that prepares it)."""
+    from datasets import Dataset, concatenate_datasets
+
+    cache_dir = Path(cache_dir)
+    path = manifest_path(cache_dir, stage)
+    key = prepared_key(folder, stage, tokenizer, max_len, packer, seed, heldout_fraction, max_heldout,
+                       max_train_samples)
+    manifest = json.loads(path.read_text()) if path.is_file() else None
+    if manifest is None or manifest.get("key") != key:
+        what = "not prepared" if manifest is None else "prepared from other data, tokenizer or params"
+        raise TrainDataError(f"stage {stage} training data: {what} in {cache_dir}" + (f": {hint}" if hint else ""))
+    out = {}
+    for part in ("train", "eval"):
+        entry = manifest["parts"][part]
+        files = [cache_dir / f for f in entry["files"]]
+        missing = [str(f) for f in files + [cache_dir / entry["plan"]] if not f.is_file()]
+        if missing:
+            raise TrainDataError(f"stage {stage} training data: {missing[0]} is gone" + (f": {hint}" if hint else ""))
+        parts = [Dataset.from_file(str(f)) for f in files]
+        samples = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+        order, offsets = load_plan(cache_dir / entry["plan"])
+        out[part] = packed_rows_dataset(samples, order, offsets)
+    return {"train_dataset": out["train"], "eval_dataset": out["eval"], "stats": manifest["stats"]}
+
+
+def _cache_files(ds, cache_dir: Path) -> list[str]:
+    """The Arrow files holding `ds`, relative to `cache_dir` (so that a copied cache still opens)."""
+    names = []
+    for entry in ds.cache_files:
+        f = Path(entry["filename"])
+        names.append(str(f.relative_to(cache_dir)) if f.is_relative_to(cache_dir) else str(f))
+    return names
+
+
 def prepare_arrow_stage(folder: Path, stage: int, tokenizer, max_len: int, packer: str, seed: int,
                         heldout_fraction: float, max_heldout: int, cache_dir: Path, max_train_samples: int | None = None,
                         num_proc: int = 1) -> dict:
     """Train / held-out packed datasets for one stage from Arrow files, plus the same counts as the in-memory path.
 
-    Call it on every rank: inside `accelerate`'s `main_process_first()` the main process tokenizes and writes the
-    cache, the others then find it (same fingerprint) and only memory-map it.
+    Call it in ONE process, outside any collective (`orca_utils.train.prepare_stage`, before `accelerate launch`):
+    it tokenizes with `num_proc` workers into datasets' fingerprinted cache (a rerun reuses it), packs, and writes
+    the manifest `stage{N}_prepared.json` (its stamp, files and counts) from which the launched ranks open the same
+    files with `open_prepared_stage`, memory-mapped, without tokenizing.
     """
     cache_dir = Path(cache_dir)
     ds = load_stage_arrow(folder, stage, cache_dir)
     train_idx, heldout_idx = split_heldout_indices(len(ds), heldout_fraction, max_heldout, seed)
     if max_train_samples:
         train_idx = train_idx[:max_train_samples]
-    out, counts = {}, {}
+    out, counts, files = {}, {}, {}
     for part, idx in (("train", train_idx), ("eval", heldout_idx)):
         samples = tokenize_arrow(ds.select(idx), tokenizer, max_len, num_proc)
         if len(samples) == 0:
@@ -389,6 +460,7 @@ def prepare_arrow_stage(folder: Path, stage: int, tokenizer, max_len: int, packe
         order, offsets = load_plan(plan_path)
         out[part] = packed_rows_dataset(samples, order, offsets)
         counts[part] = (samples, lengths, len(idx))
+        files[part] = {"files": _cache_files(samples, cache_dir), "plan": plan_path.name}
     samples, lengths, n_rows = counts["train"]
     tokens = int(lengths.sum())
     n_seq = len(out["train"])
@@ -398,6 +470,14 @@ def prepare_arrow_stage(folder: Path, stage: int, tokenizer, max_len: int, packe
              "fill": tokens / (n_seq * max_len), "dropped": n_rows - len(samples),
              "truncated": int(_column(samples, "truncated").sum()),
              "heldout_ids": list(counts["eval"][0]["id"]), "storage": "arrow"}
+    key = prepared_key(folder, stage, tokenizer, max_len, packer, seed, heldout_fraction, max_heldout,
+                       max_train_samples)
+    manifest = manifest_path(cache_dir, stage)
+    text = json.dumps({"key": key, "parts": files, "stats": stats})
+    if not manifest.is_file() or manifest.read_text() != text:       # a rerun on a finished cache writes nothing
+        tmp = manifest.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(manifest)              # written last, atomically: a manifest means a finished cache
     return {"train_dataset": out["train"], "eval_dataset": out["eval"], "stats": stats}
 
 

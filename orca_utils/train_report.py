@@ -11,7 +11,8 @@ import pandas as pd
 
 from .train_data import read_stage_table, split_heldout
 
-__all__ = ["heldout_conversations", "loss_curves", "plot_loss_curves", "stage_summary", "generation_table"]
+__all__ = ["heldout_conversations", "loss_curves", "plot_loss_curves", "stage_metrics", "stage_summary",
+           "generation_table"]
 
 
 def heldout_conversations(cfg, upstream: Path, stage: int, n: int) -> tuple[list[str], list[list[dict]], list[str]]:
@@ -58,9 +59,22 @@ def plot_loss_curves(results: list[dict], title: str):
     return fig
 
 
+def stage_metrics(result: dict) -> dict:
+    """`metrics.json` entries of one stage's result: losses, steps, throughput, packing, and the batch (global,
+    per device, accumulation, world size; absent from results saved before the global batch was a param)."""
+    s = f"stage{result['stage']}"
+    out = {f"{s}/train_loss": result["train_loss_final"], f"{s}/heldout_loss": result["eval_loss_final"],
+           f"{s}/steps": result["steps"], f"{s}/tokens_per_s": result["tokens_per_s"],
+           f"{s}/useful_tokens": result["useful_tokens"], f"{s}/samples_per_row": result["data"]["samples_per_row"]}
+    out.update({f"{s}/{k}": result[k] for k in ("global_batch_size", "per_device_batch_size",
+                                                "gradient_accumulation_steps", "world_size")
+                if result.get(k) is not None})
+    return out
+
+
 def stage_summary(results: list[dict]) -> pd.DataFrame:
     keys = ["stage", "steps", "train_loss_final", "eval_loss_final", "useful_tokens", "tokens_per_s", "world_size",
-            "packer", "attn_implementation", "resumed_from"]
+            "global_batch_size", "gradient_accumulation_steps", "packer", "attn_implementation", "resumed_from"]
     rows = []
     for res in results:
         row = {k: res.get(k) for k in keys}

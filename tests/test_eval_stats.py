@@ -120,10 +120,30 @@ def test_accuracy_table_has_both_conventions_and_intervals():
     assert row["m: acc 95% CI"] == format_interval(*wilson_interval(2, 4))
     assert row["m: published 95% CI"] == format_interval(*wilson_interval(1, 4))
     assert row["m: extraction failures %"] == 25.0
-    macro = table.loc["macro average (paper's)"]
-    assert macro["m: acc %"] == 25.0 and macro["m: published acc %"] == 12.5
-    assert macro["m: acc 95% CI"].startswith("[") and macro["paper Orca-13B"] == "49.7"
+    ours = table.loc["macro average (all 2 tasks run, ours)"]          # word_sorting is not in the paper's table
+    assert ours["m: acc %"] == 25.0 and ours["m: published acc %"] == 12.5
+    assert ours["m: acc 95% CI"].startswith("[") and ours["paper Orca-13B"] == "not available"
+    papers = table.loc["macro average (paper's 23 tasks, 1 of them run)"]   # the paper's 23-task set only
+    assert papers["m: acc %"] == 50.0 and papers["m: published acc %"] == 25.0 and papers["items"] == 4
+    assert papers["m: acc 95% CI"].startswith("[") and papers["paper Orca-13B"] == "49.7"
     assert table.loc["micro average", "m: published 95% CI"] == format_interval(*wilson_interval(1, 6))
+
+
+def test_bbh_paper_average_is_over_the_papers_23_tasks_and_agieval_over_its_8():
+    from orca_utils.evaluation.tasks import task_specs
+    from orca_utils.evaluation.zero_shot import macro_rows, paper_task_set
+
+    bbh = paper_task_set("bbh")
+    assert len(bbh) == 23 and not {"dyck_languages", "multistep_arithmetic_two", "object_counting",
+                                   "word_sorting"} & set(bbh)
+    all_bbh = {s.name: [None] for s in task_specs("bbh")}
+    from orca_utils.evaluation.zero_shot import ZeroShotRun
+
+    rows = macro_rows(ZeroShotRun("bbh", all_bbh))
+    assert [(r[0], r[2]) for r in rows] == [("macro average (paper's 23 tasks)", True),
+                                            ("macro average (all 27 tasks run, ours)", False)]
+    agi = macro_rows(ZeroShotRun("agieval", {s.name: [None] for s in task_specs("agieval")}))
+    assert agi == [("macro average (8 tasks, the paper's set)", None, True)]     # Table 8 averages all 8
 
 
 def test_relative_improvement_and_paired_tables():
@@ -220,8 +240,18 @@ def test_zero_shot_metrics_carry_published_and_defined_intervals_only():
     assert metrics["bbh/base/published_macro_accuracy"] == 12.5
     assert metrics["bbh/base/boolean_expressions/published_accuracy"] == 25.0
     assert metrics["bbh/base/macro_accuracy_ci95_low"] <= 25.0 <= metrics["bbh/base/macro_accuracy_ci95_high"]
+    # the paper's average is over its 23 tasks: word_sorting is left out of that one, kept in ours
+    assert metrics["bbh/base/paper_tasks_macro_accuracy"] == 50.0 and metrics["bbh/base/macro_accuracy"] == 25.0
+    assert metrics["bbh/base/paper_tasks_published_macro_accuracy"] == 25.0 and metrics["bbh/n_paper_tasks"] == 1
     one = _zs({"before": _result({"boolean_expressions": [(True, True)], "word_sorting": [(False, False)]})})
     one.slots = {"before": "base"}
     keys = zero_shot_metrics(one)
     assert "bbh/base/macro_accuracy_ci95_low" not in keys          # 1 item per task: undefined, left out
     json.dumps(keys, allow_nan=False)
+
+
+def test_figure_average_is_over_the_papers_tasks():
+    from orca_utils.evaluation.figures import AVERAGE, _ours
+
+    zs = _zs({"m": _result(BEFORE)})                      # boolean_expressions 50%, word_sorting (not the paper's) 0%
+    assert _ours(zs, "m", "robust", AVERAGE)[0] == 50.0

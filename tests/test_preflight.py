@@ -8,6 +8,7 @@ import datetime as dt
 import http.server
 import json
 import shutil
+import socket
 import threading
 
 import pytest
@@ -395,3 +396,125 @@ def test_serving_engine_is_checked(monkeypatch):
     assert any(line.startswith("05_agieval.serve: vllm is not installed") for line in lines), lines
     assert any(line.startswith("06_bbh.serve: transformers: a served model answers chat requests only")
                for line in lines), lines
+
+
+def test_serving_names_an_unservable_spec_and_prints_each_command(tmp_path, monkeypatch):
+    """Every model 05/06/07 will serve: a missing directory is a problem naming the param; a hub id is served by
+    id (offline: template assumed absent, the plain template passed); 04's student is the folder 04 will write."""
+    from orca_utils.preflight import check_serving
+
+    monkeypatch.setenv("ORCA_CACHE_DIR", str(tmp_path / "cache"))
+    cfgs = load_profile("rehearsal", overrides=["common.student_model=/nonexistent/llama-13b",
+                                                "05_agieval.eval_base_model=true"])
+    lines = [str(f) for f in check_serving(cfgs, Options(hub_unreachable=True))]
+    assert any(line.startswith("common.student_model: transformers cannot serve") and "05_agieval" in line
+               and "/nonexistent/llama-13b" in line for line in lines), lines
+    cfgs = load_profile("rehearsal", overrides=["common.student_model=huggyllama/llama-13b@8d2f9e0",
+                                                "05_agieval.serve=vllm", "05_agieval.eval_base_model=true"])
+    notes = [line for line in map(str, check_serving(cfgs, Options(hub_unreachable=True)))
+             if line.startswith("note: 05_agieval.serve: vllm serves")]
+    base = next(line for line in notes if "huggyllama/llama-13b@8d2f9e0;" in line)
+    assert "--model huggyllama/llama-13b --revision 8d2f9e0 --tokenizer-revision 8d2f9e0 --chat-template" in base
+    assert "assumed template-less" in base and "--port <port>" in base
+    assert any("04_training's student" in line and "/04_training/student" in line for line in notes), notes
+
+
+def test_open_weights_teacher_servers_in_preflight():
+    """Each 127.0.0.1 teacher endpoint that does not answer (or serves another model) names the command that starts
+    its server; a placement over a GPU's memory is a problem naming the server block."""
+    from orca_utils.preflight import check_endpoints, check_serving
+    from orca_utils.teacher.local_server import serve_openai_compatible
+
+    with serve_openai_compatible({"some-other-model": Silent()}) as url:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            free = sock.getsockname()[1]
+        cfgs = load_profile("paper_open_weights", overrides=[
+            f"02_augmentation.stage1.base_url=http://127.0.0.1:{free}/v1", f"02_augmentation.stage2.base_url={url}"])
+        lines = [str(f) for f in check_endpoints(cfgs, Options(today=TODAY, timeout_s=5))]
+    [down] = starting(lines, "02_augmentation.stage1.base_url: could not reach")
+    assert down.endswith(f"start its server: `python -m orca_utils serve-teachers --profile paper_open_weights`, which "
+                         f"runs `CUDA_VISIBLE_DEVICES=0 vllm serve openai/gpt-oss-20b --host 127.0.0.1 --port {free} "
+                         f"--served-model-name openai/gpt-oss-20b --tensor-parallel-size 1 "
+                         f"--gpu-memory-utilization 0.9`"), down
+    [wrong] = starting(lines, "02_augmentation.stage2.model: openai/gpt-oss-120b is not listed by")
+    assert "must serve openai/gpt-oss-120b" in wrong and "CUDA_VISIBLE_DEVICES=1,2 vllm serve" in wrong, wrong
+    cfgs = load_profile("paper_open_weights", overrides=["02_augmentation.stage2.server={gpus: [0]}",
+                                                         "05_agieval.serve=none", "06_bbh.serve=none",
+                                                         "07_open_ended.serve=none"])
+    lines = [str(f) for f in check_serving(cfgs, Options(hub_unreachable=True))]
+    assert starting(lines, "02_augmentation.stage2.server: GPU 0 is given to openai/gpt-oss-20b"), lines
+
+
+# ---- mixed precision and the paper's student offline ---------------------------------------------------------------
+def test_training_memory_mixed_bf16_keeps_fp32_master_weights_by_hand():
+    """FSDP / ZeRO-3 under `mixed_precision: bf16`: 16 bytes per parameter of sharded state, not 8."""
+    est = training_memory(13.0e9, 40, 5120, 32000, weight_bytes=2, batch=1, seq_len=2048, checkpointing=True,
+                          shards=(8, 8, 8), fp32_master=True)
+    assert est.parts["weights (fp32 master)"] == 13.0e9 * 4 / 8               # 6.5 GB
+    assert est.parts["grads (fp32)"] == 13.0e9 * 4 / 8
+    assert est.parts["AdamW states (fp32)"] == 13.0e9 * 8 / 8                 # 13 GB
+    assert est.parts["compute copy (bf16, 2 layers)"] == 2 * 13.0e9 / 40 * 2  # two gathered layers in bf16
+    pure = training_memory(13.0e9, 40, 5120, 32000, weight_bytes=2, batch=1, seq_len=2048, checkpointing=True,
+                           shards=(8, 8, 8))
+    state = lambda e: sum(v for k, v in e.parts.items() if k.startswith(("weights", "grads", "AdamW")))
+    assert state(est) == 2 * state(pure) == 26e9                              # the old estimate was half
+
+
+def test_paper_student_estimated_offline_from_its_published_architecture(tmp_path, repo, monkeypatch):
+    from orca_utils import preflight
+
+    monkeypatch.setattr(preflight, "_read_model_config", lambda spec, offline: (None, "not in the hub cache"))
+    config, why = preflight.load_model_config("huggyllama/llama-13b", offline=True)
+    assert config["hidden_size"] == 5120 and config["num_hidden_layers"] == 40 and "Touvron" in why
+    assert model_dims(config).n_params == pytest.approx(13.016e9, rel=1e-3)
+    write_profile(tmp_path, repo, common={"device": "cuda", "student_model": "huggyllama/llama-13b"},
+                  **{"04_training": {"precision": "bf16", "launcher": "accelerate",
+                                     "accelerate_config": "params/accelerate/fsdp_1node_8gpu.yaml",
+                                     "num_processes": 8, "per_device_batch_size": 2}})
+    cfgs = load_profile("t", params_dir=tmp_path)
+    lines = [str(f) for f in preflight.check_memory(cfgs, Options(today=TODAY, gpus=[]))]
+    training = [line for line in lines if line.startswith("note: 04_training: memory estimate")]
+    assert training and "fp32 master" in training[0] and "published architecture" in training[0], lines
+    assert not any("not estimated" in line for line in lines)
+
+
+# ---- projections (orca_utils.projections) ------------------------------------------------------------------------
+def test_projections_for_the_paper_profile_by_hand():
+    from orca_utils.projections import augmentation_hours, stage_queries, training_gpu_hours
+
+    cfgs = load_profile("paper")
+    assert stage_queries(cfgs, "stage1") == 5_090_000 and stage_queries(cfgs, "stage2") == 1_000_000
+    hours, line = augmentation_hours(cfgs, "stage1")
+    ep = cfgs["02_augmentation"].endpoint
+    windows = -(-5_090_000 * 250 // ep.batch_max_enqueued_tokens)       # prompt tokens count against the budget
+    assert hours == windows * 6.0 and "estimate" not in line and "assumed" in line
+    gpu_hours, line = training_gpu_hours(cfgs, 1, 13.0e9, 8)
+    tokens = 5_090_000 * (250 + 300) * 4                                # samples x (prompt + completion) x epochs
+    assert gpu_hours == pytest.approx(6 * 13.0e9 * tokens / (989e12 * 0.4) / 3600)
+    assert "MFU 0.4, assumed" in line and "on 8 GPU(s)" in line
+    a100 = load_profile("paper", overrides=["04_training.projection_gpu=A100"])
+    assert training_gpu_hours(a100, 1, 13.0e9, 8)[0] == pytest.approx(gpu_hours * 989 / 312)
+
+
+def test_chat_endpoint_projection_is_the_slower_of_the_two_limits():
+    from orca_utils.projections import augmentation_hours
+
+    cfgs = load_profile("paper", overrides=["02_augmentation.endpoint.batch_mode=false"])
+    hours, line = augmentation_hours(cfgs, "stage2")
+    ep, teacher = cfgs["02_augmentation"].endpoint, cfgs["02_augmentation"].stage2
+    by_requests = 1_000_000 / ep.requests_per_minute / 60
+    by_tokens = 1_000_000 * (250 + teacher.max_tokens) / ep.tokens_per_minute / 60
+    assert hours == pytest.approx(max(by_requests, by_tokens)) and "tokens_per_minute binds" in line
+
+
+def test_deep_validate_prints_the_projections_as_estimates(tmp_path, repo, monkeypatch):
+    from orca_utils import preflight
+
+    monkeypatch.setattr(preflight, "_read_model_config", lambda spec, offline: (None, "not cached"))
+    cfgs = load_profile("paper")
+    lines = [str(f) for f in preflight.check_projections(cfgs, Options(today=TODAY, gpus=[]))]
+    assert [line.split(":")[1].strip() for line in lines] == [
+        "02_augmentation.stage1", "02_augmentation.stage2", "04_training.stage1", "04_training.stage2"]
+    assert all("(estimate)" in line for line in lines)
+    assert "13.02B params" in lines[2]                  # LLaMA-13B from its published architecture, offline

@@ -74,6 +74,9 @@ def test_paper_path_figures(rehearsal_run):
         assert teacher[f"{stage}/requests"] == sampling[f"{stage}/rows"]
         assert teacher[f"{stage}/status/ok"] == teacher[f"{stage}/requests"], teacher
     assert teacher["stage1/batches"] > 1, "the rolling window submitted one batch only"
+    # The emulated API's own enqueued-token limit is below the client's budget (params/rehearsal.yaml): batches
+    # were refused after create and went again, several were in flight, and every request above was answered.
+    assert teacher["stage1/batches_refused"] > 0 and teacher["stage1/max_in_flight"] > 1, teacher
     for stage in ("stage1", "stage2"):
         assert 0 < training[f"{stage}/train_loss"] < 20 and training[f"{stage}/steps"] > 0
     run_info = json.loads((out / "04_training" / "stage1_result.json").read_text())

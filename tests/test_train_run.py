@@ -90,8 +90,11 @@ def test_accelerate_launch_two_cpu_ranks_train_disjoint_data(tmp_path, tiny_stud
     assert result["world_size"] == 2 and result["steps"] == 3, "\n".join(lines[-30:])
     # the model is loaded once the process group exists (FSDP's cpu_ram_efficient_loading / ZeRO-3 init need it)
     assert result["distributed_before_model_load"] is True
-    # rank 0 tokenized into Arrow once; both ranks read the same memory-mapped files
+    # the launcher tokenized into Arrow once, before the launch; both ranks only opened the same memory-mapped files
     assert result["data"]["storage"] == "arrow" and list((run.dir / "data_cache").rglob("*.arrow"))
+    assert result["data"]["prepared_here"] is False and any("training data prepared in" in x for x in lines)
+    # the batch: 2 rows per device x 2 ranks x 1 accumulation, recorded beside the world size
+    assert (result["global_batch_size"], result["gradient_accumulation_steps"], result["world_size"]) == (4, 1, 2)
     logged = [json.loads(x) for x in (run.dir / "train_log_stage1.jsonl").read_text().splitlines()]
     assert any("loss" in e for e in logged) and list((checkpoint_dir(run, 1) / "runs").rglob("events.out.*"))
     # the first 3 batches of each rank are the 3 steps trained (accelerate's loader collates one batch ahead)

@@ -62,7 +62,12 @@ def _ours(zs, model: str, conv: str, task: str) -> tuple[float, float, float]:
         column = CONVENTION_COLUMNS[conv]
         if column not in res.records.columns:
             return math.nan, math.nan, math.nan
-        groups = [g[column].astype(float).to_numpy() for _, g in res.records.groupby("task", sort=False)]
+        from .zero_shot import paper_task_set
+
+        # beside the paper's average, ours over the paper's task set (BBH: 23 of the 27), all tasks if none of it ran
+        paper = [t for t in paper_task_set(zs.benchmark) if t in zs.items]
+        recs = res.records[res.records["task"].isin(paper)] if paper else res.records
+        groups = [g[column].astype(float).to_numpy() for _, g in recs.groupby("task", sort=False)]
         lo, hi = bootstrap_macro_interval(groups)
         return 100.0 * float(np.mean([g.mean() for g in groups])), 100.0 * lo, 100.0 * hi
     out = outcomes(res, conv, task)

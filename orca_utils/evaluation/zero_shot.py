@@ -36,7 +36,7 @@ from ..reference import NOT_AVAILABLE, format_paper_value, paper_block
 from ..system_messages import SYSTEM_MESSAGES
 
 __all__ = ["ZeroShotRun", "run_zero_shot", "model_backend", "records_dir", "paper_values", "paper_columns",
-           "outcomes", "accuracy_table", "relative_improvement", "system_message_table", "plot_relative_improvement",
+           "outcomes", "paper_task_set", "macro_rows", "accuracy_table", "relative_improvement", "system_message_table", "plot_relative_improvement",
            "plot_accuracy", "paired_table"]
 
 CONVENTION_COLUMNS = {"robust": "correct", "published": "published_correct"}   # record column per convention
@@ -134,23 +134,51 @@ def run_zero_shot(cfg, run, benchmark: str) -> ZeroShotRun:
 
 
 def _evaluate_api_models(out: ZeroShotRun, cfg, run, items, message, kwargs) -> None:
-    """`api_models` through the teacher client: cached answers, one spend cap over all of them, per-item records
-    (an interrupted evaluation resumes; a rerun is answered from the cache)."""
+    """`api_models` through the teacher client: cached answers, per-item records (an interrupted evaluation
+    resumes; a rerun is answered from the cache). Each model has its own `reasoning_effort`, output cap
+    (`max_tokens`; reasoning models default to `api_reasoning_max_tokens`, as their hidden reasoning counts against
+    it) and optional spend cap (else what is left of `api_max_cost_usd`). `stop` ("Q:") is not sent to a model that
+    rejects it; the answer is cut there client-side, so scoring is unchanged. Answers the hidden reasoning left
+    empty or cut are scored (wrong) and counted per model: the records' `api_status` column and the metrics
+    `<slot>/status/<status>`, `<slot>/reasoning_tokens`."""
     from ..generate import TeacherClientBackend
     from ..schemas import TeacherEndpointParams, TeacherModelParams
 
     endpoint = TeacherEndpointParams(base_url=cfg.api_base_url, api_key_env=cfg.api_key_env)
     spent = 0.0
-    for name in cfg.api_models:
+    for entry in cfg.api_models:
+        name = entry.model
+        teacher = TeacherModelParams(label=name, model=name, reasoning_effort=entry.reasoning_effort)
+        reasons = teacher.dialect == "reasoning" or entry.reasoning_effort is not None
+        cap = entry.max_tokens or (cfg.api_reasoning_max_tokens if reasons else cfg.max_new_tokens)
+        spec = name if (entry.reasoning_effort is None and cap == cfg.max_new_tokens) else \
+            f"{name}@{entry.reasoning_effort}:{cap}"      # records keyed by effort and cap too
         slot = "api_" + "".join(ch if ch.isalnum() else "_" for ch in name)
-        api = TeacherClientBackend(TeacherModelParams(label=name, model=name), endpoint,
-                                   run.path("api_response_cache.sqlite"), max_cost_usd=cfg.api_max_cost_usd - spent,
+        budget = entry.max_cost_usd if entry.max_cost_usd is not None else max(0.0, cfg.api_max_cost_usd - spent)
+        api = TeacherClientBackend(teacher, endpoint, run.path("api_response_cache.sqlite"), max_cost_usd=budget,
                                    progress=False)
-        out.results[name] = evaluate(api, items, label=name, chunk_items=cfg.records_chunk_items,
-                                     records_dir=records_dir(run, cfg, slot, name, message, "api"),
-                                     **{**kwargs, "mode": "generate"})
+        result = evaluate(api, items, label=name, chunk_items=cfg.records_chunk_items,
+                          records_dir=records_dir(run, cfg, slot, spec, message, "api"),
+                          **{**kwargs, "mode": "generate", "max_new_tokens": cap})
+        result.records["api_status"] = result.records["prompt"].map(api.statuses).fillna("from_records")
+        out.results[name] = _ApiEvalResult(result.records, result.per_task, result.macro, result.micro,
+                                           result.seconds, result.label, reasoning_tokens=api.reasoning_tokens)
         out.slots[name] = slot
         spent += api.spent_usd
+
+
+@dataclass
+class _ApiEvalResult(EvalResult):
+    """An API model's result: also its answer statuses (ok, truncated, empty ...) and hidden reasoning tokens."""
+
+    reasoning_tokens: int = 0
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        out = super().metrics(prefix)
+        for status, n in self.records["api_status"].value_counts().items():
+            out[f"{prefix}/status/{status}"] = int(n)
+        out[f"{prefix}/reasoning_tokens"] = int(self.reasoning_tokens)
+        return out
 
 
 def _compare_system_messages(out: ZeroShotRun, cfg, run, items, kwargs, backend, spec, benchmark) -> None:
@@ -241,14 +269,47 @@ def _wilson(right: pd.Series | None) -> tuple[float | None, str]:
     return round(100.0 * k / n, 1), format_interval(*wilson_interval(k, n))
 
 
-def _macro(res: EvalResult, convention: str) -> tuple[float | None, str]:
-    """(macro accuracy %, bootstrap "[lo, hi]") over the result's tasks."""
+def paper_task_set(benchmark: str) -> list[str]:
+    """Task names the paper's average is taken over: BBH, the 23 tasks of Table 11 (dyck_languages,
+    multistep_arithmetic_two, object_counting and word_sorting are not in it); AGIEval, Table 8's 8 English tasks
+    (all the tasks we run)."""
+    block = paper_block(PAPER_BLOCKS[benchmark])
+    if benchmark == "bbh":
+        return [r["task_id"] for r in block.get("rows") or []]
+    by_label = {s.label: s.name for s in task_specs("agieval")}
+    return [by_label.get(label, label) for label in block.get("tasks") or []]
+
+
+def _macro(res: EvalResult, convention: str, tasks: list[str] | None = None) -> tuple[float | None, str]:
+    """(macro accuracy %, bootstrap "[lo, hi]") over the result's tasks (only those in `tasks` when given)."""
     column = CONVENTION_COLUMNS[convention]
     if column not in res.records.columns:
         return None, "n/a"
-    groups = [g[column].astype(float).to_numpy() for _, g in res.records.groupby("task", sort=False)]
+    recs = res.records if tasks is None else res.records[res.records["task"].isin(tasks)]
+    groups = [g[column].astype(float).to_numpy() for _, g in recs.groupby("task", sort=False)]
+    if not groups:
+        return None, "n/a"
     value = sum(g.mean() for g in groups) / len(groups)
     return round(100.0 * value, 1), format_interval(*bootstrap_macro_interval(groups))
+
+
+def macro_rows(zs: ZeroShotRun) -> list[tuple[str, list[str] | None, bool]]:
+    """The macro-average rows of the accuracy table: (label, tasks or None for all, carries the paper's average).
+
+    The paper's average is over its own task set (`paper_task_set`): that row is the one compared with it. When we
+    run more tasks (BBH: 27 against the paper's 23), a second row averages all of them and is labelled ours; when the
+    two sets are the same (AGIEval's 8 tasks) there is one row."""
+    run = list(zs.items)
+    paper = [t for t in paper_task_set(zs.benchmark) if t in zs.items]
+    n_paper = len(paper_task_set(zs.benchmark))
+    if set(paper) == set(run):
+        return [(f"macro average ({len(run)} tasks, the paper's set)", None, True)]
+    rows = []
+    if paper:
+        where = "" if len(paper) == n_paper else f", {len(paper)} of them run"
+        rows.append((f"macro average (paper's {n_paper} tasks{where})", paper, True))
+    rows.append((f"macro average (all {len(run)} tasks run, ours)", None, False))
+    return rows
 
 
 def accuracy_table(zs: ZeroShotRun) -> pd.DataFrame:
@@ -269,18 +330,23 @@ def accuracy_table(zs: ZeroShotRun) -> pd.DataFrame:
         for c in columns:
             row[f"paper {c}"] = cells.get(task, {}).get(c, NOT_AVAILABLE)
         rows.append(row)
-    for name, fn in (("macro average (paper's)", "macro"), ("micro average", "micro")):
-        row = {"task": name, "items": zs.n_items}
+    averages = [(name, tasks, paper) for name, tasks, paper in macro_rows(zs)] + [("micro average", None, False)]
+    for name, tasks, with_paper in averages:
+        fn = "micro" if name == "micro average" else "macro"
+        row = {"task": name, "items": sum(len(zs.items[t]) for t in tasks) if tasks else zs.n_items}
         for model, res in zs.results.items():
-            row[f"{model}: acc %"] = round(getattr(res, fn), 1)
+            recs = res.records if tasks is None else res.records[res.records["task"].isin(tasks)]
             for conv, prefix in (("robust", "acc"), ("published", "published")):
-                value, ci = _macro(res, conv) if fn == "macro" else _wilson(outcomes(res, conv))
+                value, ci = _macro(res, conv, tasks) if fn == "macro" else _wilson(outcomes(res, conv))
                 row[f"{model}: {prefix} 95% CI"] = ci
-                if conv == "published":
-                    row[f"{model}: published acc %"] = value
-            row[f"{model}: extraction failures %"] = round(float(res.records["failed"].mean() * 100), 1)
+                row[f"{model}: {'acc' if conv == 'robust' else 'published acc'} %"] = value
+            if fn == "micro":
+                row[f"{model}: acc %"] = round(res.micro, 1)
+            elif tasks is None:
+                row[f"{model}: acc %"] = round(res.macro, 1)
+            row[f"{model}: extraction failures %"] = round(float(recs["failed"].mean() * 100), 1)
         for c in columns:
-            row[f"paper {c}"] = cells["__average__"].get(c, NOT_AVAILABLE) if fn == "macro" else NOT_AVAILABLE
+            row[f"paper {c}"] = cells["__average__"].get(c, NOT_AVAILABLE) if with_paper else NOT_AVAILABLE
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -444,6 +510,8 @@ def zero_shot_metrics(zs: ZeroShotRun) -> dict[str, float]:
     """Slash-path metrics of every model and system message (`<benchmark>/<model slot>/<task>/accuracy` ...)."""
     out: dict[str, float] = {f"{zs.benchmark}/n_items": zs.n_items, f"{zs.benchmark}/n_tasks": len(zs.items),
                              f"{zs.benchmark}/student_found": int(zs.student_found)}
+    paper_tasks = [t for t in paper_task_set(zs.benchmark) if t in zs.items]
+    out[f"{zs.benchmark}/n_paper_tasks"] = len(paper_tasks)
     for model, res in zs.results.items():
         slot = f"{zs.benchmark}/{zs.slots.get(model, model)}"
         out.update(res.metrics(slot))
@@ -452,6 +520,14 @@ def zero_shot_metrics(zs: ZeroShotRun) -> dict[str, float]:
         if not any(math.isnan(x) for x in lo_hi):           # undefined with 1 item per task: left out
             out[f"{slot}/macro_accuracy_ci95_low"], out[f"{slot}/macro_accuracy_ci95_high"] = \
                 100.0 * lo_hi[0], 100.0 * lo_hi[1]
+        # the paper's average is over its own task set (BBH: 23 of the 27): `macro_accuracy` is over all tasks run
+        # (ours), `paper_tasks_macro_accuracy` over the paper's tasks among them, the number to set beside the paper's
+        for conv, key in (("robust", "paper_tasks_macro_accuracy"),
+                          ("published", "paper_tasks_published_macro_accuracy")):
+            column = CONVENTION_COLUMNS[conv]
+            recs = res.records[res.records["task"].isin(paper_tasks)]
+            if paper_tasks and column in recs.columns and len(recs):
+                out[f"{slot}/{key}"] = 100.0 * float(recs.groupby("task")[column].mean().mean())
     for mid, res in zs.system_messages.items():
         out[f"{zs.benchmark}/system_message_{mid}/macro_accuracy"] = res.macro
     return out

@@ -169,16 +169,21 @@ class RateLimiter:
 
 
 def emulation_for(endpoint: TeacherEndpointParams):
-    """The local server's OpenAI emulation settings when the endpoint asks for it (`emulate_openai`), else None.
+    """The local server's OpenAI emulation when the endpoint asks for it (`emulate_openai`), else None.
 
-    Batches are limited to the endpoint's own `batch_max_enqueued_tokens` of prompt tokens per model (the client
-    counts prompt + max_tokens, so it stays under), and every 7th control-plane call fails (429 or 500).
+    Its limits come from the endpoint's `emulation` block, never from the client's own params
+    (`batch_max_enqueued_tokens` and friends): set it lower than the client's budget and the client must live with
+    OpenAI's asynchronous `token_limit_exceeded` refusals, as a real run would.
     """
     if not endpoint.emulate_openai:
         return None
     from .local_server import Emulation
 
-    return Emulation(batch_enqueued_token_limit=endpoint.batch_max_enqueued_tokens, control_plane_fault_every=7)
+    emu = endpoint.emulation
+    extra = {"reasoning_tokens": dict(emu.reasoning_tokens)} if emu.reasoning_tokens is not None else {}
+    return Emulation(batch_enqueued_token_limit=emu.batch_enqueued_token_limit, batch_latency_s=emu.batch_latency_s,
+                     completion_window_s=emu.completion_window_s, batch_stalled_lines=emu.batch_stalled_lines,
+                     control_plane_fault_every=emu.control_plane_fault_every, **extra)
 
 
 def make_client(endpoint: TeacherEndpointParams):
