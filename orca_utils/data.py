@@ -182,7 +182,7 @@ def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
-def _hub_offline(offline: bool) -> bool:
+def hub_offline(offline: bool) -> bool:
     return offline or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
 
 
@@ -255,7 +255,7 @@ def _from_github(name: str, source: DatasetSource, offline: bool, tried: list[st
     folder = github_cache_dir(name, gh)
     if not _missing_files(folder, gh):
         return DatasetLocation(name, folder, origin)
-    if _hub_offline(offline):
+    if hub_offline(offline):
         tried.append(f"github: {gh.label} (skipped: offline; nothing complete in {folder})")
         return None
     try:
@@ -269,7 +269,7 @@ def _from_hub(name: str, source: DatasetSource, offline: bool, tried: list[str])
     if source.hub_id is None:
         tried.append("hub: no hub source for this dataset")
         return None
-    if _hub_offline(offline):
+    if hub_offline(offline):
         tried.append(f"hub: {source.hub_id} (skipped: offline)")
         return None
     try:

@@ -35,13 +35,13 @@ import yaml
 from .models import ModelSpecError, resolve_model
 from .paths import REPO_ROOT
 from .schemas import TeacherModelParams
-from .teacher.models import REGISTRY, retired_on
+from .teacher.models import REGISTRY, lookup, retired_on
 from .train import accelerate_config_path
 from .projections import check_projections      # 02's wall time and 04's GPU hours, as estimates
 
 __all__ = ["Finding", "MemoryEstimate", "ModelDims", "Note", "Options", "Problem", "Report", "Warn",
            "PUBLISHED_CONFIGS", "check_accelerate", "check_endpoints", "check_memory", "check_model_specs",
-           "check_url_sources",
+           "check_url_sources", "hub_offline", "load_model_config",
            "inference_memory", "model_dims", "model_findings", "run_preflight", "training_memory"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -165,7 +165,7 @@ def check_serving(cfgs: dict, opts: Options) -> list[Finding]:
         if engine == "transformers" and importlib.util.find_spec("transformers.cli.serve") is None:
             findings.append(Problem(f"{stem}.serve", "this transformers has no `transformers serve`: install "
                                     "transformers[serving] >= 4.48, or set serve: none"))
-        offline = _hub_offline(cfg) or opts.hub_unreachable
+        offline = hub_offline(cfg) or opts.hub_unreachable
         for param, label, spec, later in _served_models(stem, cfg, cfgs):
             if later:
                 target = ServeTarget(spec, "dir", spec, note="written by 04_training (with its chat template)")
@@ -201,7 +201,7 @@ def _owner(cfgs: dict, name: str, stem: str) -> str:
     return "common" if values[repr(getattr(cfgs[stem], name))] * 2 > len(cfgs) else stem
 
 
-def _hub_offline(cfg) -> bool:
+def hub_offline(cfg) -> bool:
     return cfg.offline or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
 
 
@@ -303,6 +303,9 @@ def model_findings(param: str, model: str, listed: dict[str, Any], where: str, t
         return [Problem(param, f"{model} is not listed by {where} (unknown model): check the name or "
                                f"choose a model it lists{_examples(listed, today)}")]
     day = _as_date(listed[model])
+    if day is None and (entry := lookup(model)) is not None and entry.shutdown_date:
+        # OpenAI lists `shutdown_date` only where a date is announced: the registry's date stands in
+        day, where = _as_date(entry.shutdown_date), f"{where} lists none; orca_utils/teacher/models.py"
     if day is None:
         return []
     if day <= today:
@@ -425,10 +428,10 @@ class _Spec:
 
 def spec_uses(cfgs: dict) -> list[_Spec]:
     """Every model spec and hub repo the profile's notebooks load (once each, under the first param naming it)."""
-    out = [_Spec(f"{_owner(cfgs, n, s)}.{n}", getattr(c, n), offline=_hub_offline(c))
+    out = [_Spec(f"{_owner(cfgs, n, s)}.{n}", getattr(c, n), offline=hub_offline(c))
            for n in ("student_model", "llama_tokenizer") for s, c in cfgs.items()]
     for stem, cfg in cfgs.items():
-        off = _hub_offline(cfg)
+        off = hub_offline(cfg)
         if getattr(cfg, "token_counter", None):
             out.append(_Spec(f"{stem}.token_counter", cfg.token_counter, offline=off))
         out += [_Spec(f"{stem}.{n}.local_model", t.local_model, offline=off) for n, t in _teachers(cfg)
@@ -586,7 +589,7 @@ def check_url_sources(cfgs: dict, opts: Options) -> list[Finding]:
         param = f"{_owner(cfgs, 'data_dir', stem)}.data_dir"
         if _local_copy(name, source, cfg):
             continue
-        if _hub_offline(cfg):
+        if hub_offline(cfg):
             out.append(Problem(param, f"dataset {name} ({stem}) has no local copy and offline mode skips every "
                                       f"download: put a copy under the data root (data_dir, $ORCA_DATA_DIR or "
                                       f"../shared/data), or set offline: false"))
@@ -887,7 +890,7 @@ def check_memory(cfgs: dict, opts: Options) -> list[Finding]:
         cfg = cfgs[stem]
         if cfg.student_model not in configs:
             configs[cfg.student_model] = load_model_config(cfg.student_model,
-                                                           _hub_offline(cfg) or opts.hub_unreachable)
+                                                           hub_offline(cfg) or opts.hub_unreachable)
         config, why = configs[cfg.student_model]
         try:
             dims = model_dims(config) if config else None

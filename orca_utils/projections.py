@@ -140,7 +140,7 @@ def _duration(hours: float) -> str:
 
 def check_projections(cfgs: dict, opts) -> list:
     """Preflight notes: 02's wall time per stage and 04's GPU hours per stage, each labelled as an estimate."""
-    from .preflight import Note, _hub_offline, load_model_config, model_dims
+    from .preflight import Note, hub_offline, load_model_config, model_dims
     from .train import planned_world_size
 
     out = []
@@ -151,7 +151,7 @@ def check_projections(cfgs: dict, opts) -> list:
     cfg = cfgs.get("04_training")
     if cfg is None:
         return out
-    config, _ = load_model_config(cfg.student_model, _hub_offline(cfg) or opts.hub_unreachable)
+    config, _ = load_model_config(cfg.student_model, hub_offline(cfg) or opts.hub_unreachable)
     try:
         n_params = model_dims(config).n_params if config else None
     except ValueError:

@@ -518,3 +518,22 @@ def test_deep_validate_prints_the_projections_as_estimates(tmp_path, repo, monke
         "02_augmentation.stage1", "02_augmentation.stage2", "04_training.stage1", "04_training.stage2"]
     assert all("(estimate)" in line for line in lines)
     assert "13.02B params" in lines[2]                  # LLaMA-13B from its published architecture, offline
+
+
+# ---- a Model object without a shutdown_date: the registry's date stands in ---------------------------------------
+@pytest.mark.parametrize("shape", ["always", "announced"])       # `shutdown_date: null`, or no such field at all
+def test_a_model_listed_without_a_shutdown_date_falls_back_to_the_registry(shape):
+    """OpenAI's Model object carries `shutdown_date` only where a date is announced; gpt-5's (2026-12-11) is in
+    orca_utils/teacher/models.py, so preflight warns within 30 days and stops after it."""
+    from orca_utils.preflight import fetch_model_list
+    from orca_utils.teacher.local_server import Emulation, serve_openai_compatible
+
+    emu = Emulation(today=dt.date(2026, 12, 1), shutdown_dates={"gpt-5": None}, shutdown_date_field=shape)
+    with serve_openai_compatible({"gpt-5": Silent()}, emulate=emu) as base_url:
+        listing = fetch_model_list(base_url, "key", 5.0)
+    assert "gpt-5" in listing.models and listing.models["gpt-5"] is None
+    before = model_findings("p", "gpt-5", listing.models, "the endpoint", dt.date(2026, 12, 1))
+    after = model_findings("p", "gpt-5", listing.models, "the endpoint", dt.date(2026, 12, 20))
+    assert [type(f).__name__ for f in before] == ["Warn"] and "2026-12-11" in str(before[0])
+    assert [type(f).__name__ for f in after] == ["Problem"] and "orca_utils/teacher/models.py" in str(after[0])
+    assert model_findings("p", "gpt-6-luna", {"gpt-6-luna": None}, "the endpoint", dt.date(2026, 12, 20)) == []

@@ -118,11 +118,12 @@ def test_global_batch_is_the_same_on_8_and_24_ranks():
                                                  "04_training.num_processes=8"])["04_training"]
     assert planned_world_size(multinode) == 24 and planned_world_size(cfg) == 8
     paper = load_profile("paper")["04_training"]
-    assert batch_plan(paper, 8) == {"global_batch_size": 128, "per_device_batch_size": 2,
-                                    "gradient_accumulation_steps": 8, "world_size": 8}
-    with pytest.raises(ValueError, match=r"^04_training.global_batch_size: 128 rows is not a multiple of "
-                                         r"per_device_batch_size 2 x 24 ranks = 48") as err:
-        batch_plan(paper, 24)
+    assert batch_plan(paper, 8) == {"global_batch_size": 96, "per_device_batch_size": 2,
+                                    "gradient_accumulation_steps": 6, "world_size": 8}
+    assert batch_plan(paper, 24)["gradient_accumulation_steps"] == 2       # the paper profile on fsdp_multinode
+    with pytest.raises(ValueError, match=r"^04_training.global_batch_size: 96 rows is not a multiple of "
+                                         r"per_device_batch_size 2 x 32 ranks = 64") as err:
+        batch_plan(paper, 32)
     assert "\n" not in str(err.value)
 
 

@@ -45,6 +45,7 @@ from urllib.parse import urlparse
 from ..schemas import TeacherEndpointParams
 from .batch import run_batches
 from .cache import CachedResponse, ResponseCache
+from .models import lookup
 from .protocol import (ChatRequest, TeacherConfigError, backoff, classify_response, config_error_message,
                        cut_client_side, prompt_tokens_of, request_body, request_json, request_params_error,
                        retry_after, rough_tokens, sends_stop, short_error)
@@ -275,9 +276,13 @@ async def check_models(client, models: set[str]) -> None:
         info = listed.get(model)
         if info is None:
             raise TeacherConfigError(config_error_message(model, 404, {"code": "model_not_found"}))
-        shutdown = info.get("shutdown_date")
+        # OpenAI's Model object has `shutdown_date` only where a date is announced (null or absent otherwise):
+        # then the registry's date, if it has one, is the one to trust.
+        shutdown, source = info.get("shutdown_date"), "the endpoint's model list"
+        if not shutdown and (entry := lookup(model)) is not None and entry.shutdown_date:
+            shutdown, source = entry.shutdown_date, "orca_utils/teacher/models.py"
         if shutdown and dt.date.fromisoformat(str(shutdown)[:10]) <= dt.date.today():
-            raise TeacherConfigError(f"model {model!r} was shut down on {shutdown} (the endpoint's model list): "
+            raise TeacherConfigError(f"model {model!r} was shut down on {shutdown} ({source}): "
                                      f"change the teacher's `model` param")
 
 
