@@ -197,3 +197,23 @@ def test_06_api_models_each_with_effort_and_cap_count_empty_answers_per_model(tm
     metrics = zero_shot_metrics(zs)
     assert metrics["bbh/api_gpt_6_1_sol/status/empty"] == 2 and metrics["bbh/api_gpt_6_luna/status/ok"] == 2
     assert metrics["bbh/api_gpt_6_1_sol/reasoning_tokens"] == 2 * 128
+
+
+# ---- every body the client writes is one OpenAI's published OpenAPI description defines --------------------------
+@pytest.mark.parametrize("dialect,effort,stop", [("chat", None, None), ("chat", "low", ["Q:"]),
+                                                 ("reasoning", None, None), ("reasoning", "none", ["Q:"]),
+                                                 ("reasoning", "max", ["Q:"])])
+@pytest.mark.parametrize("model", ["gpt-6-luna", "gpt-6.1-sol", "openai/gpt-oss-20b"])
+def test_client_bodies_validate_against_openais_openapi(model, dialect, effort, stop):
+    """`request_body` (chat calls and Batch lines alike) against `CreateChatCompletionRequest` of the pinned
+    openai/openai-openapi copy (tests/fixtures/openai_openapi): no field the API does not define, no wrong type."""
+    from orca_utils.teacher.openai_emulation import DEFAULT_OPENAPI_PATH, RequestSchemas
+    from orca_utils.teacher.protocol import ChatRequest, request_body
+
+    schemas = RequestSchemas.load(DEFAULT_OPENAPI_PATH)
+    assert schemas is not None, DEFAULT_OPENAPI_PATH
+    req = ChatRequest("q1", model, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}],
+                      64, 0.0, stop, dialect, effort)
+    body = request_body(req)
+    assert schemas.chat_error(body) is None, (body, schemas.chat_error(body))
+    assert schemas.chat_error({**body, "max_new_tokens": 5}) is not None     # the check itself can fail
