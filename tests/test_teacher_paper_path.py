@@ -124,13 +124,20 @@ def test_batches_stay_under_the_enqueued_token_limit(tmp_path):
 
 
 def test_a_budget_above_the_servers_limit_is_refused_then_recovered(tmp_path):
-    emu = Emulation(batch_enqueued_token_limit=150)
+    """The client's budget (10,000) is far above the emulated organization's limit (130 prompt tokens, about two
+    3-line batches): OpenAI refuses the extra batches after create (`failed`, token_limit_exceeded); they wait for
+    ours to end and go again, every request is answered, and no round is spent on a refusal."""
+    emu = Emulation(batch_enqueued_token_limit=130, batch_latency_s=0.3)
     with serve_openai_compatible({"gpt-6-luna": Recorder()}, emulate=emu) as base_url:
         run = complete_chats(_requests("gpt-6-luna", 24), _endpoint(base_url, batch_mode=True,
-                                                                     batch_max_enqueued_tokens=120,
-                                                                     batch_max_requests=3),
+                                                                     batch_max_enqueued_tokens=10_000,
+                                                                     batch_max_requests=3, batch_max_rounds=1),
                              tmp_path / "c.sqlite", progress=False)
+        state = serve_openai_compatible.last_app.state.orca
     assert [r.status for r in run.results] == ["ok"] * 24
+    assert state.stats["batches_over_token_limit"] > 0 and run.stats["batches_refused"] > 0, (state.stats,
+                                                                                              run.stats)
+    assert run.stats["max_in_flight"] > 1
 
 
 def test_a_single_batch_over_the_org_limit_is_a_config_error(tmp_path):
