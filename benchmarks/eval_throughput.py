@@ -1,8 +1,8 @@
 """Examples/s of batched HF greedy generation vs one-at-a-time, same model, same items (goal: >= 4x at batch 16),
 and of the served path (`orca_utils.serving`: an OpenAI-compatible server, requests `--batch-size` at a time).
 
-    .venv/bin/python benchmarks/eval_throughput.py [--model SPEC] [--items 32] [--batch-size 16] [--max-new-tokens 16 64]
-        [--serve transformers|vllm|none]
+    .venv/bin/python benchmarks/eval_throughput.py [--model SPEC] [--items 32] [--batch-size 16]
+        [--max-new-tokens 16 64] [--serve transformers|vllm|none]
 
 Items are BBH zero-shot prompts (the first tasks' fixed subsets). Each `--max-new-tokens` value is measured both ways
 in the same run: short generations are prefill-bound (a prompt's prefill costs the same batched or not), longer

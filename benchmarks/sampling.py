@@ -27,7 +27,8 @@ TASKS = {"cot": 9, "niv2": 1556, "t0": 99, "flan2021": 71}        # FLAN-v2's ta
 
 def synthetic_pool(rows: int, seed: int = 0) -> pd.DataFrame:
     """`rows` metadata rows, split over collections like the quotas (x1.6 so sampling has a choice), with
-    Zipf-like task sizes (flatter for NIv2, whose tasks are capped at 300 rows), 20% few-shot rows and one Big-Bench task."""
+    Zipf-like task sizes (flatter for NIv2, whose tasks are capped at 300 rows), 20% few-shot rows and one
+    Big-Bench task."""
     rng = np.random.default_rng(seed)
     total_quota = sum(PAPER_QUOTAS.values())
     all_names = [f"{c}_task{i}" for c in PAPER_QUOTAS for i in range(TASKS[c])]

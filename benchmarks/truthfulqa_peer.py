@@ -112,7 +112,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         names = _write_csv_tasks(Path(tmp), items)
         peer, secs = _lm_eval(backend, names, args.batch_size, include_path=tmp)
-    result.update(lm_eval_csv_mc1=round(peer["csv_truthfulqa_mc1"], 2), lm_eval_csv_mc2=round(peer["csv_truthfulqa_mc2"], 2),
+    result.update(lm_eval_csv_mc1=round(peer["csv_truthfulqa_mc1"], 2),
+                  lm_eval_csv_mc2=round(peer["csv_truthfulqa_mc2"], 2),
                   lm_eval_csv_seconds=round(secs, 2))
     print(f"lm-eval configs on our CSV-built items: MC1 {result['lm_eval_csv_mc1']:.1f}  MC2 "
           f"{result['lm_eval_csv_mc2']:.1f} ({secs:.1f}s) | |ours - lm-eval| MC1 "
@@ -122,8 +123,10 @@ def main() -> None:
         official, secs = _lm_eval(backend, ["truthfulqa_mc1", "truthfulqa_mc2"], args.batch_size,
                                   limit=args.n_questions or None)
         result.update(lm_eval_official_mc1=round(official["truthfulqa_mc1"], 2),
-                      lm_eval_official_mc2=round(official["truthfulqa_mc2"], 2), lm_eval_official_seconds=round(secs, 2),
-                      lm_eval_official_note=f"first {args.n_questions or 817} questions of mc_task.json (not our subset)")
+                      lm_eval_official_mc2=round(official["truthfulqa_mc2"], 2),
+                      lm_eval_official_seconds=round(secs, 2),
+                      lm_eval_official_note=f"first {args.n_questions or 817} questions of mc_task.json "
+                                            "(not our subset)")
         print(f"lm-eval official truthfulqa_mc1/mc2 (mc_task.json): MC1 {result['lm_eval_official_mc1']:.1f}  "
               f"MC2 {result['lm_eval_official_mc2']:.1f} ({secs:.1f}s)")
     except Exception as exc:   # offline: the hub dataset cannot be downloaded

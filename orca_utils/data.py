@@ -134,7 +134,8 @@ DATASETS: dict[str, DatasetSource] = {
     "wizardlm": DatasetSource("wizardlm", None, github=GITHUB_SOURCES["wizardlm"]),
     "awesome_prompts": DatasetSource("awesome_prompts", "fka/awesome-chatgpt-prompts",
                                      github=GITHUB_SOURCES["awesome_prompts"]),
-    "flan_cot": DatasetSource("flan_cot", "DataProvenanceInitiative/cot_submix_original", github=GITHUB_SOURCES["flan_cot"]),
+    "flan_cot": DatasetSource("flan_cot", "DataProvenanceInitiative/cot_submix_original",
+                              github=GITHUB_SOURCES["flan_cot"]),
     "flan": DatasetSource("flan", None, github=GITHUB_SOURCES["flan"]),
     "niv2": DatasetSource("niv2", "DataProvenanceInitiative/niv2_submix_original"),
 }

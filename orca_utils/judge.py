@@ -26,8 +26,9 @@ from typing import Callable, Iterator, Sequence
 
 import pandas as pd
 
-__all__ = ["JudgeTemplate", "VICUNA_V1", "VerdictParseError", "ChatFn", "list_fastchat_templates", "load_fastchat_templates",
-           "build_judge_messages", "parse_scores", "ask_with_retry", "judge_pairs", "aggregate_verdicts", "ORDERS", "teacher_chat_fn", "serve_models"]
+__all__ = ["JudgeTemplate", "VICUNA_V1", "VerdictParseError", "ChatFn", "list_fastchat_templates",
+           "load_fastchat_templates", "build_judge_messages", "parse_scores", "ask_with_retry", "judge_pairs",
+           "aggregate_verdicts", "ORDERS", "teacher_chat_fn", "serve_models"]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ Every loader returns the same columns: `id` (str, unique within the set), `set` 
 | set | local file (under the data root) | hub layout | rows here | rows in the paper |
 |---|---|---|---|---|
 | `vicuna_bench` | `vicuna_bench/question.jsonl` (FastChat) | none | 80 | 80 |
-| `awesome_prompts` | `awesome_prompts/prompts.csv` (act, prompt) | `fka/awesome-chatgpt-prompts` (same csv) | 152 | 164 |
+| `awesome_prompts` | `awesome_prompts/prompts.csv` (act, prompt) | `fka/awesome-chatgpt-prompts` (same) | 152 | 164 |
 | `wizardlm` | `wizardlm/WizardLM_testset.jsonl` | none | 218 | 218 |
 
 The offline Awesome ChatGPT prompts snapshot (2023-02-27) holds 152 prompts; the paper used a later snapshot with

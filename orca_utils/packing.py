@@ -18,8 +18,9 @@ Two packers, one result type (`PackedPlan`: per sequence, its sample indices in 
 `packed_inputs(plan, samples, seqs)` concatenates the tokenized samples of some sequences into `input_ids`, `labels`,
 `position_ids` that restart at 0 for every sample, and `cu_seqlens` (the sample boundaries). Attention isolation:
 pass `position_ids` WITHOUT an `attention_mask` and with `use_cache=False` (training) to a transformers model:
-it detects the restarts and builds a block-diagonal causal mask (`masking_utils.find_packed_sequence_indices`); flash-attention kernels take
-`cu_seqlens` directly. The padding tail is one more segment (its own positions from 0, labels -100).
+it detects the restarts and builds a block-diagonal causal mask (`masking_utils.find_packed_sequence_indices`);
+flash-attention kernels take `cu_seqlens` directly. The padding tail is one more segment (its own positions from 0,
+labels -100).
 """
 from __future__ import annotations
 

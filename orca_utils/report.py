@@ -155,7 +155,8 @@ figcaption,caption .num-label{font-size:12px}.label{font-weight:bold}
 nav.toc ul{list-style:none;padding-left:0}nav.toc li{margin:.15em 0}nav.toc ul ul{padding-left:1.5em;font-size:.9em}
 @media print{body{max-width:none;margin:0;font-size:10.5pt}h2{page-break-after:avoid}
 nav.toc a::after{content:leader('.') target-counter(attr(href),page)}nav.toc a{color:#222;text-decoration:none}
-figure img{width:auto;max-width:100%;max-height:170mm}.tab-wrap{page-break-inside:auto}table.tab thead{display:table-header-group}}"""
+figure img{width:auto;max-width:100%;max-height:170mm}.tab-wrap{page-break-inside:auto}
+table.tab thead{display:table-header-group}}"""
 
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?%?$")
 

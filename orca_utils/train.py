@@ -14,8 +14,8 @@ this module adds is only what the paper needs and TRL does not do for us:
   stage 2 starts from `student_stage1/` on `train_stage2.parquet` and saves `student/` (both loadable HF dirs with
   the tokenizer; a template-less tokenizer is saved with `ORCA_PLAIN_TEMPLATE`, so the student carries the prompt
   format it was trained on to every evaluation);
-- checkpoints every `save_steps` under `checkpoints/stage{N}-{stamp}/` (params + 02's table), resumed exactly by `Trainer`
-  (model, optimizer, scheduler, RNG states, data position) when `resume` is on;
+- checkpoints every `save_steps` under `checkpoints/stage{N}-{stamp}/` (params + 02's table), resumed exactly by
+  `Trainer` (model, optimizer, scheduler, RNG states, data position) when `resume` is on;
 - per-stage results (`stage{N}_result.json`: losses, held-out loss, steps, useful tokens/s) and a per-rank log of
   which samples each batch held (`data_log/stage{N}_rank{r}.jsonl`).
 

@@ -434,8 +434,8 @@ def _cache_files(ds, cache_dir: Path) -> list[str]:
 
 
 def prepare_arrow_stage(folder: Path, stage: int, tokenizer, max_len: int, packer: str, seed: int,
-                        heldout_fraction: float, max_heldout: int, cache_dir: Path, max_train_samples: int | None = None,
-                        num_proc: int = 1) -> dict:
+                        heldout_fraction: float, max_heldout: int, cache_dir: Path,
+                        max_train_samples: int | None = None, num_proc: int = 1) -> dict:
     """Train / held-out packed datasets for one stage from Arrow files, plus the same counts as the in-memory path.
 
     Call it in ONE process, outside any collective (`orca_utils.train.prepare_stage`, before `accelerate launch`):

@@ -61,11 +61,13 @@ MALFORMED = {
     "block_not_mapping": (GOOD_COMMON + "04_training: 3\n", "04_training: expected a mapping"),
     "secret_value": (GOOD_COMMON + "  api_key_env: sk-abcdefghijklmnopqrstuvwxyz012345\n",
                      "common.api_key_env: looks like an API key"),
-    "env_name_lowercase": (GOOD_COMMON + "  api_key_env: my key\n", "common.api_key_env: Value error, expected the NAME"),
+    "env_name_lowercase": (GOOD_COMMON + "  api_key_env: my key\n",
+                           "common.api_key_env: Value error, expected the NAME"),
     "bad_literal": (GOOD_COMMON + "  device: tpu\n", "common.device: Input should be 'auto', 'cpu', 'cuda' or 'mps'"),
     "empty_required": (GOOD_COMMON.replace("base_model_label: tiny", "base_model_label: ''"),
                        "common.base_model_label: String should have at least 1 character"),
-    "block_wrong_type": (GOOD_COMMON + "06_bbh:\n  offline: maybe\n", "06_bbh.offline: Input should be a valid boolean"),
+    "block_wrong_type": (GOOD_COMMON + "06_bbh:\n  offline: maybe\n",
+                         "06_bbh.offline: Input should be a valid boolean"),
 }
 
 
@@ -292,7 +294,8 @@ def test_rate_limits_carry_their_unit_and_the_old_names_still_read(tmp_path):
 
 
 def test_override_of_one_key_in_a_nested_block_left_to_the_schema_keeps_its_other_keys():
-    """smoke.yaml leaves 02's stage-2 teacher to the schema default; overriding one of its keys changes that key only."""
+    """smoke.yaml leaves 02's stage-2 teacher to the schema default; overriding one of its keys changes that key
+    only."""
     base = load_profile("smoke")["02_augmentation"].stage2
     got = load_profile("smoke", overrides="02_augmentation.stage2.max_tokens=6")["02_augmentation"].stage2
     assert got.max_tokens == 6

@@ -24,6 +24,7 @@ def test_environment_yml_agrees_with_pyproject():
     pip_lists = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
     assert len(pip_lists) == 1
     have = {_norm(s) for s in pip_lists[0]}
-    assert have == wanted, f"only in pyproject: {sorted(wanted - have)}; only in environment.yml: {sorted(have - wanted)}"
+    assert have == wanted, (f"only in pyproject: {sorted(wanted - have)}; "
+                            f"only in environment.yml: {sorted(have - wanted)}")
     python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
     assert python.startswith("python=3.1")

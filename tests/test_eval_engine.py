@@ -184,8 +184,9 @@ def test_paper_table_marks_status():
     assert table.loc["Boolean Expressions", "paper Orca-13B"] == "72.0"
     assert table.loc["Word Sorting", "paper Orca-13B"] == "not available"   # not in the paper's table
     assert table.loc["Word Sorting", "m: acc %"] == 100.0 and table.loc["Word Sorting", "items"] == 1
-    assert table.loc["macro average (paper's 23 tasks, 1 of them run; paper columns: all 23)", "paper Orca-13B"] == "49.7"
-    assert table.loc["macro average (paper's 23 tasks, 1 of them run; paper columns: all 23)", "m: acc %"] == 0.0   # word_sorting left out
+    paper_subset = "macro average (paper's 23 tasks, 1 of them run; paper columns: all 23)"
+    assert table.loc[paper_subset, "paper Orca-13B"] == "49.7"
+    assert table.loc[paper_subset, "m: acc %"] == 0.0   # word_sorting left out
     assert table.loc["macro average (all 2 tasks run, ours)", "paper Orca-13B"] == "not available"
     assert table.loc["macro average (all 2 tasks run, ours)", "m: acc %"] == 50.0
     agi = accuracy_table(ZeroShotRun("agieval", {"sat-math": [_item("sat-math", 0, "A")]},

@@ -12,8 +12,8 @@ SPEC = "random-llama:L2-H64:shared:tokenizers/llama"
 
 
 def _items(n=7):
-    return {"t": [EvalItem(benchmark="bbh", task="t", id=f"t-{i}", prompt=f"Is {i} even? Options: (A) yes (B) no", target="A",
-                           kind="choice", options=["yes", "no"]) for i in range(n)]}
+    return {"t": [EvalItem(benchmark="bbh", task="t", id=f"t-{i}", prompt=f"Is {i} even? Options: (A) yes (B) no",
+                           target="A", kind="choice", options=["yes", "no"]) for i in range(n)]}
 
 
 class Scripted:

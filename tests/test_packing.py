@@ -98,7 +98,7 @@ def test_exact_fit_completes_rooms_that_bfd_leaves_open():
     plan = pack_exact_fit(lengths, 10)
     assert plan.n_sequences == 2 == plan.lower_bound and plan.padding_fraction == 0.0
     assert sorted(sorted(lengths[plan.sequence(s)].tolist()) for s in range(2)) == [[2, 2, 6], [2, 3, 5]]
-    assert lengths[plan.sequence(0)][0] == 6                      # each sequence starts with the sample it was opened for
+    assert lengths[plan.sequence(0)][0] == 6   # each sequence starts with the sample it was opened for
 
 
 def test_exact_fit_within_a_tenth_of_a_percent_of_the_bound_on_augmented_like_lengths():

@@ -73,7 +73,8 @@ def test_failing_notebook_stops_run_keeps_partial_output_and_exits_nonzero(fixtu
 
 @pytest.mark.slow
 def test_manifest_and_only_reuse_upstream(fixture_notebooks, tmp_path):
-    _notebook(fixture_notebooks / "02_augmentation.ipynb", 'up = run.upstream("01_sampling")\nrun.save_metrics({"ok": 1})')
+    _notebook(fixture_notebooks / "02_augmentation.ipynb",
+              'up = run.upstream("01_sampling")\nrun.save_metrics({"ok": 1})')
     assert _run(["--only", "01", "02"], tmp_path).returncode == 0
     proc = _run(["--only", "02"], tmp_path)                     # reuses 01's outputs
     assert proc.returncode == 0, proc.stderr
@@ -81,7 +82,8 @@ def test_manifest_and_only_reuse_upstream(fixture_notebooks, tmp_path):
     entry = manifest["notebooks"]["02_augmentation"]
     assert entry["status"] == "ok" and entry["duration_s"] > 0 and entry["params_hash"] and entry["seed"] == 0
     metrics = json.loads((tmp_path / "out" / "01_sampling" / "metrics.json").read_text())
-    assert metrics["metrics"] == {"rows": 3} and metrics["params_hash"] == manifest["notebooks"]["01_sampling"]["params_hash"]
+    assert metrics["metrics"] == {"rows": 3}
+    assert metrics["params_hash"] == manifest["notebooks"]["01_sampling"]["params_hash"]
     proc = _run(["--only", "02", "--params-override", "seed=5"], tmp_path)   # 01 is now stale
     assert proc.returncode == 1
     assert "01_sampling's outputs" in proc.stderr and "computed from other params" in proc.stderr

@@ -36,8 +36,8 @@ from ..reference import NOT_AVAILABLE, format_paper_value, paper_block
 from ..system_messages import SYSTEM_MESSAGES
 
 __all__ = ["ZeroShotRun", "run_zero_shot", "model_backend", "records_dir", "paper_values", "paper_columns",
-           "outcomes", "paper_task_set", "macro_rows", "accuracy_table", "relative_improvement", "system_message_table", "plot_relative_improvement",
-           "plot_accuracy", "paired_table"]
+           "outcomes", "paper_task_set", "macro_rows", "accuracy_table", "relative_improvement", "system_message_table",
+           "plot_relative_improvement", "plot_accuracy", "paired_table"]
 
 CONVENTION_COLUMNS = {"robust": "correct", "published": "published_correct"}   # record column per convention
 
@@ -308,7 +308,8 @@ def macro_rows(zs: ZeroShotRun) -> list[tuple[str, list[str] | None, bool]]:
     if paper:
         # A subset of the paper's tasks is labelled as one: the paper's columns stay its own average over all of them
         label = (f"macro average (paper's {n_paper} tasks)" if len(paper) == n_paper
-                 else f"macro average (paper's {n_paper} tasks, {len(paper)} of them run; paper columns: all {n_paper})")
+                 else f"macro average (paper's {n_paper} tasks, {len(paper)} of them run; "
+                      f"paper columns: all {n_paper})")
         rows.append((label, paper, True))
     if set(paper) != set(run):
         rows.append((f"macro average (all {len(run)} tasks run, ours)", None, False))

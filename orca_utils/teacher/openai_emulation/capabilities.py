@@ -13,9 +13,9 @@ from dataclasses import dataclass
 __all__ = ["REASONING_EFFORTS", "ModelCapabilities", "DEFAULT_CAPABILITIES", "GENERIC_REASONING", "CHAT_MODEL",
            "DEFAULT_REASONING_TOKENS", "ReasoningPlan", "emulated_prompt_tokens"]
 
-# OpenAPI `ReasoningEffort` (openai/openai-openapi@f85dbe2, openapi.json, components.schemas.ReasoningEffort): "Currently
-# supported values are none, minimal, low, medium, high, xhigh, and max ... Not all reasoning models support every
-# value"; its `default` is "medium".
+# OpenAPI `ReasoningEffort` (openai/openai-openapi@f85dbe2, openapi.json, components.schemas.ReasoningEffort):
+# "Currently supported values are none, minimal, low, medium, high, xhigh, and max ... Not all reasoning models
+# support every value"; its `default` is "medium".
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 

@@ -6,5 +6,6 @@ __all__ = ["openai_error"]
 
 def openai_error(message: str, kind: str = "invalid_request_error", param: str | None = None,
                  code: str | None = None) -> dict:
-    """OpenAI's error body: `{"error": {"message", "type", "param", "code"}}` (the shape every issue quoted here shows)."""
+    """OpenAI's error body: `{"error": {"message", "type", "param", "code"}}` (the shape every issue quoted here
+    shows)."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
