@@ -74,13 +74,6 @@ def test_hf_backend_passes_dtype(tiny_dir):
     assert HFBackend(tiny_dir, device="cpu", progress=False).model.dtype == torch.float32
 
 
-def test_params_have_a_dtype_defaulting_to_auto():
-    from orca_utils.schemas import CommonParams, TrainingParams
-
-    assert CommonParams.model_fields["dtype"].default == "auto"
-    assert TrainingParams.model_fields["dtype"].default == "auto"
-
-
 def test_notebook_04_generates_on_the_configured_device():
     nb = json.loads((NOTEBOOKS_DIR / "04_training.ipynb").read_text())
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]

@@ -55,11 +55,6 @@ def test_parse_scores(reply, expected):
         assert parse_scores(reply) == expected
 
 
-def test_verdict_fixture_is_large_and_mixed():
-    assert len(VERDICTS) >= 20
-    assert sum(e is None for _, e in VERDICTS) >= 10
-
-
 def test_judge_messages_follow_the_vicuna_template():
     msgs = build_judge_messages("Q?", "first answer", "second answer")
     assert msgs[0] == {"role": "system", "content": VICUNA_V1.system}
