@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+from compare_metrics import GOLDEN, differences, run_metrics
 from smoke_checks import consistency_problems, load_metrics, value_problems
 
 from orca_utils.schemas import NOTEBOOK_SCHEMAS
@@ -96,3 +97,13 @@ def test_stages_feed_each_other(smoke_run):
     assert (out / "04_training" / "student" / "config.json").exists()
     assert (out / "report" / "report.html").exists()
     assert metrics["10_report"]["report/sections_missing"] == 0, "every notebook feeds the report"
+
+
+def test_metrics_match_the_golden_file(smoke_run):
+    """Every smoke metric (timings left out) equals the committed golden file's: a refactoring that moves a number
+    fails here. After a change that is meant to move them: `.venv/bin/python tests/compare_metrics.py
+    --write-golden outputs/smoke` (from a fresh `make smoke`), and say why in the commit."""
+    out, _ = smoke_run
+    golden = json.loads(GOLDEN.read_text())["metrics"]
+    diffs = differences(golden, run_metrics(out))
+    assert not diffs, "\n".join(f"{nb}: " + "; ".join(d[:8]) for nb, d in diffs.items())
