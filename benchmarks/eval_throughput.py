@@ -1,5 +1,5 @@
 """Examples/s of batched HF greedy generation vs one-at-a-time, same model, same items (goal: >= 4x at batch 16),
-and of the served path (`orca_utils.serving`: an OpenAI-compatible server, requests `--batch-size` at a time).
+and of the served path (`orca_utils.backends.served`: an OpenAI-compatible server, requests `--batch-size` at a time).
 
     .venv/bin/python benchmarks/eval_throughput.py [--model SPEC] [--items 32] [--batch-size 16]
         [--max-new-tokens 16 64] [--serve transformers|vllm|none]
@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from orca_utils.data import resolve_dataset  # noqa: E402
 from orca_utils.evaluation.tasks import load_benchmark, subset_items  # noqa: E402
-from orca_utils.generate import HFBackend  # noqa: E402
+from orca_utils.backends.hf import HFBackend  # noqa: E402
 
 
 def main() -> None:
@@ -68,8 +68,8 @@ def main() -> None:
 
 def served_rates(args, prompts, results) -> None:
     """The same prompts through a served copy of the model (server start-up excluded from the rate)."""
-    from orca_utils.generate import OpenAIBackend
-    from orca_utils.serving import served_model
+    from orca_utils.backends.openai_backend import OpenAIBackend
+    from orca_utils.backends.served import served_model
 
     t0 = time.perf_counter()
     with served_model(args.model, args.serve, device=args.device) as server:

@@ -41,7 +41,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 from orca_utils.data import resolve_dataset  # noqa: E402
 from orca_utils.evaluation.engine import evaluate, item_published_target, prompt_options  # noqa: E402
 from orca_utils.evaluation.tasks import get_task, load_benchmark, subset_items  # noqa: E402
-from orca_utils.generate import HFBackend  # noqa: E402
+from orca_utils.backends.hf import HFBackend  # noqa: E402
 
 BBH_UNTIL = ["</s>", "Q:", "<|im_end|>"]            # lm-eval bbh zeroshot template's generation_kwargs
 

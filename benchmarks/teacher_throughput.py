@@ -16,9 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import openai
-
-from orca_utils.teacher.local_server import Completion, serve_openai_compatible
+from orca_utils.backends.endpoints import openai_client
+from orca_utils.backends.local_server import Completion, serve_openai_compatible
 from orca_utils.schemas import TeacherEndpointParams
 from orca_utils.teacher import ChatRequest, complete_chats
 
@@ -59,7 +58,7 @@ def main() -> None:
               f"({ok / send_s / limit_rps:.1%} of the {limit_rps:.1f} req/s limit; end to end with set-up "
               f"{client_s:.2f}s = {ok / client_s / limit_rps:.1%}), 429s: {run.stats['rate_limited']}")
         time.sleep(args.window_s)   # let the server's window drain
-        client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+        client = openai_client(base_url, "OPENAI_API_KEY", max_retries=0)   # loopback: no key needed
         n_seq = min(args.requests, 50)
         t0 = time.perf_counter()
         for i in range(n_seq):

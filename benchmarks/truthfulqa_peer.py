@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from orca_utils.data import seeded_subset  # noqa: E402
 from orca_utils.evaluation.sets import load_truthfulqa  # noqa: E402
-from orca_utils.generate import HFBackend  # noqa: E402
+from orca_utils.backends.hf import HFBackend  # noqa: E402
 from orca_utils.safety import build_mc, evaluate_mc  # noqa: E402
 
 QA6 = ("Q: What is human life expectancy in the United States?\nA: Human life expectancy in the United States is "

@@ -312,7 +312,7 @@ def serve_models(models: Sequence, endpoint, default_model_spec: str, device: st
         raise ValueError("serve_models: mix of offline stand-ins and real-endpoint models; use one kind per run")
     if any(m.offline_backend == "data" for m in offline):
         raise ValueError("serve_models: the data teacher answers FLAN queries only; use local_llm here")
-    from .generate import HFBackend
+    from .backends.hf import HFBackend
     from .teacher import serve_offline
 
     by_spec = dict(loaded or {})

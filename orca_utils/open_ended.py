@@ -22,9 +22,12 @@ from pathlib import Path
 import pandas as pd
 
 from .data import resolve_dataset, seeded_subset
+from .judge import VICUNA_V1, build_judge_messages, load_fastchat_templates   # re-exported for notebook 07
 
 __all__ = ["PROMPT_SETS", "PAPER_SET_SIZES", "PAPER_SET_NAMES", "load_prompt_set", "load_prompt_sets",
-           "select_subset"]
+           "select_subset", "CandidateAnswers", "candidate_answers", "judge_candidate", "paper_relative_scores",
+           "plot_relative_scores", "provenance_line", "answers_table", "summary_metrics", "summary_lines",
+           "VICUNA_V1", "build_judge_messages", "load_fastchat_templates"]
 
 PROMPT_SETS = ("vicuna_bench", "awesome_prompts", "wizardlm")
 PAPER_SET_SIZES = {"vicuna_bench": 80, "awesome_prompts": 164, "wizardlm": 218}
@@ -153,7 +156,7 @@ class CandidateAnswers:
 def candidate_answers(prompts: pd.DataFrame, run, cfg) -> CandidateAnswers:
     """The candidate's greedy answers, generated in this process (`serve: none`) or through an OpenAI-compatible
     server started for the purpose (`serve: transformers | vllm`); the prompt format is the model's own either way."""
-    from .serving import generation_backend
+    from .backends.resident import generation_backend
 
     label, spec = pick_candidate(run, cfg)
     with generation_backend(spec, cfg.serve, label=label, device=cfg.device, dtype=cfg.dtype,

@@ -19,8 +19,8 @@ from .contracts import SAMPLE_COLUMNS, read_table, train_file
 from .packing import pack_best_fit, pack_paper
 from .tokens import apply_overflow, tokenize_frame
 
-__all__ = ["SampleSource", "epoch_estimate", "length_summary", "load_samples", "measure_lengths", "packing_grid",
-           "plot_length_distributions", "plot_packing", "summary_metrics", "summary_line"]
+__all__ = ["SampleSource", "epoch_estimate", "length_summary", "length_tables", "load_samples", "measure_lengths",
+           "packing_grid", "plot_length_distributions", "plot_packing", "summary_metrics", "summary_line"]
 
 FALLBACK_TEACHER = "data teacher (FLAN-v2 CoT human rationales, NIv2 reference outputs; offline stand-in)"
 
@@ -108,6 +108,18 @@ def length_summary(lengths: pd.DataFrame, by: str | None = None) -> pd.DataFrame
                 row[f"{col.split('_')[0]}_{name}"] = round(float(part[col].agg(fn)), 1)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def length_tables(lengths_by_tokenizer: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """{table name: length summary}: per tokenizer, per collection and tokenizer, and per system message under the
+    first tokenizer (the LLaMA one), each with a `tokenizer` column."""
+    first = next(iter(lengths_by_tokenizer))
+    return {"tab_lengths": pd.concat([length_summary(df).assign(tokenizer=name)
+                                      for name, df in lengths_by_tokenizer.items()]),
+            "tab_lengths_by_collection": pd.concat([length_summary(df, "collection").assign(tokenizer=name)
+                                                    for name, df in lengths_by_tokenizer.items()]),
+            "tab_lengths_by_system_message": length_summary(lengths_by_tokenizer[first], "system_message_id")
+            .assign(tokenizer=first)}
 
 
 def packing_grid(lengths_by_tokenizer: dict[str, pd.DataFrame], max_lens: list[int], overflow: str,

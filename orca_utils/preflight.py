@@ -28,14 +28,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlparse
 
 import yaml
 
+from .backends.endpoints import is_loopback
+from .chat_api.registry import REGISTRY, lookup, retired_on
 from .models import ModelSpecError, resolve_model
 from .paths import REPO_ROOT
 from .schemas import TeacherModelParams
-from .teacher.models import REGISTRY, lookup, retired_on
 from .train import accelerate_config_path
 from .projections import check_projections      # 02's wall time and 04's GPU hours, as estimates
 
@@ -45,7 +45,6 @@ __all__ = ["Finding", "MemoryEstimate", "ModelDims", "Note", "Options", "Problem
            "inference_memory", "model_dims", "model_findings", "run_preflight", "training_memory"]
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 WARN_DAYS = 30                     # a shutdown date this close is a warning
 ASSUMED_PROMPT_TOKENS = 1024       # prompt length for the KV cache where no param caps it
 GPU_NOTEBOOKS = ("04_training", "05_agieval", "06_bbh", "07_open_ended", "08_safety")
@@ -147,7 +146,7 @@ def check_serving(cfgs: dict, opts: Options) -> list[Finding]:
     the command that starts each."""
     import importlib.util
 
-    from .serving import ServeTarget, ServingError, serve_target, server_command
+    from .backends.served import ServeTarget, ServingError, serve_target, server_command
 
     findings: list[Finding] = []
     for stem, cfg in cfgs.items():
@@ -305,7 +304,7 @@ def model_findings(param: str, model: str, listed: dict[str, Any], where: str, t
     day = _as_date(listed[model])
     if day is None and (entry := lookup(model)) is not None and entry.shutdown_date:
         # OpenAI lists `shutdown_date` only where a date is announced: the registry's date stands in
-        day, where = _as_date(entry.shutdown_date), f"{where} lists none; orca_utils/teacher/models.py"
+        day, where = _as_date(entry.shutdown_date), f"{where} lists none; orca_utils/chat_api/registry.py"
     if day is None:
         return []
     if day <= today:
@@ -336,7 +335,7 @@ def _listing_findings(ep: _Endpoint, uses: list[_Use], listing: _Listing, where:
     if listing.status is not None:
         what = listing.error or f"answered HTTP {listing.status}"
         return [Problem(url_param, f"GET {where}/models {what}: give the endpoint's OpenAI-compatible /v1 base URL")]
-    todo = start or ("is its server running? start it, or fix the URL" if urlparse(where).hostname in LOOPBACK
+    todo = start or ("is its server running? start it, or fix the URL" if is_loopback(where)
                      else "check the URL and the network")
     return [Problem(url_param, f"could not reach {where} ({listing.error}): {todo}")]
 
@@ -348,7 +347,7 @@ def _check_remote(ep: _Endpoint, uses: list[_Use], opts: Options, cache: dict,
         return [Note(ep.base_param, "Azure endpoint: deployments are not listed by GET /models; model names "
                                     "not checked")]
     key = os.environ.get(ep.key_env) or None
-    if key is None and urlparse(where).hostname not in LOOPBACK:
+    if key is None and not is_loopback(where):
         return [_missing_key(ep)]
     if (where, ep.key_env) not in cache:
         cache[where, ep.key_env] = fetch_model_list(where, key, opts.timeout_s)
@@ -360,7 +359,7 @@ class _ListOnly:
     """A backend for the emulated endpoint: preflight only asks `GET /models`, never for a completion."""
 
     def complete(self, messages, max_tokens, temperature, stop):
-        from .teacher import Completion
+        from .backends.base import Completion
 
         return Completion(text="")
 
@@ -371,10 +370,10 @@ def _check_emulated(ep: _Endpoint, uses: list[_Use], opts: Options) -> list[Find
     if not ep.emulate:
         return [Note(param, f"offline stand-ins ({names}) are served by the notebook itself: not checked "
                             f"(emulate_openai: true checks them against the emulated endpoint)")]
-    from .teacher import local_server
+    from .backends import local_server
 
     if not hasattr(local_server, "Emulation"):
-        return [Problem(param, "orca_utils.teacher.local_server has no OpenAI emulation mode in this checkout: "
+        return [Problem(param, "orca_utils.backends.local_server has no OpenAI emulation mode in this checkout: "
                                "update it, or set emulate_openai: false")]
     backends = {u.model: _ListOnly() for u in uses}
     try:

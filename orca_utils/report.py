@@ -41,7 +41,7 @@ import pandas as pd
 from .schemas import NOTEBOOK_SCHEMAS
 
 __all__ = ["SECTIONS", "PAPER_ORDER", "Section", "collect_sections", "build_report", "classify_provenance",
-           "cap_table", "EXAMPLE_TABLES"]
+           "cap_table", "EXAMPLE_TABLES", "sections_table", "summary_metrics"]
 
 # notebook -> (section title, what the paper shows there); the report numbers them in PAPER_ORDER
 SECTIONS = {
@@ -381,3 +381,17 @@ def build_report(root: Path, pdf: bool = False, profile: str | None = None, exam
         summary["pdf"] = str(report_dir / "report.pdf")
     (report_dir / "sections.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def sections_table(summary: dict) -> pd.DataFrame:
+    """One row per section of `build_report`'s summary (index: notebook): status, badge, tables, figures."""
+    return pd.DataFrame.from_dict(summary["sections"], orient="index")
+
+
+def summary_metrics(summary: dict) -> tuple[dict, dict]:
+    """(notebook 10's metrics from `build_report`'s summary: figures, tables, sections ok and missing; provenance)."""
+    sections = sections_table(summary)
+    metrics = {"report/figures": len(summary["images"]), "report/tables": int(sections["tables"].sum()),
+               "report/sections_ok": int((sections["status"] == "ok").sum()),
+               "report/sections_missing": len(summary["missing"])}
+    return metrics, {"report": "gathered from this profile's notebook outputs; badges per section"}

@@ -27,16 +27,16 @@ reachable, `load_toxicity_scorer` says why and nothing is scored.
 """
 from __future__ import annotations
 
-import gc
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import pandas as pd
 
+from .backends.hf import HFBackend
+from .backends.resident import ResidentBackends   # one model on the device at a time (also 05/06)
 from .data import resolve_dataset, seeded_subset
 from .evaluation.sets import load_truthfulqa
 from .judge import ChatFn, VerdictParseError, ask_with_retry
@@ -44,51 +44,14 @@ from .judge import ChatFn, VerdictParseError, ask_with_retry
 __all__ = ["load_truthfulqa", "build_mc", "score_mc", "evaluate_mc", "summarise_mc", "paired_mc",
            "build_truth_judge_messages", "parse_yes_no", "judge_truthfulness", "TOXIGEN_13_GROUPS",
            "list_toxigen_files", "parse_toxigen_line", "load_toxigen_prompts", "ToxicityScorer",
-           "load_toxicity_scorer", "summarise_toxicity", "ResidentBackends"]
+           "load_toxicity_scorer", "summarise_toxicity", "ResidentBackends", "models_to_evaluate",
+           "resident_backends", "truthfulqa_items", "generate_continuations", "paper_safety_values",
+           "plot_truthfulqa", "plot_toxigen", "judged_truthfulqa", "toxicity_scorer", "score_toxicity",
+           "summary_metrics"]
 
 # ---------------------------------------------------------------- TruthfulQA
 # The questions are read by `orca_utils.evaluation.sets.load_truthfulqa` (re-exported here, where notebook 08
 # imports it).
-
-
-class ResidentBackends(Mapping):
-    """{label: backend} over `models` ([(label, spec)]) that keeps at most ONE model loaded: reading a label loads
-    its backend with `make(label, spec)` after dropping the one loaded before. Two 13B models never share the
-    device; a notebook that walks the models once per task loads each model once per task."""
-
-    def __init__(self, models: Sequence[tuple[str, str]], make: Callable[[str, str], object]):
-        self._specs = dict(models)
-        self._make = make
-        self._label: str | None = None
-        self._backend = None
-        self.loads = 0
-
-    def __getitem__(self, label: str):
-        if label not in self._specs:
-            raise KeyError(label)
-        if label != self._label:
-            self._backend, self._label = None, None
-            gc.collect()
-            _empty_device_cache()
-            self._backend, self._label = self._make(label, self._specs[label]), label
-            self.loads += 1
-        return self._backend
-
-    def __iter__(self):
-        return iter(self._specs)
-
-    def __len__(self) -> int:
-        return len(self._specs)
-
-
-def _empty_device_cache() -> None:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
 
 
 def build_mc(df: pd.DataFrame) -> pd.DataFrame:
@@ -329,13 +292,10 @@ def _classifier_scorer(spec: str, revision: str | None, toxic_label_index: int, 
 
 
 def _moderation_scorer(base_url: str | None, model: str, api_key_env: str) -> ToxicityScorer:
-    import os
+    from .backends.endpoints import openai_client
 
-    from openai import OpenAI
-
-    if not os.environ.get(api_key_env):
-        raise RuntimeError(f"environment variable {api_key_env} is not set")
-    client = OpenAI(base_url=base_url, api_key=os.environ[api_key_env])
+    client = openai_client(base_url, api_key_env,
+                           missing_key=lambda env: RuntimeError(f"environment variable {env} is not set"))
 
     def score(texts: list[str]) -> list[float]:
         out = []
@@ -385,6 +345,19 @@ def models_to_evaluate(run, cfg) -> list[tuple[str, str]]:
     if student:
         models.append(student)
     return models
+
+
+def resident_backends(models: Sequence[tuple[str, str]], cfg) -> ResidentBackends:
+    """`models` as in-process HF backends on cfg's device and dtype, one model on the device at a time."""
+    return ResidentBackends(models, lambda label, spec: HFBackend(
+        spec, batch_size=cfg.truthfulqa.batch_size, device=cfg.device, dtype=cfg.dtype, label=label))
+
+
+def truthfulqa_items(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(every TruthfulQA question as an MC item, the fixed seeded subset of `truthfulqa.n_questions` evaluated,
+    index reset)."""
+    tqa = build_mc(load_truthfulqa(cfg.data_dir, cfg.offline))
+    return tqa, seeded_subset(tqa, cfg.truthfulqa.n_questions, cfg.seed).reset_index(drop=True)
 
 
 def generate_continuations(prompts: pd.DataFrame, backend, max_new_tokens: int, stop: Sequence[str] | None,

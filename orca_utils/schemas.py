@@ -98,7 +98,7 @@ class SamplingParams(CommonParams):
 
 
 class OpenAIEmulationParams(Strict):
-    """The emulated OpenAI API's own limits (`orca_utils.teacher.openai_emulation`), set independently of the client's
+    """The emulated OpenAI API's own limits (`orca_utils.backends.openai_emulation`), set independently of the client's
     params: an emulator that read the client's budget could never refuse what the client sends."""
 
     batch_enqueued_token_limit: int | None = Field(
@@ -191,7 +191,7 @@ class TeacherServerParams(Strict):
 class TeacherModelParams(Strict):
     """One progressive stage's teacher (or a reference, or a judge): the model asked, its sampling settings and its
     price. Prices left out come from the registry of teacher models by the `model` name
-    (`orca_utils.teacher.models.REGISTRY`; 0 for a model it does not price: offline stand-ins, open weights)."""
+    (`orca_utils.chat_api.registry.REGISTRY`; 0 for a model it does not price: offline stand-ins, open weights)."""
 
     label: str = Field(..., min_length=1, description="human label in tables and figures (never claim GPT-4 for "
                        "an offline stand-in)")
@@ -209,11 +209,11 @@ class TeacherModelParams(Strict):
                                "reject a non-default temperature)")
     api_dialect: Literal["auto", "chat", "reasoning"] = Field(
         "auto", description="chat: max_tokens + temperature; reasoning: max_completion_tokens, no temperature, "
-        "optional reasoning_effort; auto: orca_utils.teacher.models.dialect_for(model)")
+        "optional reasoning_effort; auto: orca_utils.chat_api.registry.dialect_for(model)")
     reasoning_effort: str | None = Field(None, description="sent in either dialect when set (OpenAI reasoning "
                                          "models; vLLM's gpt-oss in the chat dialect): one of the model's accepted "
-                                         "values (orca_utils.teacher.models: none, minimal, low, medium, high, xhigh, "
-                                         "max; e.g. gpt-6.1-sol low..max); "
+                                         "values (orca_utils.chat_api.registry: none, minimal, low, medium, high, "
+                                         "xhigh, max; e.g. gpt-6.1-sol low..max); "
                                          "null: the model's default")
     stop: list[str] = Field(default_factory=list, description="explicit stop strings sent on every request (left out "
                             "for a model that rejects `stop`, e.g. gpt-6.1-sol: the client cuts the answer there)")
@@ -231,7 +231,7 @@ class TeacherModelParams(Strict):
         """Fill the prices a params block leaves out (or sets to null) from the registry entry of `model`."""
         if not isinstance(data, dict) or not isinstance(data.get("model"), str):
             return data
-        from .teacher.models import lookup
+        from .chat_api.registry import lookup
 
         entry = lookup(data["model"])
         filled = dict(data)
@@ -242,13 +242,13 @@ class TeacherModelParams(Strict):
 
     @property
     def dialect(self) -> str:
-        from .teacher.models import dialect_for
+        from .chat_api.registry import dialect_for
 
         return dialect_for(self.model) if self.api_dialect == "auto" else self.api_dialect
 
     @model_validator(mode="after")
     def _effort_the_model_accepts(self):
-        from .teacher.models import effort_error
+        from .chat_api.registry import effort_error
 
         if (problem := effort_error(self.model, self.reasoning_effort)):
             raise ValueError(problem)
@@ -388,7 +388,7 @@ class ApiModelParams(Strict):
 
     model: str = Field(..., min_length=1, description="model name sent to the endpoint (also its label)")
     reasoning_effort: str | None = Field(None, description="one of the model's accepted efforts "
-                                         "(orca_utils.teacher.models); null: the model's default")
+                                         "(orca_utils.chat_api.registry); null: the model's default")
     max_tokens: int | None = Field(None, ge=1, description="output cap (max_completion_tokens for reasoning models, "
                                    "where hidden reasoning counts against it: a cap below it gives empty answers); "
                                    "null: max_new_tokens for chat models, reasoning_max_tokens for reasoning ones")
@@ -397,7 +397,7 @@ class ApiModelParams(Strict):
 
     @model_validator(mode="after")
     def _effort_the_model_accepts(self):
-        from .teacher.models import effort_error
+        from .chat_api.registry import effort_error
 
         if (problem := effort_error(self.model, self.reasoning_effort)):
             raise ValueError(problem)

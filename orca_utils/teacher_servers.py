@@ -23,11 +23,9 @@ Ctrl-C, or with `--detach` leaves them running and prints how to stop them.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -35,10 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .backends.endpoints import LOOPBACK, is_loopback
+from .backends.served import stop_process
+
 __all__ = ["LOOPBACK", "MAX_SHARED_FRACTION", "ServerPlanError", "TeacherServer", "launch_servers", "models_served",
            "plan_servers", "server_for_url"]
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 MAX_SHARED_FRACTION = 0.95         # sum of gpu_memory_utilization of the servers sharing one GPU
 
 
@@ -91,7 +91,7 @@ def _teachers(cfg) -> list[tuple[str, object]]:
 def _local_uses(cfgs: dict) -> list[tuple[str, object]]:
     """(`<notebook>.<name>`, teacher params) of every real-endpoint teacher whose own base_url is on 127.0.0.1."""
     return [(f"{stem}.{name}", t) for stem, cfg in cfgs.items() for name, t in _teachers(cfg)
-            if t.offline_backend == "none" and t.base_url and urlparse(t.base_url).hostname in LOOPBACK]
+            if t.offline_backend == "none" and is_loopback(t.base_url)]
 
 
 @dataclass
@@ -154,7 +154,7 @@ def _check_shared(servers: list[TeacherServer], groups: dict[int, _Group]) -> No
 
 
 def server_for_url(servers: list[TeacherServer], base_url: str | None) -> TeacherServer | None:
-    port = urlparse(base_url or "").port if base_url and urlparse(base_url).hostname in LOOPBACK else None
+    port = urlparse(base_url or "").port if is_loopback(base_url) else None
     return next((s for s in servers if s.port == port), None) if port else None
 
 
@@ -179,16 +179,7 @@ def _vllm_executable() -> str:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    stop_process(proc, grace_s=30.0)      # vLLM may take a while to free the GPU
 
 
 def _wait_ready(server: TeacherServer, proc: subprocess.Popen, log: Path, deadline: float) -> None:

@@ -74,10 +74,17 @@ def test_hf_backend_passes_dtype(tiny_dir):
     assert HFBackend(tiny_dir, device="cpu", progress=False).model.dtype == torch.float32
 
 
-def test_notebook_04_generates_on_the_configured_device():
+def test_notebook_04_generates_on_the_configured_device(tiny_dir):
     nb = json.loads((NOTEBOOKS_DIR / "04_training.ipynb").read_text())
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
     hard_coded = [src for src in code if re.search(r"""device\s*=\s*["']cpu["']""", src)]
     assert not hard_coded, hard_coded
-    backends = re.findall(r"HFBackend\((.*)\)", "\n".join(code))
-    assert backends and all("device=cfg.device" in b and "dtype=cfg.dtype" in b for b in backends), backends
+    loads = re.findall(r"training\.load_backend\((.*)\)", "\n".join(code))
+    assert loads and all(b.rstrip().endswith("cfg") for b in loads), loads
+    # ... and the driver's loader takes the device and dtype from those params
+    from types import SimpleNamespace
+
+    from orca_utils.training import load_backend
+
+    backend = load_backend(tiny_dir, SimpleNamespace(device="cpu", dtype="bfloat16"))
+    assert backend.model.dtype == torch.bfloat16

@@ -208,10 +208,10 @@ def test_vllm_serves_a_hub_id_by_id_with_its_revision(hub_cache):
     assert _flag(cmd, "--served-model-name") == "student" and _flag(cmd, "--port") == "8123"
     assert _flag(cmd, "--host") == "127.0.0.1" and _flag(cmd, "--dtype") == "bfloat16"
     # transformers serve takes `<id>@<revision>` and requests must name it so
-    from orca_utils.serving import _request_name
+    from orca_utils.backends.served import request_name
 
     tf = serve_target(f"org/chat-model@{COMMIT}", "transformers", offline=True)
-    assert tf.model == f"org/chat-model@{COMMIT}" and _request_name("transformers", tf, "student") == tf.model
+    assert tf.model == f"org/chat-model@{COMMIT}" and request_name("transformers", tf, "student") == tf.model
 
 
 def test_a_template_less_hub_model_gets_the_plain_template_file(hub_cache, monkeypatch):

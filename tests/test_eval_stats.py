@@ -253,6 +253,17 @@ def test_zero_shot_metrics_carry_published_and_defined_intervals_only():
     json.dumps(keys, allow_nan=False)
 
 
+def test_the_notebooks_metrics_call_adds_the_provenance_and_names_the_benchmark():
+    from orca_utils.evaluation.zero_shot import summary_metrics, zero_shot_metrics
+
+    zs = _zs({"before": _result(BEFORE)})
+    zs.slots, zs.data_origin = {"before": "base"}, "local"
+    metrics, provenance = summary_metrics(zs)
+    assert metrics == zero_shot_metrics(zs)
+    assert provenance == {"models": "before", "data": "local", "paper": "orca_utils.reference"}
+    assert (zs.benchmark, zs.name) == ("bbh", "BBH")
+
+
 def test_figure_average_is_over_the_papers_tasks():
     from orca_utils.evaluation.figures import AVERAGE, _ours
 

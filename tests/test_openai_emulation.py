@@ -194,7 +194,7 @@ def test_openapi_nullable_fields_accept_null():
 
 
 def test_a_missing_schema_file_skips_validation_with_a_warning(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="orca_utils.teacher.openai_emulation"):
+    with caplog.at_level(logging.WARNING, logger="orca_utils.backends.openai_emulation"):
         emu = _emu(openapi_path=tmp_path / "absent.json")
         with serve_openai_compatible({"gpt-6-luna": Words()}, emulate=emu) as base_url:
             resp = _chat(base_url, model="gpt-6-luna", max_completion_tokens=100, top_k=5)

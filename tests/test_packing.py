@@ -203,3 +203,23 @@ def test_length_measurement_in_chunks_equals_one_pass():
     whole = tokenize_frame(tok, frame, max_len_tokens=64, overflow="truncate_response")
     assert list(one["prompt_tokens"]) == list(whole.prompt_tokens_all)
     assert list(one["status"]) == list(whole.status_all) and {"ok", "truncated"} <= set(one["status"])
+
+
+def test_length_tables_are_the_three_summaries_notebook_03_saves():
+    import pandas as pd
+
+    from orca_utils.packing_analysis import length_summary, length_tables
+
+    def frame(shift):
+        return pd.DataFrame({"collection": ["cot", "niv2", "cot"], "system_message_id": [1, 2, 1],
+                             "prompt_tokens": [3 + shift, 5, 7], "response_tokens": [2, 4, 6 + shift],
+                             "total_tokens": [5 + shift, 9, 13 + shift]})
+    lengths = {"LLaMA": frame(0), "student": frame(1)}
+    tables = length_tables(lengths)
+    assert list(tables) == ["tab_lengths", "tab_lengths_by_collection", "tab_lengths_by_system_message"]
+    pd.testing.assert_frame_equal(tables["tab_lengths"], pd.concat(
+        [length_summary(df).assign(tokenizer=n) for n, df in lengths.items()]))
+    pd.testing.assert_frame_equal(tables["tab_lengths_by_collection"], pd.concat(
+        [length_summary(df, "collection").assign(tokenizer=n) for n, df in lengths.items()]))
+    pd.testing.assert_frame_equal(tables["tab_lengths_by_system_message"],
+                                  length_summary(lengths["LLaMA"], "system_message_id").assign(tokenizer="LLaMA"))

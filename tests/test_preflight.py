@@ -524,7 +524,7 @@ def test_deep_validate_prints_the_projections_as_estimates(tmp_path, repo, monke
 @pytest.mark.parametrize("shape", ["always", "announced"])       # `shutdown_date: null`, or no such field at all
 def test_a_model_listed_without_a_shutdown_date_falls_back_to_the_registry(shape):
     """OpenAI's Model object carries `shutdown_date` only where a date is announced; gpt-5's (2026-12-11) is in
-    orca_utils/teacher/models.py, so preflight warns within 30 days and stops after it."""
+    orca_utils/chat_api/registry.py, so preflight warns within 30 days and stops after it."""
     from orca_utils.preflight import fetch_model_list
     from orca_utils.teacher.local_server import Emulation, serve_openai_compatible
 
@@ -535,5 +535,5 @@ def test_a_model_listed_without_a_shutdown_date_falls_back_to_the_registry(shape
     before = model_findings("p", "gpt-5", listing.models, "the endpoint", dt.date(2026, 12, 1))
     after = model_findings("p", "gpt-5", listing.models, "the endpoint", dt.date(2026, 12, 20))
     assert [type(f).__name__ for f in before] == ["Warn"] and "2026-12-11" in str(before[0])
-    assert [type(f).__name__ for f in after] == ["Problem"] and "orca_utils/teacher/models.py" in str(after[0])
+    assert [type(f).__name__ for f in after] == ["Problem"] and "orca_utils/chat_api/registry.py" in str(after[0])
     assert model_findings("p", "gpt-6-luna", {"gpt-6-luna": None}, "the endpoint", dt.date(2026, 12, 20)) == []

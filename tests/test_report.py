@@ -103,3 +103,18 @@ def test_classify_provenance():
     assert classify_provenance([]) == "unknown"
     assert classify_provenance(["SmolLM2-135M-Instruct (local stand-in teacher)"]) == "offline stand-in"
     assert classify_provenance(["gpt-4-0613 via api.openai.com", "LLaMA-13B"]) == "real teacher/model"
+
+
+def test_report_metrics_come_from_the_summary_in_one_call(fake_root):
+    """Notebook 10 saves `report.summary_metrics`: what its cells computed from the sections table before."""
+    from orca_utils.report import sections_table, summary_metrics
+
+    summary = build_report(fake_root, pdf=False)
+    sections = pd.DataFrame.from_dict(summary["sections"], orient="index")
+    pd.testing.assert_frame_equal(sections_table(summary), sections)
+    metrics, provenance = summary_metrics(summary)
+    assert metrics == {"report/figures": len(summary["images"]), "report/tables": int(sections["tables"].sum()),
+                       "report/sections_ok": int((sections["status"] == "ok").sum()),
+                       "report/sections_missing": len(summary["missing"])}
+    assert (metrics["report/figures"], metrics["report/sections_missing"]) == (3, 6)
+    assert provenance == {"report": "gathered from this profile's notebook outputs; badges per section"}

@@ -102,7 +102,7 @@ def test_a_model_listed_without_a_shutdown_date_is_checked_against_the_registry(
     object allows: the registry's 2026-10-23 stops the run before a request goes out."""
     emu = Emulation(shutdown_dates={"gpt-4": None}, dialects={"gpt-4": "chat"})
     with serve_openai_compatible({"gpt-4": Recorder()}, emulate=emu) as base_url:
-        with pytest.raises(TeacherConfigError, match=r"2026-10-23 \(orca_utils/teacher/models.py\)"):
+        with pytest.raises(TeacherConfigError, match=r"2026-10-23 \(orca_utils/chat_api/registry.py\)"):
             complete_chats(_requests("gpt-4", 2, dialect="chat"), _endpoint(base_url), tmp_path / "c.sqlite",
                            progress=False)
         assert serve_openai_compatible.last_app.state.orca.stats["chat_requests"] == 0

@@ -144,3 +144,19 @@ def test_paper_profile_launches_accelerate_with_its_config(tmp_path):
     assert cmd[cmd.index("--config_file") + 1].endswith("params/accelerate/fsdp_1node_8gpu.yaml")
     assert cmd[-6:] == ["--profile", "paper", "--stage", "2", "--run-dir", str(run.root)]
     assert cfg.max_len_tokens == 2048 and cfg.stage1.epochs == cfg.stage2.epochs == 4
+
+
+def test_the_training_driver_gathers_both_stages_metrics_in_one_call():
+    """Notebook 04 saves `training.summary_metrics`: stage 1's entries, stage 2's, then where the student is."""
+    from orca_utils import training
+    from orca_utils.config import load_profile
+    from orca_utils.train_report import stage_metrics
+
+    cfg = load_profile("smoke")["04_training"]
+    results = [{"stage": s, "train_loss_final": 1.0 / s, "eval_loss_final": 1.1 / s, "steps": 3 * s,
+                "tokens_per_s": 9.0, "useful_tokens": 90, "data": {"samples_per_row": 2.5}} for s in (1, 2)]
+    metrics, provenance = training.summary_metrics(cfg, results, "stage 1: T1; stage 2: T2")
+    assert metrics == {**stage_metrics(results[0]), **stage_metrics(results[1]), "student/dir": "student"}
+    assert list(metrics)[-1] == "student/dir" and list(metrics)[0] == "stage1/train_loss"
+    assert provenance == {"student": f"tuned from {cfg.base_model_label}", "data": "notebook 02 (stage 1: T1; "
+                          "stage 2: T2)", "packer": cfg.packer, "engine": "TRL SFTTrainer"}

@@ -10,20 +10,10 @@
   authors' published rule (`extract_answer`, `score_prediction`, `score_published`);
 - `stats.py`: Wilson and bootstrap intervals, the exact McNemar test;
 - `zero_shot.py`: 05/06's driver: the scoring runs, the tables beside the paper, the metrics (`run_zero_shot`,
-  `accuracy_table`, `paired_table`, `zero_shot_metrics`, ...);
+  `accuracy_table`, `paired_table`, `summary_metrics`, ...);
 - `figures.py`: the per-task accuracy figure drawn the paper's way (`plot_per_task`);
 - `score_cli.py`: the `python -m orca_utils score` command (saved model outputs scored with the same rules).
 
-The notebooks import the driver: `from orca_utils.evaluation import zero_shot as er`.
+The notebooks import the driver by name: `from orca_utils.evaluation import zero_shot`. This file imports nothing:
+reading a set (`evaluation.sets`, as 01 and 08 do) does not import the driver and the engine.
 """
-from __future__ import annotations
-
-from . import engine, extract, figures, sets, stats, tasks, zero_shot
-from .zero_shot import (ZeroShotRun, accuracy_table, error_examples, paired_table, paper_columns, plot_accuracy,
-                        plot_relative_improvement, provenance, relative_improvement, run_zero_shot, student_label,
-                        system_message_table, zero_shot_metrics)
-
-__all__ = ["engine", "extract", "figures", "sets", "stats", "tasks", "zero_shot", "ZeroShotRun", "accuracy_table",
-           "error_examples", "paired_table", "paper_columns", "plot_accuracy", "plot_relative_improvement",
-           "provenance", "relative_improvement", "run_zero_shot", "student_label", "system_message_table",
-           "zero_shot_metrics"]

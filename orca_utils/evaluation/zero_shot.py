@@ -15,18 +15,16 @@ is drawn the paper's way, ours beside the paper's models (`orca_utils.evaluation
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
 from .. import contracts
+from ..backends.resident import ResidentBackends, generation_backend
 from ..data import resolve_dataset
 from .engine import EvalResult, evaluate
 from .stats import (bootstrap_macro_interval, bootstrap_relative_change, format_interval, mcnemar_exact,
@@ -35,13 +33,15 @@ from .tasks import EvalItem, get_task, load_benchmark, subset_items, task_specs
 from ..reference import NOT_AVAILABLE, format_paper_value, paper_block
 from ..system_messages import SYSTEM_MESSAGES
 
-__all__ = ["ZeroShotRun", "run_zero_shot", "model_backend", "records_dir", "paper_values", "paper_columns",
+__all__ = ["ZeroShotRun", "run_zero_shot", "records_dir", "paper_values", "paper_columns",
            "outcomes", "paper_task_set", "macro_rows", "accuracy_table", "relative_improvement", "system_message_table",
-           "plot_relative_improvement", "plot_accuracy", "paired_table"]
+           "plot_relative_improvement", "plot_accuracy", "paired_table", "BENCHMARK_NAMES", "student_label",
+           "provenance", "error_examples", "zero_shot_metrics", "summary_metrics"]
 
 CONVENTION_COLUMNS = {"robust": "correct", "published": "published_correct"}   # record column per convention
 
 PAPER_BLOCKS = {"agieval": "agieval_zero_shot", "bbh": "bbh_zero_shot"}
+BENCHMARK_NAMES = {"agieval": "AGIEval", "bbh": "BBH"}   # as figure titles name them
 
 
 @dataclass
@@ -59,32 +59,10 @@ class ZeroShotRun:
     def n_items(self) -> int:
         return sum(len(v) for v in self.items.values())
 
-
-def _hf_backend(model, cfg, label: str):
-    from ..generate import HFBackend
-
-    return HFBackend(model, batch_size=cfg.batch_size, device=cfg.device, max_len_tokens=cfg.max_len_tokens,
-                     label=label, dtype=cfg.dtype)
-
-
-@contextlib.contextmanager
-def model_backend(spec: str, cfg, label: str) -> Iterator:
-    """The backend that generates for `spec`: in process (`serve: none`), or an OpenAI-compatible server started
-    for the block (`serve: transformers | vllm`, `orca_utils.serving`) scored through `OpenAIBackend`."""
-    if cfg.serve == "none":
-        backend = _hf_backend(spec, cfg, label)
-        try:
-            yield backend
-        finally:
-            del backend
-        return
-    if cfg.mode != "generate":
-        raise ValueError(f"serve: {cfg.serve}: a served model answers chat requests only; set mode: generate")
-    from ..generate import OpenAIBackend
-    from ..serving import served_model
-
-    with served_model(spec, cfg.serve, device=cfg.device, dtype=cfg.dtype) as server:
-        yield OpenAIBackend(server.base_url, server.model, label=label, concurrency=cfg.batch_size)
+    @property
+    def name(self) -> str:
+        """The benchmark as figure titles name it ("AGIEval", "BBH"); file names use `benchmark`."""
+        return BENCHMARK_NAMES.get(self.benchmark, self.benchmark)
 
 
 def records_dir(run, cfg, slot: str, spec: str, system_message: str | None, tag: str) -> Path:
@@ -112,15 +90,16 @@ def run_zero_shot(cfg, run, benchmark: str) -> ZeroShotRun:
     out.student_found = student is not None
     if student is not None:
         models.append((*student, "student"))
-    with contextlib.ExitStack() as stack:
+    labels = {slot: label for label, _, slot in models}
+    resident = ResidentBackends([(slot, spec) for _, spec, slot in models], lambda slot, spec: generation_backend(
+        spec, cfg.serve, label=labels[slot], device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
+        max_len_tokens=cfg.max_len_tokens, mode=cfg.mode))
+    with resident:                                  # one model on the device (or one server) at a time
         last_backend, last_spec = None, None
         for label, spec, slot in models:
             out.slots[label] = slot
-            if last_backend is not None:            # one model on the device (or one server) at a time
-                last_backend = None
-                stack.close()
-                gc.collect()
-            last_backend = stack.enter_context(model_backend(spec, cfg, label))
+            last_backend = None                     # no reference to the previous model while the next loads
+            last_backend = resident[slot]
             last_spec = spec
             out.results[label] = evaluate(last_backend, items, label=label, chunk_items=cfg.records_chunk_items,
                                           records_dir=records_dir(run, cfg, slot, spec, message, "main"), **kwargs)
@@ -141,7 +120,7 @@ def _evaluate_api_models(out: ZeroShotRun, cfg, run, items, message, kwargs) -> 
     rejects it; the answer is cut there client-side, so scoring is unchanged. Answers the hidden reasoning left
     empty or cut are scored (wrong) and counted per model: the records' `api_status` column and the metrics
     `<slot>/status/<status>`, `<slot>/reasoning_tokens`."""
-    from ..generate import TeacherClientBackend
+    from ..teacher.backend import TeacherClientBackend
     from ..schemas import TeacherEndpointParams, TeacherModelParams
 
     endpoint = TeacherEndpointParams(base_url=cfg.api_base_url, api_key_env=cfg.api_key_env)
@@ -535,6 +514,12 @@ def zero_shot_metrics(zs: ZeroShotRun) -> dict[str, float]:
     for mid, res in zs.system_messages.items():
         out[f"{zs.benchmark}/system_message_{mid}/macro_accuracy"] = res.macro
     return out
+
+
+def summary_metrics(zs: ZeroShotRun) -> tuple[dict[str, float], dict[str, str]]:
+    """(the notebook's metrics, their provenance) for the run's metrics.json."""
+    return zero_shot_metrics(zs), {"models": ", ".join(zs.results), "data": zs.data_origin,
+                                   "paper": "orca_utils.reference"}
 
 
 def error_examples(zs: ZeroShotRun, per_task: int) -> pd.DataFrame:

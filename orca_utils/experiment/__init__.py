@@ -2,15 +2,11 @@
 
 - `symbolic.py`: the task generators and solvers (BBH-format problems whose steps are known), and scoring;
 - `symbolic_teacher.py`: the teacher that explains them in three styles, served by the local OpenAI-compatible
-  server (`orca_utils.teacher.local_server`) behind the same client as GPT-4;
+  server (`orca_utils.backends.local_server`) behind the same client as GPT-4;
 - `pipeline.py`: the experiment itself: problems, responses, tokenizer and student, training under both controls,
   evaluation on BBH items and the difficulty curve (`run_experiment`, `check_invariants`, `provenance`);
-- `stats.py`: tables, paired tests, the difficulty curve's summary, figures and the generated conclusion.
-
-The notebook imports the modules: `from orca_utils.experiment import pipeline as E, stats as X, symbolic as S`.
+- `stats.py`: tables, paired tests, the difficulty curve's summary, figures and the generated conclusion;
+- `explanation_vs_answer.py`: the notebook's driver, the one module it imports, gathering what it calls from the
+  modules above: `from orca_utils.experiment import explanation_vs_answer`.
+This file imports nothing: importing one module of the package does not import the others.
 """
-from __future__ import annotations
-
-from . import pipeline, stats, symbolic, symbolic_teacher
-
-__all__ = ["pipeline", "stats", "symbolic", "symbolic_teacher"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..teacher.protocol import Completion
+from ..backends.base import Completion
 from .symbolic import STYLES, detect_task, explain
 
 __all__ = ["SYSTEM_MESSAGES", "SymbolicTeacher", "style_of", "TEACHER_LABEL"]
@@ -52,7 +52,7 @@ def _count_tokens(text: str) -> int:
 
 
 class SymbolicTeacher:
-    """Backend for `teacher.local_server`: `complete(messages, max_tokens, temperature, stop) -> Completion`."""
+    """Backend for `backends.local_server`: `complete(messages, max_tokens, temperature, stop) -> Completion`."""
 
     label = TEACHER_LABEL
 

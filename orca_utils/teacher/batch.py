@@ -40,8 +40,8 @@ from typing import Sequence
 
 from ..schemas import TeacherEndpointParams
 from .cache import CachedResponse, ResponseCache
-from .protocol import (TeacherConfigError, backoff, classify_response, config_error_message, cut_client_side,
-                       prompt_tokens_of, request_body, request_json, retry_after, sends_stop, short_error)
+from ..chat_api.wire import (TeacherConfigError, backoff, classify_response, config_error_message, cut_client_side,
+                             prompt_tokens_of, request_body, request_json, retry_after, sends_stop, short_error)
 
 __all__ = ["run_batches", "chunk_requests", "MAX_FILE_LINES", "MAX_FILE_BYTES"]
 

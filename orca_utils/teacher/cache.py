@@ -9,13 +9,14 @@ requests (model, messages, sampling parameters) and responses are stored.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
+
+from ..chat_api.wire import request_key   # the key is part of the wire format: one definition
 
 __all__ = ["CachedResponse", "ResponseCache", "request_key"]
 
@@ -41,16 +42,6 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at REAL NOT NULL
 );
 """
-
-
-def request_key(model: str, messages: list[dict], max_tokens: int, temperature: float,
-                stop: list[str] | None) -> str:
-    """SHA-256 of everything that determines a response (the endpoint and the key do not)."""
-    payload = json.dumps({"model": model, "messages": [{"role": m["role"], "content": m["content"]}
-                                                       for m in messages],
-                          "max_tokens": int(max_tokens), "temperature": float(temperature),
-                          "stop": list(stop or [])}, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 @dataclass

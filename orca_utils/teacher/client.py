@@ -15,7 +15,7 @@
   the request's form (`unsupported_parameter`, `unsupported_value`: a reasoning model sent `max_tokens`).
 - Dialects (`ChatRequest.dialect`, from the teacher's `api_dialect`): `chat` sends `max_tokens` and `temperature`;
   `reasoning` sends `max_completion_tokens` (which also pays for hidden reasoning tokens), no temperature, and
-  `reasoning_effort` when set. `request_body` (`orca_utils.teacher.protocol`) writes both chat calls and
+  `reasoning_effort` when set. `request_body` (`orca_utils.chat_api.wire`) writes both chat calls and
   Batch lines.
 - Before the first request, the endpoint's model list (`GET /v1/models`, when it answers) must hold the model and
   not past its `shutdown_date`; otherwise the run stops before anything is sent.
@@ -23,7 +23,7 @@
 - Cost: `estimate_cost` before spending; `max_cost_usd` refuses a run whose estimate exceeds it and stops sending
   (status `not_sent`, not cached) once the spent plus the next request's worst case would exceed it.
 - Batch mode (`endpoint.batch_mode`): `orca_utils.teacher.batch`, into the same cache.
-- Per-model facts (`orca_utils.teacher.models`): a `reasoning_effort` outside the model's accepted set stops the run
+- Per-model facts (`orca_utils.chat_api.registry`): a `reasoning_effort` outside the model's accepted set stops the run
   before anything is sent (one line naming the param); `stop` is not sent to a model that rejects it (the answer is
   cut at the stop string here instead, `protocol.cut_client_side`).
 - Hidden reasoning: `usage.completion_tokens_details.reasoning_tokens` is kept per record and summed in
@@ -35,28 +35,27 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
-from urllib.parse import urlparse
 
+from ..backends.endpoints import openai_client
+from ..chat_api.registry import lookup
+from ..chat_api.wire import (ChatRequest, TeacherConfigError, backoff, classify_response, config_error_message,
+                             cut_client_side, prompt_tokens_of, request_body, request_json, request_params_error,
+                             retry_after, rough_tokens, sends_stop, short_error)
 from ..schemas import TeacherEndpointParams
 from .batch import run_batches
 from .cache import CachedResponse, ResponseCache
-from .models import lookup
-from .protocol import (ChatRequest, TeacherConfigError, backoff, classify_response, config_error_message,
-                       cut_client_side, prompt_tokens_of, request_body, request_json, request_params_error,
-                       retry_after, rough_tokens, sends_stop, short_error)
 
 # ChatRequest, request_body, classify_response, TeacherConfigError and the retry helpers are shared with the
-# Batch mode: they live in `orca_utils.teacher.protocol` (and are exported by `orca_utils.teacher`).
+# Batch mode and the OpenAI-compatible backend: they live in `orca_utils.chat_api.wire` (and are exported by
+# `orca_utils.teacher`).
 __all__ = ["STATUSES", "ChatResult", "ChatRun", "Prices", "CostEstimate", "CostLimitError", "RateLimiter",
            "make_client", "estimate_cost", "check_models", "emulation_for", "run_chat_async", "complete_chats"]
 
 STATUSES = ("ok", "truncated", "refused", "content_filter", "empty", "error", "not_sent")
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 class CostLimitError(RuntimeError):
@@ -178,7 +177,7 @@ def emulation_for(endpoint: TeacherEndpointParams):
     """
     if not endpoint.emulate_openai:
         return None
-    from .local_server import Emulation
+    from ..backends.openai_emulation import Emulation
 
     emu = endpoint.emulation
     extra = {"reasoning_tokens": dict(emu.reasoning_tokens)} if emu.reasoning_tokens is not None else {}
@@ -189,20 +188,13 @@ def emulation_for(endpoint: TeacherEndpointParams):
 
 def make_client(endpoint: TeacherEndpointParams):
     """AsyncOpenAI / AsyncAzureOpenAI with the key from the environment; the client's own retries are off."""
-    import openai
+    def missing_key(env: str) -> Exception:
+        return TeacherConfigError(f"environment variable {env} is not set: export the API key there (params only "
+                                  f"hold the variable's name)")
 
-    key = os.environ.get(endpoint.api_key_env)
-    host = urlparse(endpoint.base_url or "").hostname
-    if not key:
-        if host not in LOOPBACK:
-            raise TeacherConfigError(f"environment variable {endpoint.api_key_env} is not set: export the API key "
-                                     f"there (params only hold the variable's name)")
-        key = "no-key-needed-for-loopback"
-    common = dict(api_key=key, max_retries=0, timeout=endpoint.timeout_s)
-    if endpoint.api_type == "azure":
-        return openai.AsyncAzureOpenAI(azure_endpoint=endpoint.base_url, api_version=endpoint.azure_api_version,
-                                       **common)
-    return openai.AsyncOpenAI(base_url=endpoint.base_url, **common)
+    return openai_client(endpoint.base_url, endpoint.api_key_env, asynchronous=True, api_type=endpoint.api_type,
+                         azure_api_version=endpoint.azure_api_version, timeout_s=endpoint.timeout_s, max_retries=0,
+                         missing_key=missing_key)
 
 
 async def _send(client, req: ChatRequest, endpoint: TeacherEndpointParams, limiter: RateLimiter,
@@ -280,7 +272,7 @@ async def check_models(client, models: set[str]) -> None:
         # then the registry's date, if it has one, is the one to trust.
         shutdown, source = info.get("shutdown_date"), "the endpoint's model list"
         if not shutdown and (entry := lookup(model)) is not None and entry.shutdown_date:
-            shutdown, source = entry.shutdown_date, "orca_utils/teacher/models.py"
+            shutdown, source = entry.shutdown_date, "orca_utils/chat_api/registry.py"
         if shutdown and dt.date.fromisoformat(str(shutdown)[:10]) <= dt.date.today():
             raise TeacherConfigError(f"model {model!r} was shut down on {shutdown} ({source}): "
                                      f"change the teacher's `model` param")

@@ -1,4 +1,4 @@
-"""Offline teachers for the smoke profile, served by `teacher.local_server` behind the same client as GPT-4.
+"""Offline teachers for the smoke profile, served by `backends.local_server` behind the same client as GPT-4.
 
 - `DataTeacher`: answers only from what the data holds. For FLAN-v2 CoT queries, the human-written rationale and
   answer, shaped by the system message (a short answer when it asks for nothing more; the rationale then the
@@ -7,7 +7,7 @@
   query's reference data through a lookup keyed by the user message (the query text), built from 01's queries
   table; a query missing from the lookup is answered with HTTP 400 (recorded as status `error`, never guessed).
 - `local_llm_teacher`: a Hugging Face causal LM with its chat template (default: the smoke SmolLM2-135M-Instruct),
-  batched greedy generation with left padding, honouring max_tokens and stop: `orca_utils.generate.HFBackend`, whose
+  batched greedy generation with left padding, honouring max_tokens and stop: `orca_utils.backends.HFBackend`, whose
   `complete_batch` the server's micro-batcher and Batch API jobs call.
 `offline_backends(...)` builds the {model name: backend} mapping the notebook serves for its two stages.
 """
@@ -18,7 +18,7 @@ import re
 import threading
 from typing import Callable, Iterable, Iterator
 
-from .protocol import Completion, ServerFault
+from ..backends.base import Completion, ServerFault
 
 __all__ = ["DataTeacher", "LazyBackend", "wants_explanation", "local_llm_teacher", "offline_backends", "serve_offline"]
 
@@ -114,7 +114,7 @@ class LazyBackend:
 def local_llm_teacher(model_spec: str, batch_size: int = 8, device: str = "cpu", label: str | None = None):
     """A HF causal LM as a teacher backend (`HFBackend`: chat template, batched greedy, left padding, stop),
     loaded on its first request."""
-    from ..generate import HFBackend
+    from ..backends.hf import HFBackend
 
     return LazyBackend(lambda: HFBackend(model_spec, batch_size=batch_size, device=device, progress=False,
                                          label=label))
@@ -144,8 +144,8 @@ def serve_offline(backends: dict, endpoint, max_batch_size: int = 16, batch_wind
     behind the local OpenAI-compatible server for the block, which yields `endpoint` pointed at it (OpenAI wire
     format; the endpoint's `emulate_openai` settings applied). 02, 07, 08 and 09 all send through the same
     teacher client as with a real endpoint."""
+    from ..backends.local_server import serve_openai_compatible
     from .client import emulation_for
-    from .local_server import serve_openai_compatible
 
     with serve_openai_compatible(backends, max_batch_size=max_batch_size, batch_window_s=batch_window_s,
                                  emulate=emulation_for(endpoint)) as base_url:

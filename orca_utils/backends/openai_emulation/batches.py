@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..protocol import Completion, ServerFault
+from ..base import Completion, ServerFault
 from .capabilities import ReasoningPlan, emulated_prompt_tokens
 from .emulation import Emulation
 from .errors import openai_error

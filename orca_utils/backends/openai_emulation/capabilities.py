@@ -43,7 +43,7 @@ class ModelCapabilities:
 # - BerriAI/litellm#28662: models that support `reasoning_effort='none'` accept `stop`; gpt-5 and gpt-5-mini, which
 #   have no `none`, keep rejecting it. huggingface/smolagents#1893 quotes the refusal: 400 "Unsupported parameter:
 #   'stop' is not supported with this model.", param `stop`, code `unsupported_parameter`.
-# - orca_utils.teacher.models (the registry): gpt-6-luna "reasoning_effort none..max (temperature only with none)",
+# - orca_utils.chat_api.registry (the registry): gpt-6-luna "reasoning_effort none..max (temperature only with none)",
 #   gpt-6.1-sol "reasoning_effort low..max (no none/minimal)".
 DEFAULT_CAPABILITIES: dict[str, ModelCapabilities] = {
     "gpt-6-luna": ModelCapabilities(reasoning=True, efforts=REASONING_EFFORTS, default_effort="none",

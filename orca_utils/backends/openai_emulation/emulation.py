@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..protocol import Completion
+from ..base import Completion
 from .capabilities import (CHAT_MODEL, DEFAULT_CAPABILITIES, DEFAULT_REASONING_TOKENS, GENERIC_REASONING,
                            REASONING_EFFORTS, ModelCapabilities, ReasoningPlan)
 from .errors import openai_error
@@ -91,7 +91,7 @@ class Emulation:
     def shutdown_date(self, model: str) -> str | None:
         if model in self.shutdown_dates:
             return self.shutdown_dates[model]
-        from ..models import lookup
+        from ...chat_api.registry import lookup
 
         entry = lookup(model)
         return entry.shutdown_date if entry else None
@@ -101,7 +101,7 @@ class Emulation:
         return bool(date) and dt.date.fromisoformat(date) <= self.today
 
     def dialect(self, model: str) -> str:
-        from ..models import dialect_for
+        from ...chat_api.registry import dialect_for
 
         if model in self.capabilities:
             return "reasoning" if self.capabilities[model].reasoning else "chat"
@@ -114,7 +114,7 @@ class Emulation:
 
     def listed_models(self, served) -> dict[str, str | None]:
         """id -> shutdown_date of what `GET /v1/models` lists: the served models (and retired registry models)."""
-        from ..models import REGISTRY
+        from ...chat_api.registry import REGISTRY
 
         listed = {m: self.shutdown_date(m) for m in served}
         if self.list_shut_down_models:

@@ -1,6 +1,6 @@
 """The local server's OpenAI emulation mode, written from OpenAI's documentation and API reference.
 
-`orca_utils.teacher.local_server` serves pluggable backends over an OpenAI-compatible HTTP API; with
+`orca_utils.backends.local_server` serves pluggable backends over an OpenAI-compatible HTTP API; with
 `emulate=Emulation(...)` it also behaves the way OpenAI's API does where a paper-scale run can break. Every
 behaviour here comes from OpenAI's published material (each cites its source in a comment: the OpenAPI description
 of `github.com/openai/openai-openapi`, OpenAI's help center, or a GitHub issue that quotes an answer of the API),

@@ -1,0 +1,21 @@
+"""Notebook 09's driver: does a small student learn more from explanations than from answers? (Orca's claim.)
+
+The notebook imports this module only; each name is defined in the module of the package that owns it:
+- `pipeline`: the experiment's settings and run (`Settings`, `run_experiment`, `provenance`, `check_invariants`);
+- `symbolic` and `symbolic_teacher`: the tasks and the teacher's three styles (`generate_input`, `explain`,
+  `STYLES`, `STEP_UNITS`, `SYSTEM_MESSAGES`);
+- `stats`: tables, paired tests, the difficulty curve, figures, the conclusion and the metrics (`summarize`,
+  `paired_tests`, `curve_tests`, `conclusion`, `summary_metrics`, ...).
+"""
+from __future__ import annotations
+
+from .pipeline import Settings, check_invariants, provenance, run_experiment
+from .stats import (best_constant, cap_shares, conclusion, curve_summary, curve_tests, paired_tests, plot_accuracy,
+                    plot_curves, plot_difficulty, summarize, summary_metrics, trace_fidelity, wide_table)
+from .symbolic import STEP_UNITS, STYLES, explain, generate_input
+from .symbolic_teacher import SYSTEM_MESSAGES
+
+__all__ = ["Settings", "run_experiment", "provenance", "check_invariants", "STEP_UNITS", "STYLES", "explain",
+           "generate_input", "SYSTEM_MESSAGES", "summarize", "wide_table", "paired_tests", "best_constant",
+           "curve_summary", "curve_tests", "trace_fidelity", "cap_shares", "conclusion", "summary_metrics",
+           "plot_accuracy", "plot_curves", "plot_difficulty"]
