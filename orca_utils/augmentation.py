@@ -214,7 +214,10 @@ def summary_metrics(cfg: AugmentationParams, runs: dict[str, ChatRun], responses
                         f"{s}/mean_response_tokens": float(train[s]["response"].map(count_tokens).mean())
                         if len(train[s]) else 0.0,
                         **{f"{s}/status/{k}": v for k, v in counts.items()}})
-    return metrics, {s: f"{teacher_of(cfg, s).label} [{teacher_of(cfg, s).model}]" for s in STAGES}
+    from .provenance import Provenance, teacher_source
+
+    return metrics, Provenance({s: f"{teacher_of(cfg, s).label} [{teacher_of(cfg, s).model}]" for s in STAGES},
+                               sources=[teacher_source(f"teacher ({s})", teacher_of(cfg, s)) for s in STAGES])
 
 
 def plot_length_distributions(responses: dict, count_tokens):

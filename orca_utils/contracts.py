@@ -9,6 +9,7 @@ columns of its tables, and the tuned student's label.
 | `student/`, `student_stage1/` (Hugging Face model folders with their tokenizer) | 04_training | 05-08 |
 | `stage{1,2}_result.json` (losses, steps, throughput of a stage) | 04_training (`train`) | `train_report` |
 | `metrics.json`, `run_info.json` | every notebook (`runs.Run`) | 10_report, the runner |
+| `metrics.json`'s `sources` (`check_sources`: `SOURCE_KINDS`) | each `summary_metrics` (`provenance`) | 10, 04 |
 | `tab_*.csv` + `.md`, `fig_*.png` / `.pdf` / `.svg` | every notebook | 10_report |
 
 03 reads `SAMPLE_COLUMNS` of the training tables, 04 at least `TRAIN_REQUIRED_COLUMNS`.
@@ -25,7 +26,8 @@ from pathlib import Path
 __all__ = ["STAGES", "QUERY_TABLE_COLUMNS", "TRAIN_TABLE_COLUMNS", "RESPONSE_TABLE_COLUMNS", "SAMPLE_COLUMNS",
            "TRAIN_REQUIRED_COLUMNS", "STUDENT_DIR", "STAGE1_STUDENT_DIR", "METRICS_FILE", "RUN_INFO_FILE",
            "ContractError", "queries_file", "responses_file", "train_file", "stage_result_file", "check_table",
-           "read_table", "stage_teachers", "student_label", "tuned_student"]
+           "read_table", "stage_teachers", "student_label", "tuned_student", "SOURCES_FIELD", "SOURCE_KINDS",
+           "SOURCE_KEYS", "check_sources", "read_sources"]
 
 STAGES = ("stage1", "stage2")            # 01's and 02's two stages (the FLAN-5M and FLAN-1M analogues)
 
@@ -46,6 +48,13 @@ STUDENT_DIR = "student"                  # 04's final student (after stage 2), r
 STAGE1_STUDENT_DIR = "student_stage1"    # 04's student after stage 1
 METRICS_FILE = "metrics.json"
 RUN_INFO_FILE = "run_info.json"
+# metrics.json's structured provenance: a list of {"role", "name", "kind"}, one per model, teacher, judge or data
+# source that produced the notebook's numbers. kind: "none" (no model: data, sampling, tokenizers), "stand_in" (an
+# offline stand-in: data / local_llm teachers, SmolLM2, pkg: / random-llama: students, symbolic teachers), "real"
+# (the paper's kinds of models: API teachers and judges, hub / local students trained for real).
+SOURCES_FIELD = "sources"
+SOURCE_KINDS = ("none", "stand_in", "real")
+SOURCE_KEYS = ("role", "name", "kind")
 
 
 class ContractError(ValueError):
@@ -125,3 +134,32 @@ def tuned_student(run) -> tuple[str, str] | None:
     if folder is None or not (Path(folder) / STUDENT_DIR / "config.json").exists():
         return None
     return student_label(run.cfg.base_model_label), str(Path(folder) / STUDENT_DIR)
+
+
+def read_sources(folder: str | Path | None) -> list[dict] | None:
+    """The checked `sources` of the `metrics.json` in `folder`; None when there is no such file or field (outputs
+    saved before notebooks wrote one)."""
+    import json
+
+    path = Path(folder) / METRICS_FILE if folder is not None else None
+    if path is None or not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    return check_sources(saved[SOURCES_FIELD], path) if SOURCES_FIELD in saved else None
+
+
+def check_sources(sources, path: str | Path = METRICS_FILE) -> list[dict]:
+    """`sources` (metrics.json's `sources`, read from `path`) when it is a list of {"role", "name", "kind"} with
+    string values and `kind` one of SOURCE_KINDS, else ContractError naming the file and the first bad entry."""
+    if not isinstance(sources, list):
+        raise ContractError(f"{path}: {SOURCES_FIELD!r} must be a list of {{role, name, kind}}, got "
+                            f"{type(sources).__name__}")
+    for i, entry in enumerate(sources):
+        if not isinstance(entry, dict) or set(entry) != set(SOURCE_KEYS) or \
+                not all(isinstance(entry[k], str) and entry[k] for k in SOURCE_KEYS):
+            raise ContractError(f"{path}: {SOURCES_FIELD}[{i}] = {entry!r}: expected exactly the non-empty string "
+                                f"keys {SOURCE_KEYS}")
+        if entry["kind"] not in SOURCE_KINDS:
+            raise ContractError(f"{path}: {SOURCES_FIELD}[{i}] kind {entry['kind']!r}: expected one of "
+                                f"{SOURCE_KINDS}")
+    return sources

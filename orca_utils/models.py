@@ -30,7 +30,11 @@ from pathlib import Path
 from .paths import cache_dir
 
 __all__ = ["ModelSpecError", "ResolvedModel", "resolve_model", "load_tokenizer", "load_model",
-           "load_model_and_tokenizer", "pick_device", "gguf_cache_dir", "hf_location"]
+           "load_model_and_tokenizer", "pick_device", "gguf_cache_dir", "hf_location", "PAD_TOKEN"]
+
+# The pad token added to a tokenizer whose pad is missing or equals EOS (a random student's tokenizer here,
+# `orca_utils.tokens.ensure_pad_token` elsewhere): defined here, below `tokens`, which re-exports it.
+PAD_TOKEN = "[[PAD]]"
 
 
 class ModelSpecError(ValueError):
@@ -70,8 +74,6 @@ def build_random_llama(spec: str) -> Path:
     """The cached directory of a `random-llama:` spec (built once, atomically; seed 0)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from .tokens import PAD_TOKEN
 
     match = RANDOM_LLAMA.match(spec)
     if not match:

@@ -34,7 +34,7 @@ class SampleSource:
 
 def _offline_samples(cfg, rows: int | None) -> pd.DataFrame:
     from .data import resolve_dataset
-    from .sampling.flan import load_cot_dir, load_niv2_dir
+    from .flan import load_cot_dir, load_niv2_dir
     from .system_messages import SYSTEM_MESSAGES, assign_system_messages
 
     cot, _ = load_cot_dir(resolve_dataset("flan_cot", cfg.data_dir, cfg.offline).path)
@@ -184,7 +184,11 @@ def summary_metrics(source: SampleSource, lengths: dict[str, pd.DataFrame], grid
         metrics |= {"lengths/student/total_mean": float(df["total_tokens"].mean()),
                     "packing/student/best_fit/packing_factor": float(row["packing_factor"]),
                     "packing/student/best_fit/padding_fraction": float(row["padding_fraction"])}
-    return metrics, {"data": source.origin, "teacher": source.teacher, "tokenizers": ", ".join(lengths)}
+    from .provenance import Provenance, data_source
+
+    return metrics, Provenance({"data": source.origin, "teacher": source.teacher, "tokenizers": ", ".join(lengths)},
+                               sources=[data_source(source.origin),              # token counts: no model
+                                        *(data_source(name, "tokenizer") for name in lengths)])
 
 
 def summary_line(metrics: dict, origin: str, paper_text: str) -> str:

@@ -1,7 +1,8 @@
 """Preflight projections: how long notebook 02's teacher calls and how many GPU hours notebook 04 would take.
 
 Arithmetic on the params, labelled as estimates with their assumptions; nothing is sent or measured. Printed by
-`python -m orca_utils validate --profile P --deep` (`orca_utils.preflight.run_preflight` calls `check_projections`).
+`python -m orca_utils validate --profile P --deep` (`orca_utils.preflight.check_projections` turns them into notes;
+this module is the arithmetic only and imports nothing of preflight).
 
 02, per stage (queries = 01's quota x `scale`, capped by the teacher's `max_queries`; prompt tokens per query =
 `02_augmentation.projection_prompt_tokens`, an assumption; completion = the teacher's `expected_completion_tokens`,
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["PEAK_TFLOPS", "stage_queries", "augmentation_hours", "training_gpu_hours", "check_projections"]
+__all__ = ["PEAK_TFLOPS", "stage_queries", "augmentation_hours", "training_gpu_hours", "STAGES"]
 
 # Dense (no sparsity) bf16 tensor-core peak per GPU, from NVIDIA's datasheets: H100 SXM 989 TFLOP/s (the PCIe card:
 # 756), H200 SXM the same silicon as H100 SXM (989), A100 (SXM and PCIe) 312.
@@ -136,31 +137,3 @@ def _duration(hours: float) -> str:
     if hours < 1:
         return f"{hours * 60:.0f} min"
     return f"{hours:,.1f} h" if hours < 48 else f"{hours:,.0f} h ({hours / 24:,.1f} days)"
-
-
-def check_projections(cfgs: dict, opts) -> list:
-    """Preflight notes: 02's wall time per stage and 04's GPU hours per stage, each labelled as an estimate."""
-    from .preflight import Note, hub_offline, load_model_config, model_dims
-    from .train import planned_world_size
-
-    out = []
-    for stage in STAGES:
-        got = augmentation_hours(cfgs, stage)
-        if got is not None:
-            out.append(Note(f"02_augmentation.{stage}", f"projected wall time (estimate): {got[1]}"))
-    cfg = cfgs.get("04_training")
-    if cfg is None:
-        return out
-    config, _ = load_model_config(cfg.student_model, hub_offline(cfg) or opts.hub_unreachable)
-    try:
-        n_params = model_dims(config).n_params if config else None
-    except ValueError:
-        n_params = None
-    if n_params is None:
-        return out + [Note("04_training", "GPU hours not projected: the student's size is unknown")]
-    world = planned_world_size(cfg)
-    for stage in (1, 2):
-        got = training_gpu_hours(cfgs, stage, n_params, world)
-        if got is not None:
-            out.append(Note(f"04_training.stage{stage}", f"projected GPU hours (estimate): {got[1]}"))
-    return out

@@ -21,9 +21,11 @@ at `MAX_CELL_CHARS` characters, any other table its first `max_rows`; a line und
 table: <relative link to the notebook's CSV>". Results tables (per-task accuracies) fit under `max_rows` whole.
 Floats are shown to at most 4 decimals (the CSVs keep every digit); figures keep their aspect ratio in the PDF.
 
-Provenance at a glance: each section carries a badge, "offline stand-in" when its provenance (the `provenance`
-of `metrics.json` and the line under each table) names a stand-in (SmolLM2, a data or symbolic teacher, a local
-server, offline), "real teacher/model" otherwise, "unknown" when the notebook saved none.
+Provenance at a glance: each section carries a badge read from the structured `sources` of its `metrics.json`
+(`orca_utils.provenance`; each model, teacher, judge or data source with a `kind` of none / stand_in / real, as the
+notebook's params decided it; checked by `contracts.check_sources`), never from the provenance's words: "no model"
+when every source is `none` (01's sampling, 03's packing), "offline stand-in" when any source is a stand-in,
+"real model" only when its models are all real, "unknown" when the notebook saved no `sources`.
 """
 from __future__ import annotations
 
@@ -38,9 +40,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from .contracts import SOURCES_FIELD, check_sources
+from .provenance import BADGES
+from .provenance import badge as provenance_badge
 from .schemas import NOTEBOOK_SCHEMAS
 
-__all__ = ["SECTIONS", "PAPER_ORDER", "Section", "collect_sections", "build_report", "classify_provenance",
+__all__ = ["SECTIONS", "PAPER_ORDER", "Section", "collect_sections", "build_report", "section_badge",
            "cap_table", "EXAMPLE_TABLES", "sections_table", "summary_metrics"]
 
 # notebook -> (section title, what the paper shows there); the report numbers them in PAPER_ORDER
@@ -66,15 +71,11 @@ EXAMPLE_TABLES = re.compile(r"_(errors|answers|verdicts|generations|continuation
 EXAMPLE_ROWS = 8
 MAX_ROWS = 40
 MAX_CELL_CHARS = 120
-_STANDIN = re.compile(r"stand-in|offline|smollm|symbolic|data teacher|local server|fake|tiny|placeholder|"
-                      r"char-level|task tokenizer|trained here", re.I)
 
 
-def classify_provenance(texts: list[str]) -> str:
-    texts = [t for t in texts if t and t.strip()]
-    if not texts:
-        return "unknown"
-    return "offline stand-in" if any(_STANDIN.search(t) for t in texts) else "real teacher/model"
+def section_badge(sources: list[dict] | None) -> str:
+    """A section's badge from its `metrics.json` `sources` (None: none saved): see `provenance.badge`."""
+    return provenance_badge(sources)
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Section:
     figures: list[dict] = field(default_factory=list)    # name, src (relative), file, vector
     metrics: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    sources: list[dict] | None = None                    # metrics.json's `sources` (None: not saved)
     badge: str = "unknown"
 
 
@@ -109,8 +111,10 @@ def collect_sections(root: Path, report_dir: Path) -> list[Section]:
         info = json.loads((folder / "run_info.json").read_text()) if (folder / "run_info.json").exists() else {}
         metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
         status = "missing" if not metrics and not info else info.get("status", "ok" if metrics else "missing")
+        sources = metrics.get(SOURCES_FIELD)
         sec = Section(nb, title, note, status, metrics=metrics.get("metrics", {}),
-                      provenance=metrics.get("provenance", {}))
+                      provenance=metrics.get("provenance", {}),
+                      sources=None if sources is None else check_sources(sources, folder / "metrics.json"))
         for csv in sorted(folder.glob("tab_*.csv")) if folder.exists() else []:
             frame, error = None, ""
             try:
@@ -127,7 +131,7 @@ def collect_sections(root: Path, report_dir: Path) -> list[Section]:
             shutil.copyfile(source, target)
             sec.figures.append({"name": png.stem, "src": f"figures/{target.name}", "file": target,
                                 "vector": source.suffix == ".svg"})
-        sec.badge = classify_provenance([*map(str, sec.provenance.values()), *(t["provenance"] for t in sec.tables)])
+        sec.badge = section_badge(sec.sources)
         out.append(sec)
     return out
 
@@ -149,7 +153,7 @@ table.tab tbody tr:nth-child(even) .paper{background:#e3ebf6}
 figure{margin:1em 0;page-break-inside:avoid}figure img{max-width:100%;max-height:200mm}
 figcaption,caption .num-label{font-size:12px}.label{font-weight:bold}
 .badge{font:12px sans-serif;padding:2px 8px;border-radius:8px;margin-left:.5em;vertical-align:middle}
-.standin{background:#ffe9b3}.real{background:#c8f0c8}.unknown{background:#ddd}
+.standin{background:#ffe9b3}.real{background:#c8f0c8}.nomodel{background:#e3ebf6}.unknown{background:#ddd}
 .missing{color:#a00;font-weight:bold}.prov{font-size:11px;color:#555;font-style:italic}
 .tab-note{font-size:11px;color:#555;margin:.2em 0 0}
 nav.toc ul{list-style:none;padding-left:0}nav.toc li{margin:.15em 0}nav.toc ul ul{padding-left:1.5em;font-size:.9em}
@@ -162,7 +166,7 @@ _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?%?$")
 
 
 def _badge(text: str) -> str:
-    cls = {"offline stand-in": "standin", "real teacher/model": "real"}.get(text, "unknown")
+    cls = {BADGES["stand_in"]: "standin", BADGES["real"]: "real", BADGES["none"]: "nomodel"}.get(text, "unknown")
     return f"<span class='badge {cls}'>{html.escape(text)}</span>"
 
 
@@ -354,10 +358,11 @@ def build_report(root: Path, pdf: bool = False, profile: str | None = None, exam
     body = [f"<h1>Orca, reproduced as notebooks: run report ({html.escape(profile)})</h1>",
             f"<p>Generated {stamp}. Sections follow the paper (Mukherjee et al., 2023, arXiv 2306.02707): "
             f"explanation tuning (§3), open-ended generation (§5), reasoning (§6), safety (§7), then our "
-            f"explanation-vs-answer experiment. Each section carries a badge: {_badge('offline stand-in')} numbers "
-            f"from offline stand-ins (never to be read as GPT-4, ChatGPT or LLaMA-13B), "
-            f"{_badge('real teacher/model')} numbers from the real teachers and models, {_badge('unknown')} no "
-            f"provenance saved. In the tables, the paper's columns are shaded; paper numbers marked (unverified) "
+            f"explanation-vs-answer experiment. Each section carries a badge, from the kinds of the models, "
+            f"teachers, judges and data its notebook saved: {_badge(BADGES['none'])} no model produced its numbers, "
+            f"{_badge(BADGES['stand_in'])} at least one offline stand-in did (never to be read as GPT-4, ChatGPT or "
+            f"LLaMA-13B), {_badge(BADGES['real'])} only real teachers and models did, {_badge(BADGES['unknown'])} "
+            f"no sources saved. In the tables, the paper's columns are shaded; paper numbers marked (unverified) "
             f"were recalled, not checked against the paper.</p>",
             _toc_html(sections), *bodies,
             "<h2 id='manifest' class='appendix'>Appendix A. Run manifest: what ran, where, when, how long</h2>",
@@ -394,4 +399,7 @@ def summary_metrics(summary: dict) -> tuple[dict, dict]:
     metrics = {"report/figures": len(summary["images"]), "report/tables": int(sections["tables"].sum()),
                "report/sections_ok": int((sections["status"] == "ok").sum()),
                "report/sections_missing": len(summary["missing"])}
-    return metrics, {"report": "gathered from this profile's notebook outputs; badges per section"}
+    from .provenance import Provenance, data_source
+
+    return metrics, Provenance({"report": "gathered from this profile's notebook outputs; badges per section"},
+                               sources=[data_source("this profile's notebook outputs")])   # no model of its own

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import load_profile, params_hash
-from .contracts import METRICS_FILE, RUN_INFO_FILE
+from .contracts import METRICS_FILE, RUN_INFO_FILE, SOURCES_FIELD, check_sources
 from .paths import REPO_ROOT
 from .schemas import NOTEBOOK_SCHEMAS, CommonParams
 
@@ -112,13 +112,21 @@ class Run:
         md_path.write_text(df.to_markdown(index=index) + f"\n\n_{provenance}_\n")
         return [csv_path, md_path]
 
-    def save_metrics(self, metrics: dict[str, Any], provenance: dict[str, str] | None = None) -> Path:
-        """Merge `metrics` (slash-path keys, e.g. `agieval/lsat_ar/accuracy`) into `metrics.json`."""
+    def save_metrics(self, metrics: dict[str, Any], provenance: dict[str, str] | None = None,
+                     sources: list[dict] | None = None) -> Path:
+        """Merge `metrics` (slash-path keys, e.g. `agieval/lsat_ar/accuracy`) into `metrics.json`. `sources` (or
+        the `.sources` of a `provenance.Provenance`, as `summary_metrics` returns it): the structured provenance,
+        {"role", "name", "kind"} per model, teacher, judge or data source, written as `metrics.json`'s `sources`
+        (replacing any saved before; checked by `contracts.check_sources`)."""
         target = self.path(METRICS_FILE)
         current = json.loads(target.read_text()) if target.exists() else {}
         current.setdefault("metrics", {}).update(metrics)
         if provenance:
             current.setdefault("provenance", {}).update(provenance)
+        if sources is None:
+            sources = getattr(provenance, "sources", None)
+        if sources is not None:
+            current[SOURCES_FIELD] = check_sources(list(sources), target)
         current.update(notebook=self.notebook, profile=self.cfg.profile, params_hash=self.params_hash)
         target.write_text(json.dumps(current, indent=2, sort_keys=True, default=_json_default))
         self._write_info(status="ok")

@@ -41,6 +41,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .models import PAD_TOKEN, load_tokenizer
+
 __all__ = [
     "IGNORE_INDEX",
     "ORCA_PLAIN_FORMAT",
@@ -58,7 +60,6 @@ __all__ = [
     "uses_chat_template",
 ]
 
-PAD_TOKEN = "[[PAD]]"
 IGNORE_INDEX = -100
 ORCA_PLAIN_TURNS = {"system": "### System:\n{content}\n\n", "user": "### User:\n{content}\n\n",
                     "assistant": "### Response:\n{content}\n\n"}
@@ -103,8 +104,6 @@ def load_padded_tokenizer(spec: str, pad_token: str = PAD_TOKEN, **kwargs):
     `spec`: a local directory, `shared:tokenizers/llama` (LLaMA: 32,001 entries, `[[PAD]]` = 32000), a GGUF /
     `pkg:` model spec, or a hub id. Padding side is right (training); generation code sets its own.
     """
-    from .models import load_tokenizer
-
     tokenizer = load_tokenizer(spec, **kwargs)
     ensure_pad_token(tokenizer, pad_token)
     tokenizer.padding_side = "right"

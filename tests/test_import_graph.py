@@ -4,11 +4,16 @@ Two rules keep the package walkable:
 - no module imports another module's `_private` name (`from .x import _name`, or `x._name` on an imported module);
   a package's `__init__` re-exports public names only. What two modules share is public in the module that owns it
   (e.g. `orca_utils.teacher.protocol` for the teacher client and its Batch mode);
-- no import cycle among module-level imports; and, counting imports inside functions too, no cycle but the known
-  ones (`KNOWN_CYCLES`, which only shrinks). A function-level import of one of our modules is still an arrow: a lazy
-  import is for heavy third-party packages (torch, transformers, vllm, matplotlib, openai, fastapi, datasets, trl,
-  accelerate, pandas, pyarrow), which are not modules of ours and so never edges here.
+- no import cycle, counting imports inside functions too. A function-level import of one of our modules is still an
+  arrow: a lazy import is for heavy third-party packages (torch, transformers, vllm, matplotlib, openai, fastapi,
+  datasets, trl, accelerate, pandas, pyarrow), which are not modules of ours and so never edges here.
 Importing `a.b.c` also runs `a/__init__` and `a/b/__init__`, so those count as edges too.
+
+Floors (the README's "Architecture" section; `FLOORS` below is the same map as data): tools, drivers (one per
+notebook, `DRIVERS`), engines, infrastructure. Every arrow (module- or function-level) points down or sideways
+within a floor, and no driver imports another driver (a driver that is a package, `sampling/`, may import its own
+modules). The re-export shims (`SHIMS`) are exempt as importers; a module of ours not in the map fails until it is
+given a floor.
 
 Layering: `orca_utils.backends` (how text comes out of a model) builds on the `orca_utils.chat_api` leaf (model
 registry, wire format) and on shared infrastructure, never on the teacher client, evaluation or a notebook driver;
@@ -28,13 +33,33 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # no longer occurs, so the list only shrinks. Format: (importing module, name, module it comes from).
 KNOWN_PRIVATE: set[tuple[str, str, str]] = set()
 
-# Cycles left when function-level imports count (each a strongly connected set of modules). A new cycle, or a known
-# one that grows, fails; a fixed one must be removed here.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    frozenset({f"{PACKAGE}.models", f"{PACKAGE}.tokens"}),          # PAD_TOKEN one way, load_tokenizer the other
-    frozenset({f"{PACKAGE}.preflight", f"{PACKAGE}.projections"}),  # projections borrow preflight's model dims
-    frozenset({f"{PACKAGE}.evaluation.figures", f"{PACKAGE}.evaluation.zero_shot"}),   # per-task figure <-> tables
+# The floors, top to bottom. A name is a module or a package (then everything under it, unless a longer name in the
+# map says otherwise); the longest name that matches a module gives its floor.
+TOOLS, DRIVERS_FLOOR, ENGINES, INFRASTRUCTURE = 3, 2, 1, 0
+FLOOR_NAMES = {TOOLS: "tools", DRIVERS_FLOOR: "drivers", ENGINES: "engines", INFRASTRUCTURE: "infrastructure"}
+# One driver per notebook, named in the README's Layout table; a package driver owns the modules under it.
+DRIVERS = ("sampling", "augmentation", "packing_analysis", "training", "evaluation.zero_shot", "open_ended", "safety",
+           "experiment.explanation_vs_answer", "report")
+FLOORS: dict[str, int] = {
+    # tools: commands and checks around the notebooks
+    "__main__": TOOLS, "cli": TOOLS, "runner": TOOLS, "preflight": TOOLS, "projections": TOOLS,
+    "teacher_servers": TOOLS, "evaluation.score_cli": TOOLS,
+    # drivers
+    **{name: DRIVERS_FLOOR for name in DRIVERS},
+    # engines: how text comes out of a model, the teacher client, evaluation, judging, training, packing, 09's parts
+    "backends": ENGINES, "teacher": ENGINES, "evaluation": ENGINES, "judge": ENGINES, "train": ENGINES,
+    "train_data": ENGINES, "train_report": ENGINES, "fsdp_cpu": ENGINES, "packing": ENGINES, "flan": ENGINES,
+    "experiment": ENGINES, "generate": ENGINES, "serving": ENGINES,
+    # infrastructure: params, files between notebooks, data and model specs, tokenization, the paper's numbers
+    "": INFRASTRUCTURE,                          # the package's own __init__ (a version string)
+    "config": INFRASTRUCTURE, "schemas": INFRASTRUCTURE, "contracts": INFRASTRUCTURE, "runs": INFRASTRUCTURE,
+    "provenance": INFRASTRUCTURE, "data": INFRASTRUCTURE, "models": INFRASTRUCTURE, "tokens": INFRASTRUCTURE,
+    "chat_api": INFRASTRUCTURE, "reference": INFRASTRUCTURE, "figure_style": INFRASTRUCTURE, "paths": INFRASTRUCTURE,
+    "system_messages": INFRASTRUCTURE,
 }
+# Re-export shims kept for one release: their own imports are exempt (they point at where the names now live).
+SHIMS = ("generate", "serving", "teacher.models", "teacher.protocol", "teacher.local_server",
+         "teacher.openai_emulation")
 
 BACKENDS = f"{PACKAGE}.backends"
 LEAF = f"{PACKAGE}.chat_api"
@@ -297,13 +322,78 @@ def test_no_import_cycle_at_module_level():
     assert cycle is None, "import cycle at module level: " + " -> ".join(cycle)
 
 
-def test_no_new_cycle_when_function_level_imports_count():
+def test_no_cycle_when_function_level_imports_count():
     edges, _ = import_graph()
-    found = cycles(module_level_graph(edges, module_files(), lazy=True))
-    new = sorted(sorted(c) for c in found - KNOWN_CYCLES)
-    assert not new, f"import cycles (function-level imports count): {new}"
-    fixed = sorted(sorted(c) for c in KNOWN_CYCLES - found)
-    assert not fixed, f"fixed: remove from KNOWN_CYCLES: {fixed}"
+    found = sorted(sorted(c) for c in cycles(module_level_graph(edges, module_files(), lazy=True)))
+    assert not found, f"import cycles (function-level imports count): {found}"
+
+
+def _short(module: str) -> str:
+    return module[len(PACKAGE) + 1:] if module.startswith(PACKAGE + ".") else ""
+
+
+def _longest(module: str, names) -> str | None:
+    short = _short(module)
+    hits = [n for n in names if n == "" and short == "" or n and (short == n or short.startswith(n + "."))]
+    return max(hits, key=len) if hits else None
+
+
+def floor_of(module: str) -> int | None:
+    """The module's floor from `FLOORS` (None: not in the map)."""
+    name = _longest(module, FLOORS)
+    return None if name is None else FLOORS[name]
+
+
+def driver_of(module: str) -> str | None:
+    """The driver a module belongs to (itself, or the package driver above it), None for a module of another floor."""
+    name = _longest(module, DRIVERS)
+    return name if name is not None and floor_of(module) == DRIVERS_FLOOR else None
+
+
+def floor_violations(edges: list[Edge], modules: dict[str, Path]) -> list[str]:
+    """`source:line (floor) -> target (floor)` for each arrow that points up or from one driver to another, and one
+    line per module without a floor. Every edge counts, function-level ones too; importing `a.b` also runs `a`."""
+    out = [f"{m}: no floor (add it to FLOORS)" for m in modules if floor_of(m) is None]
+    for e in edges:
+        if e.source == e.target or _longest(e.source, SHIMS) is not None:
+            continue
+        parts = e.target.split(".")
+        for target in {".".join(parts[:k]) for k in range(2, len(parts) + 1)}:
+            if target == e.source or _short(e.source).startswith(_short(target) + "."):
+                continue                         # a module's own package __init__ runs first: not an arrow up
+            src, dst = floor_of(e.source), floor_of(target)
+            if src is None or dst is None:
+                continue
+            where = f"{e.source}:{e.line} ({FLOOR_NAMES[src]}) -> {target} ({FLOOR_NAMES[dst]})"
+            if dst > src:
+                out.append(where + ": points up")
+            elif src == dst == DRIVERS_FLOOR and driver_of(e.source) != driver_of(target):
+                out.append(where + ": one driver imports another")
+    return sorted(set(out))
+
+
+def test_every_arrow_points_down_and_no_driver_imports_another():
+    edges, _ = import_graph()
+    modules = module_files()
+    found = floor_violations(edges, modules)
+    assert not found, "arrows against the floors (README, Architecture):\n" + "\n".join(found)
+    for name in DRIVERS:
+        assert f"{PACKAGE}.{name}" in modules, f"driver {name} is not a module of {PACKAGE}"
+
+
+def test_importing_the_sampling_driver_loads_no_evaluation_driver():
+    """01's driver (its contamination check included) reads the evaluation sets, never 05-08's drivers or judging."""
+    import subprocess
+    import sys
+
+    code = ("import sys, orca_utils.sampling, orca_utils.sampling.contamination\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('orca_utils'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=ROOT.parent).stdout.split()
+    assert f"{PACKAGE}.sampling" in loaded
+    bad = [m for m in loaded if any(_under(m, f"{PACKAGE}.{name}") for name in
+                                    ("evaluation.zero_shot", "open_ended", "safety", "judge"))]
+    assert not bad, f"import orca_utils.sampling loads {bad}"
 
 
 def test_no_cycle_runs_through_the_backends_the_leaf_or_the_teacher():
@@ -352,3 +442,20 @@ def test_the_checks_catch_what_they_are_for(tmp_path):
     assert frozenset({f"{PACKAGE}.c", f"{PACKAGE}.d"}) in lazy
     assert frozenset({f"{PACKAGE}.c", f"{PACKAGE}.d"}) not in cycles(module_level_graph(edges, module_files(pkg)))
     assert reachable(module_level_graph(edges, module_files(pkg), lazy=True), f"{PACKAGE}.d") >= {f"{PACKAGE}.c"}
+
+
+def test_the_floor_check_catches_arrows_up_between_drivers_and_unmapped_modules(tmp_path):
+    pkg = tmp_path / PACKAGE
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "safety.py").write_text("from .paths import X\n")                     # driver -> infrastructure: fine
+    (pkg / "paths.py").write_text("X = 1\n")
+    (pkg / "judge.py").write_text("def f():\n    from .safety import g\n")       # engine -> driver, function-level
+    (pkg / "open_ended.py").write_text("from . import safety\n")                 # driver -> driver
+    (pkg / "mystery.py").write_text("")
+    (pkg / "generate.py").write_text("from .safety import g\n")                  # a shim: exempt
+    edges, _ = import_graph(pkg)
+    found = floor_violations(edges, module_files(pkg))
+    assert found == [f"{PACKAGE}.judge:2 (engines) -> {PACKAGE}.safety (drivers): points up",
+                     f"{PACKAGE}.mystery: no floor (add it to FLOORS)",
+                     f"{PACKAGE}.open_ended:1 (drivers) -> {PACKAGE}.safety (drivers): one driver imports another"]

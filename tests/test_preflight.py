@@ -464,7 +464,7 @@ def test_training_memory_mixed_bf16_keeps_fp32_master_weights_by_hand():
 def test_paper_student_estimated_offline_from_its_published_architecture(tmp_path, repo, monkeypatch):
     from orca_utils import preflight
 
-    monkeypatch.setattr(preflight, "_read_model_config", lambda spec, offline: (None, "not in the hub cache"))
+    monkeypatch.setattr(preflight.memory, "_read_model_config", lambda spec, offline: (None, "not in the hub cache"))
     config, why = preflight.load_model_config("huggyllama/llama-13b", offline=True)
     assert config["hidden_size"] == 5120 and config["num_hidden_layers"] == 40 and "Touvron" in why
     assert model_dims(config).n_params == pytest.approx(13.016e9, rel=1e-3)
@@ -511,7 +511,7 @@ def test_chat_endpoint_projection_is_the_slower_of_the_two_limits():
 def test_deep_validate_prints_the_projections_as_estimates(tmp_path, repo, monkeypatch):
     from orca_utils import preflight
 
-    monkeypatch.setattr(preflight, "_read_model_config", lambda spec, offline: (None, "not cached"))
+    monkeypatch.setattr(preflight.memory, "_read_model_config", lambda spec, offline: (None, "not cached"))
     cfgs = load_profile("paper")
     lines = [str(f) for f in preflight.check_projections(cfgs, Options(today=TODAY, gpus=[]))]
     assert [line.split(":")[1].strip() for line in lines] == [

@@ -238,7 +238,7 @@ def test_fastchat_judge_prompts_same(public):
 
 
 def test_flan_task_list_same(public):
-    from orca_utils.sampling.flan import load_task_list
+    from orca_utils.flan import load_task_list
 
     remote = load_task_list(public["flan"].path / "flan_collection_info.csv")
     pd.testing.assert_frame_equal(remote, load_task_list(SHARED_DATA / "flan" / "flan_collection_info.csv"))
@@ -246,7 +246,7 @@ def test_flan_task_list_same(public):
 
 
 def test_flan_cot_same_queries(public):
-    from orca_utils.sampling.flan import load_cot_dir
+    from orca_utils.flan import load_cot_dir
 
     remote, rep_remote = load_cot_dir(public["flan_cot"].path)
     local, rep_local = load_cot_dir(SHARED_DATA / "flan_cot")
@@ -392,7 +392,7 @@ def _submix_folder(root: Path) -> Path:
 
 
 def test_flan_submix_streams_from_a_local_hub_layout_folder(tmp_path):
-    from orca_utils.sampling.flan import LoadReport, iter_hub_submix
+    from orca_utils.flan import LoadReport, iter_hub_submix
     from orca_utils.sampling.stages import load_hub_collection
 
     folder = str(_submix_folder(tmp_path / "cot_submix_original"))

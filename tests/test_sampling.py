@@ -10,7 +10,7 @@ from scipy.stats import chisquare
 
 from orca_utils.data import resolve_dataset
 from orca_utils.reference import paper_block
-from orca_utils.sampling.flan import (POOL_COLUMNS, load_cot_dir, load_niv2_dir, load_schema_file, load_task_list,
+from orca_utils.flan import (POOL_COLUMNS, load_cot_dir, load_niv2_dir, load_schema_file, load_task_list,
                                       map_hub_row)
 from orca_utils.sampling.stages import allocate_evenly, load_hub_collection, reduce_to_task_reservoirs, sample_stages
 from orca_utils.system_messages import (COLLECTION_MESSAGE_IDS, SYSTEM_MESSAGES, allowed_message_ids,

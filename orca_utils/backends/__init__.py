@@ -13,8 +13,9 @@
   `served_model`, `serve_target`, `server_command`, readiness (`wait_ready`), `free_port`, `stop_process`;
 - `resident.py`: `generation_backend` (in process or served) and `ResidentBackends` (one model loaded at a time),
   used by 05/06, 07 and 08;
-- `local_server.py`: our own OpenAI-compatible server (FastAPI) for offline stand-ins, tests and rehearsals, and
-  `openai_emulation/`, its OpenAI emulation mode.
+- `local_server.py`: our own OpenAI-compatible server (FastAPI) for offline stand-ins, tests and rehearsals (its
+  Batch API endpoints in `local_batches.py`, the micro-batcher in `micro_batching.py`, its state and response bodies
+  in `local_state.py`), and `openai_emulation/`, its OpenAI emulation mode.
 
 Built on `orca_utils.chat_api` (model registry, wire format), `models` and `tokens`; never on `teacher/` or a
 notebook driver (the teacher client builds on this package, not the other way round). The local server's names

@@ -9,8 +9,12 @@
 - `extract.py`: how an answer is read from a model's text, the project's robust reader and the benchmark
   authors' published rule (`extract_answer`, `score_prediction`, `score_published`);
 - `stats.py`: Wilson and bootstrap intervals, the exact McNemar test;
-- `zero_shot.py`: 05/06's driver: the scoring runs, the tables beside the paper, the metrics (`run_zero_shot`,
-  `accuracy_table`, `paired_table`, `summary_metrics`, ...);
+- `prompt_sets.py`: the open-ended prompt sets (Vicuna, Awesome ChatGPT prompts, WizardLM), read by 07 and by
+  01's contamination check;
+- `zero_shot.py`: 05/06's driver: the scoring runs and the metrics (`run_zero_shot`, `summary_metrics`, ...); it
+  re-exports the tables for the notebooks;
+- `result_tables.py`: the result tables beside the paper and the paper's columns (`ZeroShotRun`,
+  `accuracy_table`, `paired_table`, `paper_values`, ...), read by the driver and the figure alike;
 - `figures.py`: the per-task accuracy figure drawn the paper's way (`plot_per_task`);
 - `score_cli.py`: the `python -m orca_utils score` command (saved model outputs scored with the same rules).
 

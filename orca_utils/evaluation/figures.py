@@ -12,7 +12,7 @@ breakdown figure of GPT-4, ChatGPT and Orca; BBH: its per-task table of ChatGPT,
   (`figure_style.color_for`). A number recalled rather than read from a source is drawn pale and counted in the
   legend as unverified; a number the reference lacks is written "n/a", never drawn as a zero bar (a task the paper
   does not report at all, such as BBH's four free-response tasks, gets one "n/a" for all its models). The averages
-  are the table's (`zero_shot.paper_columns`): a recalled average is not drawn where the table says "not
+  are the table's (`result_tables.paper_columns`): a recalled average is not drawn where the table says "not
   available".
 
 More than 14 groups (BBH's 27 tasks) are split over two panels side by side. Every bar and "n/a" mark carries the
@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from .result_tables import CONVENTION_COLUMNS, outcomes, paper_task_set, paper_values
 from .stats import bootstrap_macro_interval, wilson_interval
 from .tasks import task_specs
 
@@ -41,7 +42,6 @@ def paper_series(benchmark: str) -> list[tuple[str, str, dict[str, tuple[object,
     """[(reference column, paper model, {task: (value or None, status)})] for the paper's models (not the human
     baselines), in the reference's column order."""
     from .. import figure_style
-    from .zero_shot import paper_values
 
     values, columns = paper_values(benchmark)
     out = []
@@ -55,15 +55,11 @@ def paper_series(benchmark: str) -> list[tuple[str, str, dict[str, tuple[object,
 def _ours(zs, model: str, conv: str, task: str) -> tuple[float, float, float]:
     """(accuracy %, Wilson low %, high %) of one model on one task (or the macro average, bootstrap interval);
     nan where not scored under that convention."""
-    from .zero_shot import CONVENTION_COLUMNS, outcomes
-
     res = zs.results[model]
     if task == AVERAGE:
         column = CONVENTION_COLUMNS[conv]
         if column not in res.records.columns:
             return math.nan, math.nan, math.nan
-        from .zero_shot import paper_task_set
-
         # beside the paper's average, ours over the paper's task set (BBH: 23 of the 27), all tasks if none of it ran
         paper = [t for t in paper_task_set(zs.benchmark) if t in zs.items]
         recs = res.records[res.records["task"].isin(paper)] if paper else res.records

@@ -1,7 +1,8 @@
 """Notebook 09's driver: does a small student learn more from explanations than from answers? (Orca's claim.)
 
 The notebook imports this module only; each name is defined in the module of the package that owns it:
-- `pipeline`: the experiment's settings and run (`Settings`, `run_experiment`, `provenance`, `check_invariants`);
+- `settings`: the experiment's settings (`Settings`); `pipeline`: its run (`run_experiment`, `provenance`,
+  `check_invariants`);
 - `symbolic` and `symbolic_teacher`: the tasks and the teacher's three styles (`generate_input`, `explain`,
   `STYLES`, `STEP_UNITS`, `SYSTEM_MESSAGES`);
 - `stats`: tables, paired tests, the difficulty curve, figures, the conclusion and the metrics (`summarize`,
@@ -9,7 +10,8 @@ The notebook imports this module only; each name is defined in the module of the
 """
 from __future__ import annotations
 
-from .pipeline import Settings, check_invariants, provenance, run_experiment
+from .pipeline import check_invariants, provenance, run_experiment
+from .settings import Settings
 from .stats import (best_constant, cap_shares, conclusion, curve_summary, curve_tests, paired_tests, plot_accuracy,
                     plot_curves, plot_difficulty, summarize, summary_metrics, trace_fidelity, wide_table)
 from .symbolic import STEP_UNITS, STYLES, explain, generate_input

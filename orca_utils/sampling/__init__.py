@@ -6,11 +6,11 @@
 
 - `queries.py`: the notebook's steps, each one call (`load_pool`, `sample_queries`, `collections_table`,
   `plot_system_message_frequencies`, `check_contamination`, `write_queries`, `summary_metrics`);
-- `flan.py`: FLAN-v2 loaders into one schema (CoT tsv files, NIv2 task files, the hub submixes; `POOL_COLUMNS`);
 - `stages.py`: per-collection quotas, per-task caps, the two stages (`sample_stages`, `reduce_to_task_reservoirs`);
 - `contamination.py`: the n-gram overlap check against the evaluation sets (`build_index`, `scan_queries`).
-The paper's 16 system messages are shared with 03 and 05/06: `orca_utils.system_messages`. What 01 writes for 02
-(`queries_stage{1,2}.parquet` and their columns) is in `orca_utils.contracts`.
+The FLAN-v2 loaders (CoT tsv files, NIv2 task files, the hub submixes, into one schema) are `orca_utils.flan`,
+read by 03 too. The paper's 16 system messages are shared with 03 and 05/06: `orca_utils.system_messages`. What 01
+writes for 02 (`queries_stage{1,2}.parquet` and their columns) is in `orca_utils.contracts`.
 """
 from __future__ import annotations
 

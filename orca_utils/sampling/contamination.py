@@ -148,7 +148,7 @@ def drop_overlapping(df: pd.DataFrame, report: ContaminationReport) -> pd.DataFr
 
 # The evaluation sets' item texts, for the local layout and the hub snapshots alike: AGIEval, BBH and TruthfulQA are
 # read by `orca_utils.evaluation.sets` (the readers the evaluation notebooks use), the open-ended sets by
-# `orca_utils.open_ended.load_prompt_set`.
+# `orca_utils.evaluation.prompt_sets.load_prompt_set` (the loaders notebook 07 uses).
 def _agieval_text(row: dict) -> str:
     if "query" in row:                                     # lm-eval's hub copies: the question as asked
         return str(row["query"])
@@ -177,7 +177,7 @@ def load_eval_texts(names: Iterable[str], data_dir: str | None = None, offline: 
     """The text of every item of each evaluation set (what a model is asked), read through the data root."""
     from ..data import resolve_dataset
     from ..evaluation.sets import load_truthfulqa
-    from ..open_ended import load_prompt_set
+    from ..evaluation.prompt_sets import load_prompt_set
 
     readers = {"agieval": _agieval, "bbh": _bbh}
     out = {}

@@ -19,7 +19,7 @@ from ..reference import format_paper_value, paper_block
 from ..schemas import SamplingParams
 from ..system_messages import SYSTEM_MESSAGES, assign_system_messages
 from .contamination import ContaminationReport, build_index, load_eval_texts, scan_queries
-from .flan import COLLECTIONS, LoadReport, load_cot_dir, load_niv2_dir, load_schema_file, load_task_list
+from ..flan import COLLECTIONS, LoadReport, load_cot_dir, load_niv2_dir, load_schema_file, load_task_list
 from .stages import SampleResult, load_hub_collection, sample_stages
 
 __all__ = ["load_pool", "sample_queries", "data_label", "collections_table", "plot_system_message_frequencies",
@@ -185,4 +185,7 @@ def summary_metrics(pool: pd.DataFrame, load_report: pd.DataFrame, result: Sampl
         metrics.update({f"contamination/{rec.eval_set}/items_with_overlap": rec.items_with_overlap,
                         f"contamination/{rec.eval_set}/items": rec.items})
     metrics["contamination/overlapping_queries"] = len(contamination.overlapping_query_ids)
-    return metrics, {"data": data_label(cfg), "system_messages": SYSTEM_MESSAGES_PROVENANCE}
+    from ..provenance import Provenance, data_source
+
+    return metrics, Provenance({"data": data_label(cfg), "system_messages": SYSTEM_MESSAGES_PROVENANCE},
+                               sources=[data_source(data_label(cfg))])     # sampling only: no model

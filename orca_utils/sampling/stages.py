@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .flan import COLLECTIONS, is_big_bench
+from ..flan import COLLECTIONS, is_big_bench
 
 __all__ = ["SampleResult", "scaled_quotas", "allocate_evenly", "select_rows", "eligible_mask", "sample_stages",
            "reduce_to_task_reservoirs"]
@@ -107,7 +107,7 @@ def select_rows(collection_codes: np.ndarray, task_codes: np.ndarray, quotas: np
 def sample_stages(pool: pd.DataFrame, quotas: Mapping[str, int], *, scale: float = 1.0, stage2_rows: int,
                   max_rows_per_task: Mapping[str, int | None] | None = None, seed: int = 0,
                   unavailable: Mapping[str, str] | None = None) -> SampleResult:
-    """Stage 1 and stage 2 from a pool of queries (the schema of `orca_utils.sampling.flan`).
+    """Stage 1 and stage 2 from a pool of queries (the schema of `orca_utils.flan`).
 
     `stage2_rows * scale` rows go to stage 2; when stage 1 falls short of its quota total, stage 2 shrinks by the
     same factor (the paper's 1M : 5M ratio is kept). `unavailable` gives the reason a collection has no rows
@@ -192,7 +192,7 @@ def load_hub_collection(collection: str, hub_id: str, *, quota: int, max_rows_pe
     Two streamed passes: the first reads only task names and template types and keeps, per task, the positions of
     its k random zero-shot rows (`reduce_to_task_reservoirs`); the second maps just those rows into the schema.
     Memory holds the kept rows, never the submix. Pass the result to `sample_stages` as (part of) the pool."""
-    from .flan import LoadReport, iter_hub_submix, map_hub_row
+    from ..flan import LoadReport, iter_hub_submix, map_hub_row
 
     report = report if report is not None else LoadReport(source=hub_id, collection=collection)
     k = quota if max_rows_per_task is None else min(quota, max_rows_per_task)
@@ -221,6 +221,6 @@ def load_hub_collection(collection: str, hub_id: str, *, quota: int, max_rows_pe
             if mapped is not None:
                 rows.append(mapped)
     report.rows = len(rows)
-    from .flan import POOL_COLUMNS, empty_queries
+    from ..flan import POOL_COLUMNS, empty_queries
 
     return pd.DataFrame(rows, columns=POOL_COLUMNS) if rows else empty_queries()

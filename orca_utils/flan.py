@@ -124,7 +124,7 @@ def load_cot_dir(folder: str | Path) -> tuple[pd.DataFrame, LoadReport]:
         source = path.name[: -len("_train.tsv")]
         if source not in COT_COLUMNS:
             raise ValueError(f"{path}: unknown CoT source {source!r}: its column order is not known; add it to "
-                             f"orca_utils.sampling.flan.COT_COLUMNS after checking the file "
+                             f"orca_utils.flan.COT_COLUMNS after checking the file "
                              f"(known: {sorted(COT_COLUMNS)})")
         names = COT_COLUMNS[source]
         report.files += 1
