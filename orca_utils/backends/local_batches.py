@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from .base import Completion, ServerFault
 from .local_state import ServerState, chat_body, error_response, public_batch, request_dict
 from .micro_batching import run_batch
-from .openai_emulation import Emulation, start_batch
+from .openai_emulation import Emulation, attach_result_files, start_batch
 
 __all__ = ["add_batch_routes"]
 
@@ -87,13 +87,7 @@ def add_batch_routes(app: FastAPI, state: ServerState, emulate: Emulation | None
                     body = res.body if isinstance(res, ServerFault) else {"error": {"message": str(res)}}
                     errors.append({"id": rid, "custom_id": item.get("custom_id"), "error": None, "response": {
                         "status_code": status, "request_id": rid, "body": body}})
-        batch["request_counts"].update(completed=len(outputs), failed=len(errors))
-        if outputs:
-            batch["output_file_id"] = add_file("".join(json.dumps(o) + "\n" for o in outputs).encode(),
-                                               f"{bid}_output.jsonl", "batch_output")
-        if errors:
-            batch["error_file_id"] = add_file("".join(json.dumps(e) + "\n" for e in errors).encode(),
-                                              f"{bid}_error.jsonl", "batch_output")
+        attach_result_files(batch, outputs, errors, add_file)
         final = "cancelled" if batch["status"] == "cancelling" else "completed"
         batch.update(status=final, **{f"{final}_at": int(time.time())})
 

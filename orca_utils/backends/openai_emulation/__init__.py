@@ -38,7 +38,7 @@ Where things are:
 """
 from __future__ import annotations
 
-from .batches import start_batch
+from .batches import attach_result_files, start_batch
 from .capabilities import (CHAT_MODEL, DEFAULT_CAPABILITIES, DEFAULT_REASONING_TOKENS, GENERIC_REASONING,
                            REASONING_EFFORTS, ModelCapabilities, ReasoningPlan, emulated_prompt_tokens)
 from .emulation import (BATCH_ENQUEUED_TOKEN_LIMIT, BATCH_MAX_BYTES, BATCH_MAX_LINES, COMPLETION_WINDOW_S,
@@ -48,6 +48,7 @@ from .request_schema import DEFAULT_OPENAPI_PATH, RequestSchemas
 
 __all__ = ["Emulation", "ModelCapabilities", "ReasoningPlan", "REASONING_EFFORTS", "DEFAULT_CAPABILITIES",
            "DEFAULT_OPENAPI_PATH", "RequestSchemas", "openai_error", "emulated_prompt_tokens", "start_batch",
+           "attach_result_files",
            # public names of the single module that its `__all__` left out, still importable from the package
            "GENERIC_REASONING", "CHAT_MODEL", "DEFAULT_REASONING_TOKENS", "BATCH_MAX_LINES", "BATCH_MAX_BYTES",
            "COMPLETION_WINDOW_S", "BATCH_ENQUEUED_TOKEN_LIMIT"]

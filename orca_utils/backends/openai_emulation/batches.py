@@ -103,6 +103,18 @@ def _validate_input(emu: Emulation, content: bytes, endpoint: str) -> tuple[list
     return lines, errors
 
 
+def attach_result_files(batch: dict, outputs: list[dict], errors: list[dict], add_file: Callable) -> None:
+    """The Batch object's `request_counts`, and its output and error files (JSONL, one record a line; a file only
+    when it has a line), as the Batch API reports a finished batch (OpenAPI `Batch`: output_file_id, error_file_id)."""
+    batch["request_counts"].update(completed=len(outputs), failed=len(errors))
+    if outputs:
+        batch["output_file_id"] = add_file("".join(json.dumps(o) + "\n" for o in outputs).encode(),
+                                           f"{batch['id']}_output.jsonl", "batch_output")
+    if errors:
+        batch["error_file_id"] = add_file("".join(json.dumps(e) + "\n" for e in errors).encode(),
+                                          f"{batch['id']}_error.jsonl", "batch_output")
+
+
 def start_batch(emu: Emulation, state, bid: str, run_batch: Callable, chat_body: Callable,
                 add_file: Callable) -> threading.Thread:
     """Run batch `bid` of the server's `state` in a thread, through OpenAI's life cycle (this module's docstring)."""
@@ -231,13 +243,7 @@ def _lifecycle(emu: Emulation, state, batch: dict, run_batch, chat_body, add_fil
         errors_out += [_line_record(line.custom_id, error={"code": "batch_cancelled",
                                                            "message": "This request was cancelled."})
                        for line in unfinished]
-    batch["request_counts"].update(completed=len(outputs), failed=len(errors_out))
-    if outputs:
-        batch["output_file_id"] = add_file("".join(json.dumps(o) + "\n" for o in outputs).encode(),
-                                           f"{batch['id']}_output.jsonl", "batch_output")
-    if errors_out:
-        batch["error_file_id"] = add_file("".join(json.dumps(e) + "\n" for e in errors_out).encode(),
-                                          f"{batch['id']}_error.jsonl", "batch_output")
+    attach_result_files(batch, outputs, errors_out, add_file)
     _release(emu, state, batch)
     batch.update(status=end_status, **{f"{end_status}_at": _now()})
 
