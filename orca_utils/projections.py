@@ -71,7 +71,8 @@ def augmentation_hours(cfgs: dict, stage: str) -> tuple[float, str] | None:
         windows = math.ceil(n * per_query / budget)
         hours = windows * aug.batch_expected_hours
         return hours, (f"{teacher.model}, Batch API: {n:,} queries x {per_query:,} enqueued {how} (assumed) / "
-                       f"{budget:,}-token enqueued budget (batch_max_enqueued_tokens) = {windows:,} windows x "
+                       f"{budget:,}-token enqueued budget (batch_max_enqueued_tokens) = {windows:,} "
+                       f"window{'s' if windows != 1 else ''} x "
                        f"{aug.batch_expected_hours:g} h per window (batch_expected_hours, assumed) = "
                        f"{_duration(hours)}")
     by_requests = n / ep.requests_per_minute
