@@ -107,3 +107,19 @@ def test_metrics_match_the_golden_file(smoke_run):
     golden = json.loads(GOLDEN.read_text())["metrics"]
     diffs = differences(golden, run_metrics(out))
     assert not diffs, "\n".join(f"{nb}: " + "; ".join(d[:8]) for nb, d in diffs.items())
+
+
+def test_every_notebook_says_what_produced_it(smoke_run):
+    """Each metrics.json carries its structured `sources`; the report's badge follows from them: no model for 01
+    (sampling) and 03 (packing), an offline stand-in wherever SmolLM2, a data teacher or a symbolic teacher
+    produced the numbers, never "real model" on the smoke profile."""
+    from orca_utils.contracts import read_sources
+    from orca_utils.provenance import badge
+
+    out, _ = smoke_run
+    badges = {stem: badge(read_sources(out / stem)) for stem in NOTEBOOK_SCHEMAS}
+    assert all(read_sources(out / stem) is not None for stem in NOTEBOOK_SCHEMAS), badges
+    assert badges["01_sampling"] == badges["03_packing"] == "no model", badges
+    stand_ins = ("02_augmentation", "04_training", "05_agieval", "06_bbh", "07_open_ended", "08_safety",
+                 "09_explanation_vs_answer")
+    assert all(badges[s] == "offline stand-in" for s in stand_ins), badges
