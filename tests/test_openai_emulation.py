@@ -1,6 +1,6 @@
 """The local server's OpenAI emulation, driven with plain `httpx` and the `openai` SDK (never our own client).
 
-Each behaviour is checked the way OpenAI documents it (sources in orca_utils/teacher/openai_emulation/):
+Each behaviour is checked the way OpenAI documents it (sources in orca_utils/backends/openai_emulation/):
 the Model object, reasoning models' parameters and hidden reasoning tokens, validation against OpenAI's OpenAPI
 description (the pinned fixture in tests/fixtures/openai_openapi/), and the Batch API's asynchronous life cycle.
 """
