@@ -18,8 +18,10 @@ from .contracts import (QUERY_TABLE_COLUMNS, RESPONSE_TABLE_COLUMNS, STAGES, TRA
 from .schemas import AugmentationParams, TeacherEndpointParams, TeacherModelParams
 from .teacher import ChatRequest, ChatRun, CostEstimate, Prices, complete_chats, estimate_cost
 
-__all__ = ["STAGES", "teacher_of", "load_queries", "teacher_table", "token_counter", "build_requests",
-           "estimate_costs", "teacher_endpoints", "run_stage", "run_stages", "responses_frame", "train_frame",
+__all__ = ["STAGES", "teacher_of", "load_queries", "with_strategies", "strategy_table", "teacher_table",
+           "token_counter", "build_requests",
+           "estimate_costs", "teacher_endpoints", "run_stage", "run_stages", "responses_frame", "apply_funnel",
+           "funnel_tables", "funnel_figure", "train_frame",
            "write_tables", "status_table", "provenance", "plot_length_distributions", "summary_metrics"]
 
 
@@ -42,6 +44,39 @@ def load_queries(upstream_dir: Path, cfg: AugmentationParams) -> dict:
     return out
 
 
+def with_strategies(cfg: AugmentationParams, queries: dict) -> dict:
+    """{stage: queries with `strategy`, `strategy_reason`, `teacher_system_message` (what the teacher is sent) and
+    `system_message` (what the student trains with)}: both 01's message without `prompt_erasure` (Orca 1); with it
+    (Orca 2), the strategy message of the task's FLAN-v2 category and the generic message (orca_utils.strategies;
+    the categories come from FLAN-v2's task list under the data root, else every task falls back by collection)."""
+    import pandas as pd
+
+    from .data import resolve_dataset
+    from .strategies import strategy_frame, task_categories
+
+    erasure = cfg.prompt_erasure
+    categories = {}
+    if erasure.enabled:
+        try:
+            task_list = resolve_dataset("flan", cfg.data_dir, cfg.offline).path / "flan_collection_info.csv"
+        except FileNotFoundError:
+            task_list = None
+        categories = task_categories(task_list if task_list is not None and task_list.exists() else None)
+    out = {}
+    for stage, df in queries.items():
+        picked = strategy_frame(df, erasure.enabled, categories, erasure.category_strategy, erasure.generic_message)
+        out[stage] = pd.concat([df.drop(columns=["system_message"]).reset_index(drop=True), picked], axis=1)
+    return out
+
+
+def strategy_table(queries: dict):
+    """Queries per strategy (rows) and stage (columns); empty without prompt erasure."""
+    import pandas as pd
+
+    return pd.concat({s: df.loc[df["strategy"] != "", "strategy"].value_counts() for s, df in queries.items()},
+                     axis=1).fillna(0).astype(int)
+
+
 def teacher_table(cfg: AugmentationParams, queries: dict):
     """One row per stage: which teacher answers it (label, model), how many queries, max_tokens, batch mode."""
     import pandas as pd
@@ -61,10 +96,13 @@ def token_counter(cfg: AugmentationParams) -> tuple[Callable[[str], int], str]:
 
 
 def build_requests(queries, teacher: TeacherModelParams) -> list[ChatRequest]:
-    """One chat request per query: its system message (omitted when empty, message 1) and the zero-shot query."""
+    """One chat request per query: the teacher's system message (omitted when empty, message 1) and the zero-shot
+    query. `queries` carry `teacher_system_message` (`with_strategies`); 01's own tables, `system_message`."""
+    column = "teacher_system_message" if "teacher_system_message" in queries.columns else "system_message"
     requests = []
     for row in queries.itertuples(index=False):
-        messages = ([{"role": "system", "content": row.system_message}] if row.system_message else []) + \
+        system = getattr(row, column)
+        messages = ([{"role": "system", "content": system}] if system else []) + \
                    [{"role": "user", "content": row.inputs}]
         requests.append(ChatRequest(str(row.id), teacher.model, messages, teacher.max_tokens, teacher.temperature,
                                     list(teacher.stop) or None, teacher.dialect, teacher.reasoning_effort))
@@ -85,8 +123,10 @@ def estimate_costs(cfg: AugmentationParams, requests: dict, count_tokens, counte
 
     with ResponseCache(cache_path) as cache:
         est = {s: estimate_cost(requests[s], _prices(teacher_of(cfg, s), cfg.endpoint), count_tokens, cache,
-                                teacher_of(cfg, s).expected_completion_tokens, counter_label) for s in STAGES}
+                                teacher_of(cfg, s).expected_completion_tokens, counter_label, endpoint=cfg.endpoint)
+               for s in STAGES}
     rows = [{"stage": s, "teacher": teacher_of(cfg, s).label, "requests": e.n_requests, "cached": e.n_cached,
+             "same_prompt": e.n_same_prompt,
              "prompt_tokens": e.prompt_tokens, "expected_completion_tokens": e.completion_tokens,
              "estimate_usd": round(e.usd, 4), "worst_case_usd": round(e.usd_worst_case, 4)} for s, e in est.items()]
     table = pd.DataFrame(rows)
@@ -159,6 +199,8 @@ def responses_frame(queries, run: ChatRun, teacher: TeacherModelParams):
     q = queries.set_index(queries["id"].astype(str))
     df = pd.DataFrame({
         "id": q.index, "system": q["system_message"].values, "user": q["inputs"].values,
+        "teacher_system_message": q.get("teacher_system_message", q["system_message"]).values,
+        "system_message": q["system_message"].values, "strategy": q.get("strategy", pd.Series("", q.index)).values,
         "response": res.loc[q.index, "text"].values, "teacher": teacher.label, "teacher_model": teacher.model,
         "collection": q["collection"].values, "task": q["task"].values,
         "system_message_id": q["system_message_id"].astype(int).values, "status": res.loc[q.index, "status"].values,
@@ -168,8 +210,47 @@ def responses_frame(queries, run: ChatRun, teacher: TeacherModelParams):
     return df[list(RESPONSE_TABLE_COLUMNS)].reset_index(drop=True)
 
 
+def apply_funnel(cfg: AugmentationParams, responses: dict, queries: dict, count_tokens) -> dict:
+    """{stage: `orca_utils.funnel.run_funnel` result}: every response through the data funnel (refusals, truncated,
+    over-long, duplicate queries and responses, label agreement; `funnel:` in params), with what each filter
+    removed and why. Lengths for `too_long` are counted with `count_tokens` (the LLaMA tokenizer by default)."""
+    from .funnel.core import run_funnel
+
+    return {s: run_funnel(responses[s], queries[s], cfg.funnel, s, token_count=count_tokens) for s in STAGES}
+
+
+def funnel_tables(funnels: dict):
+    """(tab_data_funnel: rows per stage, collection and step, requests -> answered -> after each filter, with the
+    share of the requests kept; the rejects of both stages with filter, reason and detail; the label check's
+    outcomes per stage)."""
+    import pandas as pd
+
+    counts = pd.concat([f.counts for f in funnels.values()], ignore_index=True)
+    table = counts.pivot_table(index=["stage", "step"], columns="collection", values="rows", aggfunc="sum",
+                               sort=False).fillna(0).astype(int)
+    table["all"] = table.sum(axis=1)
+    requests = table.xs("requests", level="step")["all"]
+    table["kept % of requests"] = [round(100.0 * v / requests[s], 1) if requests[s] else 0.0
+                                   for (s, _), v in zip(table.index, table["all"])]
+    rejects = pd.concat([f.rejects for f in funnels.values()], ignore_index=True)
+    labels = pd.concat([f.labels for f in funnels.values()], ignore_index=True)
+    outcomes = labels.groupby(["stage", "outcome"]).size().unstack(fill_value=0) if len(labels) else pd.DataFrame()
+    return table.reset_index(), rejects, outcomes
+
+
+def funnel_figure(funnels: dict):
+    """The funnel's bars, one panel per stage (`orca_utils.funnel.core.funnel_figure`), titled with the teachers."""
+    import pandas as pd
+
+    from .funnel.core import funnel_figure as draw
+
+    teachers = ", ".join(f"{s}: {f.kept['teacher'].iloc[0]}" for s, f in funnels.items() if len(f.kept))
+    return draw(pd.concat([f.counts for f in funnels.values()], ignore_index=True),
+                title=f"Teacher responses through the data funnel ({teachers or 'no rows kept'})")
+
+
 def train_frame(responses):
-    """Only `ok` responses go to training."""
+    """Only `ok` responses go to training (pass the funnel's kept rows to train on what it kept)."""
     return responses.loc[responses["status"] == "ok", list(TRAIN_TABLE_COLUMNS)].reset_index(drop=True)
 
 
@@ -199,14 +280,22 @@ BATCH_STATS = ("batches_refused", "batches_expired", "requeued_unprocessed", "ma
 
 
 def summary_metrics(cfg: AugmentationParams, runs: dict[str, ChatRun], responses: dict, train: dict,
-                    estimates: dict[str, CostEstimate], count_tokens) -> tuple[dict, dict[str, str]]:
+                    estimates: dict[str, CostEstimate], count_tokens,
+                    funnels: dict | None = None) -> tuple[dict, dict[str, str]]:
     """(metrics, provenance) of notebook 02: per stage, requests, training rows, sent / cached, batches, spend
-    against the estimate, mean response length (tokens of `count_tokens`) and the count of each status."""
+    against the estimate, mean response length (tokens of `count_tokens`), the count of each status and, with the
+    funnel, the rows left after each of its steps, the rejects per filter and the label check's outcomes."""
     metrics = {}
+    for s, funnel in (funnels or {}).items():
+        steps = funnel.counts.groupby("step", sort=False)["rows"].sum()
+        metrics.update({f"{s}/funnel/{step}": int(n) for step, n in steps.items()})
+        metrics.update({f"{s}/rejected/{k}": int(n) for k, n in funnel.rejects["filter"].value_counts().items()})
+        metrics.update({f"{s}/label_check/{k}": int(n) for k, n in funnel.labels["outcome"].value_counts().items()})
     for s in STAGES:
         counts = runs[s].status_counts()
         metrics.update({f"{s}/requests": len(responses[s]), f"{s}/train_rows": len(train[s]),
                         f"{s}/sent": runs[s].stats["sent"], f"{s}/cached": runs[s].stats["cached"],
+                        f"{s}/cached_same_prompt": runs[s].stats.get("cached_same_prompt", 0),
                         f"{s}/batches": runs[s].stats.get("batches", 0),
                         **{f"{s}/{k}": runs[s].stats.get(k, 0) for k in BATCH_STATS},
                         f"{s}/spent_usd": round(runs[s].stats["spent_usd"], 6),

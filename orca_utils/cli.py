@@ -24,6 +24,9 @@ def _add_run(p):
     p.add_argument("--params-override", action="append", default=[], metavar="KEY=VALUE",
                    help="e.g. 04_training.stage1.max_steps=5 or seed=1 (common); repeatable")
     p.add_argument("--run-dir", help="outputs folder for this run (default: outputs/<profile>)")
+    p.add_argument("--reuse", action="extend", nargs="+", default=[], metavar="RUN_DIR",
+                   help="read upstream outputs this run lacks from another run's folder when they were computed "
+                        "from the same params, e.g. --only 07 --reuse outputs/smoke (default: $ORCA_REUSE)")
     p.add_argument("--notebooks-dir", help=argparse.SUPPRESS)
 
 
@@ -34,7 +37,8 @@ def _run(args) -> int:
 
     try:
         run_pipeline(args.profile, only=args.only, start=args.start, overrides=args.params_override,
-                     run_dir=args.run_dir, notebooks_dir=Path(args.notebooks_dir) if args.notebooks_dir else None)
+                     run_dir=args.run_dir, notebooks_dir=Path(args.notebooks_dir) if args.notebooks_dir else None,
+                     reuse=args.reuse)
     except NotebookFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

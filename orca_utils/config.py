@@ -32,6 +32,7 @@ __all__ = [
     "load_profile",
     "load_notebook_config",
     "params_hash",
+    "UNHASHED_FIELDS",
     "parse_overrides",
     "profile_path",
     "profile_chain",
@@ -243,7 +244,32 @@ def load_notebook_config(notebook: str, profile: str, overrides=None, params_dir
     return load_profile(profile, overrides=overrides, params_dir=params_dir)[notebook]
 
 
+# Params that cannot change a number a notebook computes, left out of `params_hash` (at any depth of the params
+# models): the profile's name, where outputs and caches go, the name of the variable holding an API key, and where
+# training logs are mirrored. Labels (`base_model_label`, a teacher's or judge's `label`) stay in: they are written
+# into the tables that later notebooks read and show.
+UNHASHED_FIELDS = frozenset({"profile", "output_dir", "cache_file", "data_cache_dir", "api_key_env", "report_to"})
+
+
+def _hashed(value: Any, dumped: Any) -> Any:
+    """`dumped` (the JSON dump of `value`) without the UNHASHED_FIELDS of every params model inside `value`."""
+    if isinstance(value, BaseModel):
+        return {k: _hashed(getattr(value, k), v) for k, v in dumped.items() if k not in UNHASHED_FIELDS}
+    if isinstance(value, (list, tuple)) and isinstance(dumped, list) and len(value) == len(dumped):
+        return [_hashed(v, d) for v, d in zip(value, dumped)]
+    return dumped
+
+
 def params_hash(cfg: BaseModel) -> str:
-    """A short stable hash of a validated params object (what a notebook's outputs were computed from)."""
-    payload = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, default=str)
+    """A short stable hash of a validated params object: what a notebook's own params make it compute.
+
+    Left out (`UNHASHED_FIELDS`, wherever they sit in the params models): `profile` (the profile's name: a profile
+    that `extends:` another and changes nothing of a notebook hashes that notebook alike), `output_dir` (where
+    outputs go), `cache_file` (the name of a notebook's request cache in its own folder), `data_cache_dir` (where
+    04 keeps its tokenized data), `api_key_env` (the name of the variable holding a key, never the key) and
+    `report_to` (where training logs are mirrored). Everything else counts, labels included.
+    A notebook's outputs are keyed by `runs.notebook_hash`: this hash plus its upstream notebooks' keys.
+    """
+    dumped = _hashed(cfg, cfg.model_dump(mode="json"))
+    payload = json.dumps(dumped, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -14,6 +14,10 @@ columns of its tables, and the tuned student's label.
 
 03 reads `SAMPLE_COLUMNS` of the training tables, 04 at least `TRAIN_REQUIRED_COLUMNS`.
 
+`UPSTREAM` is the same table as a graph: which notebooks' outputs each notebook reads. A notebook's outputs are
+keyed by its params and by its upstream notebooks' keys (`runs.notebook_hash`), and `Run.upstream` refuses to
+read a notebook the graph does not list, so a notebook that starts reading another is one line to add here.
+
 A notebook reads another's table with `read_table` (or checks a frame with `check_table`): a missing file or column
 is one line naming the file, the column and the notebook to rerun. A notebook's own working files (caches,
 resumable parts such as 05/06's `records/` or 09's `runs/`) are not contracts: no other notebook reads them.
@@ -27,7 +31,7 @@ __all__ = ["STAGES", "QUERY_TABLE_COLUMNS", "TRAIN_TABLE_COLUMNS", "RESPONSE_TAB
            "TRAIN_REQUIRED_COLUMNS", "STUDENT_DIR", "STAGE1_STUDENT_DIR", "METRICS_FILE", "RUN_INFO_FILE",
            "ContractError", "queries_file", "responses_file", "train_file", "stage_result_file", "check_table",
            "read_table", "stage_teachers", "student_label", "tuned_student", "SOURCES_FIELD", "SOURCE_KINDS",
-           "SOURCE_KEYS", "check_sources", "read_sources"]
+           "SOURCE_KEYS", "check_sources", "read_sources", "UPSTREAM"]
 
 STAGES = ("stage1", "stage2")            # 01's and 02's two stages (the FLAN-5M and FLAN-1M analogues)
 
@@ -35,8 +39,11 @@ STAGES = ("stage1", "stage2")            # 01's and 02's two stages (the FLAN-5M
 QUERY_TABLE_COLUMNS = ("id", "collection", "task", "template_type", "inputs", "targets", "rationale",
                        "is_multiple_choice", "system_message_id", "system_message")
 # 02_augmentation -> 03_packing, 04_training: the `ok` teacher responses (in this order).
+# `system` is what the student trains with (= `system_message`); `teacher_system_message` is what the teacher was
+# sent: the same without prompt erasure (Orca 1), a strategy message with it (Orca 2, `strategy` names it).
 TRAIN_TABLE_COLUMNS = ("id", "system", "user", "response", "teacher", "teacher_model", "collection", "task",
-                       "system_message_id", "status", "finish_reason")
+                       "system_message_id", "status", "finish_reason", "teacher_system_message", "system_message",
+                       "strategy")
 # 02_augmentation's record of every request (the training columns, then token counts and the request's fate).
 RESPONSE_TABLE_COLUMNS = TRAIN_TABLE_COLUMNS + ("prompt_tokens", "completion_tokens", "error", "attempts",
                                                 "from_cache")
@@ -55,6 +62,22 @@ RUN_INFO_FILE = "run_info.json"
 SOURCES_FIELD = "sources"
 SOURCE_KINDS = ("none", "stand_in", "real")
 SOURCE_KEYS = ("role", "name", "kind")
+
+# Which notebooks' outputs each notebook reads (its `Run.upstream` calls, and 10's report of every folder).
+# Change it when a notebook starts reading another one: the keys of the outputs follow (`runs.notebook_hash`).
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "01_sampling": (),
+    "02_augmentation": ("01_sampling",),
+    "03_packing": ("02_augmentation",),
+    "04_training": ("02_augmentation",),
+    "05_agieval": ("04_training",),
+    "06_bbh": ("04_training",),
+    "07_open_ended": ("04_training",),
+    "08_safety": ("04_training",),
+    "09_explanation_vs_answer": (),
+    "10_report": ("01_sampling", "02_augmentation", "03_packing", "04_training", "05_agieval", "06_bbh",
+                  "07_open_ended", "08_safety", "09_explanation_vs_answer"),
+}
 
 
 class ContractError(ValueError):

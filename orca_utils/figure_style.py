@@ -12,6 +12,9 @@ every figure function of `orca_utils` calls it before drawing. `color_for(label)
 
 `hbars(ax, ...)` draws one series of horizontal bars with their intervals the same way everywhere (05/06's
 relative-improvement figure, 07's): error bars where the interval is known, a missing value written "n/a".
+`note_missing_ours(fig, values, reason)`: a figure whose own values are all missing (only the paper's bars and
+"n/a" marks left) says so above the plot, with the reason read from its data, e.g. "ours: n/a, the judge's
+replies could not be read (18 of 18 unparseable)".
 
 No backend is chosen here: library code never switches matplotlib's backend (headless kernels and tests fall
 back to Agg on their own).
@@ -29,7 +32,8 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["PAPER_COLORS", "ROLE_COLORS", "FALLBACK", "PAPER_HATCH", "apply", "color_for", "role_of", "hbars"]
+__all__ = ["PAPER_COLORS", "ROLE_COLORS", "FALLBACK", "PAPER_HATCH", "OURS_MISSING_GID", "apply", "color_for",
+           "role_of", "hbars", "note_missing_ours"]
 
 # The paper's models (Mukherjee et al., 2023): fixed, from the colour-blind-safe palette.
 PAPER_COLORS = {
@@ -52,6 +56,7 @@ ROLE_COLORS = {
 }
 FALLBACK = ["#332288", "#44aa99", "#aa4499", "#ddcc77", "#661100", "#6699cc", "#888888", "#e7298a"]
 PAPER_HATCH = "//"                  # bars that show the paper's numbers (or a second reading of ours)
+OURS_MISSING_GID = "ours-missing"   # gid of the note a figure without any value of ours carries (kept in its SVG)
 
 _PAPER_PATTERNS = [  # (pattern, paper model); matched case-insensitively, earliest match in the label wins
     (r"orca[-\s]?13b|\borca\b(?![-\s]tun)", "Orca-13B"),
@@ -153,3 +158,15 @@ def hbars(ax, y, values, lo, hi, height, label, color=None, hatch=None):
     for yy in np.asarray(y)[~have]:
         ax.text(0, yy, " n/a", va="center", fontsize=6, color="0.3")
     return Patch(facecolor=color, hatch=hatch, edgecolor="white" if hatch else None, label=label)
+
+
+def note_missing_ours(fig, values, reason: str) -> str:
+    """When every one of our values in `fig` is missing (None or NaN, or there is none), say so above the plot:
+    "ours: n/a, <reason>", a line of the figure itself (in its PNG, PDF and SVG, gid `OURS_MISSING_GID`), so the
+    paper's bars beside our "n/a" marks are not read as a drawing error. Returns the note; "" (nothing drawn) when
+    any value of ours is there. `reason` says why, read from the data behind the figure (never guessed)."""
+    if any(v is not None and float(v) == float(v) for v in values):         # NaN != NaN
+        return ""
+    note = f"ours: n/a, {reason}"
+    fig.text(0.5, 1.0, note, ha="center", va="bottom", fontsize=8, color="#a00000", gid=OURS_MISSING_GID)
+    return note

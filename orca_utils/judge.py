@@ -28,7 +28,7 @@ import pandas as pd
 
 __all__ = ["JudgeTemplate", "VICUNA_V1", "VerdictParseError", "ChatFn", "list_fastchat_templates",
            "load_fastchat_templates", "build_judge_messages", "parse_scores", "ask_with_retry", "judge_pairs",
-           "aggregate_verdicts", "ORDERS", "teacher_chat_fn", "serve_models"]
+           "aggregate_verdicts", "ORDERS", "ModelEndpoints", "as_model_endpoints", "teacher_chat_fn", "serve_models"]
 
 
 @dataclass(frozen=True)
@@ -264,17 +264,46 @@ def aggregate_verdicts(verdicts: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+@dataclass(frozen=True)
+class ModelEndpoints:
+    """Where each teacher-client model of a block is asked (what `serve_models` yields).
+
+    An offline stand-in (`offline_backend` local_llm) at the local server that serves it (`local`, None when the block
+    has none); a real-endpoint model at the block's endpoint (`block`), or at its own `base_url` when it has one.
+    Each model's requests go through a client built for its endpoint (`orca_utils.teacher.make_client`, over the one
+    factory `orca_utils.backends.endpoints.openai_client`), so stand-ins and real endpoints mix in one run.
+    """
+
+    block: object                   # TeacherEndpointParams: the block's `endpoint`
+    local: object | None = None     # TeacherEndpointParams pointed at the local server, while it runs
+
+    def for_model(self, model):
+        """The TeacherEndpointParams to send `model` (TeacherModelParams) to."""
+        if model.offline_backend != "none":
+            if self.local is None:
+                raise ValueError(f"{model.label}: offline stand-in {model.model!r} is not served here: ask for it "
+                                 f"inside `serve_models` with it among the models")
+            return self.local
+        return self.block.model_copy(update={"base_url": model.base_url}) if model.base_url else self.block
+
+
+def as_model_endpoints(endpoint) -> ModelEndpoints:
+    """`endpoint` as ModelEndpoints: a plain TeacherEndpointParams serves every model (the earlier calling way: a
+    stand-in is sent to it as it is, a real-endpoint model to its own `base_url` when it has one)."""
+    return endpoint if isinstance(endpoint, ModelEndpoints) else ModelEndpoints(endpoint, endpoint)
+
+
 def teacher_chat_fn(model, endpoint, cache_path, max_cost_usd: float | None = None, desc: str = "judge") -> ChatFn:
     """A ChatFn over the teacher client (`orca_utils.teacher.complete_chats`: cache, rate limits, retries, cost).
 
-    `model` is a `TeacherModelParams`, `endpoint` a `TeacherEndpointParams`. A `truncated` reply (max_tokens hit)
-    still counts as a reply: the judge's scores are on its first line. Other statuses are returned as errors.
+    `model` is a `TeacherModelParams`; `endpoint` the `ModelEndpoints` of `serve_models` (or a plain
+    `TeacherEndpointParams`), resolved for this model (`ModelEndpoints.for_model`). A `truncated` reply (max_tokens
+    hit) still counts as a reply: the judge's scores are on its first line. Other statuses are returned as errors.
     """
     from .teacher import ChatRequest, Prices, complete_chats
 
     counter = [0]
-    if model.base_url and model.offline_backend == "none":
-        endpoint = endpoint.model_copy(update={"base_url": model.base_url})
+    endpoint = as_model_endpoints(endpoint).for_model(model)
 
     def chat(batch: list[list[dict]]) -> list[tuple[str | None, str]]:
         requests = []
@@ -294,24 +323,27 @@ def teacher_chat_fn(model, endpoint, cache_path, max_cost_usd: float | None = No
 
 @contextlib.contextmanager
 def serve_models(models: Sequence, endpoint, default_model_spec: str, device: str = "cpu",
-                 loaded: dict | None = None) -> Iterator:
-    """The endpoint to send `models` (TeacherModelParams, None ignored) to.
+                 loaded: dict | None = None) -> Iterator[ModelEndpoints]:
+    """The `ModelEndpoints` to send `models` (TeacherModelParams, None ignored) to, any mix of both kinds.
 
     Models with `offline_backend: local_llm` are served by a local OpenAI-compatible server for the body of the
-    `with` (the yielded endpoint points at it); one `HFBackend` per distinct model spec, or the one already in
+    `with` (`ModelEndpoints.local` points at it); one `HFBackend` per distinct model spec, or the one already in
     `loaded` ({spec: backend}, e.g. the candidate), so a stand-in used as reference and judge is loaded once.
-    Requests are micro-batched by the server (one batched generate per burst). Real-endpoint models keep
-    `endpoint` as it is; mixing both kinds in one call is refused (they would need two endpoints).
+    Requests are micro-batched by the server (one batched generate per burst). Real-endpoint models are asked at
+    `endpoint` (or their own `base_url`); nothing is loaded or served for them. What cannot be served (the data
+    teacher, two stand-ins of different local models under one name) raises the line `validate` gives for it
+    (`orca_utils.schemas.stand_in_problem`).
     """
+    from .schemas import stand_in_problem
+
     models = [m for m in models if m is not None]
     offline = [m for m in models if m.offline_backend != "none"]
+    problem = stand_in_problem([(m.label, m) for m in offline], default_model_spec)
+    if problem:
+        raise ValueError(f"serve_models: {problem}")
     if not offline:
-        yield endpoint
+        yield ModelEndpoints(endpoint)
         return
-    if len(offline) != len(models):
-        raise ValueError("serve_models: mix of offline stand-ins and real-endpoint models; use one kind per run")
-    if any(m.offline_backend == "data" for m in offline):
-        raise ValueError("serve_models: the data teacher answers FLAN queries only; use local_llm here")
     from .backends.hf import HFBackend
     from .teacher import serve_offline
 
@@ -324,4 +356,4 @@ def serve_models(models: Sequence, endpoint, default_model_spec: str, device: st
             by_spec[spec] = HFBackend(spec, batch_size=batch, device=device, progress=False, label=m.label)
         backends[m.model] = by_spec[spec]
     with serve_offline(backends, endpoint, max_batch_size=batch) as local:
-        yield local
+        yield ModelEndpoints(endpoint, local)

@@ -97,13 +97,44 @@ def paper_relative_scores() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _no_relative_score_reason(summary: pd.DataFrame) -> str:
+    """Why no relative score was computed, from the judged counts of each reference's `all` row (every set)."""
+    rows = summary[summary["set"] == "all"] if (summary["set"] == "all").any() else summary
+    if rows.empty:
+        return "nothing was judged"
+    if "n_parsed_candidate_first" not in rows:
+        return "no relative score was computed (no verdict counts)"
+    reasons = []
+    for _, row in rows.iterrows():
+        def count(key: str, row=row) -> int:
+            value = pd.to_numeric(row.get(key), errors="coerce")
+            return 0 if pd.isna(value) else int(value)
+
+        verdicts = 2 * count("n_prompts")                                   # each prompt judged in both orders
+        unread, failed = count("n_unparseable"), count("n_errors")
+        if not verdicts:
+            failed_refs = count("n_reference_failed")
+            reasons.append(f"the reference gave no answer to judge ({failed_refs} failed)" if failed_refs else
+                           "no prompt was judged")
+        elif count("n_parsed_candidate_first") and count("n_parsed_reference_first"):
+            reasons.append("the judge gave the reference 0 points in one order: no ratio")
+        elif unread or failed:
+            reasons.append(" and ".join([*([f"the judge's replies could not be read ({unread} of {verdicts} "
+                                            f"unparseable)"] if unread else []),
+                                         *([f"the judge calls failed ({failed} of {verdicts})"] if failed else [])]))
+        else:
+            reasons.append("no verdict was parsed in one of the two orders")
+    return "; ".join(dict.fromkeys(reasons))
+
+
 def plot_relative_scores(summary: pd.DataFrame, paper: pd.DataFrame, candidate: str | None = None,
                          paper_reference: str = "ChatGPT"):
     """The paper's way (its Figures 3-4): per prompt set, horizontal bars of each model's score relative to a
     reference (%), ours beside the paper's. Ours: mean of both orders, error bar spanning the two orders (the
     position bias); the paper's Orca-13B and Vicuna-13B relative to `paper_reference` (hatched, recalled values
     marked unverified). A missing value is written "n/a", never drawn as a zero bar. Colours from
-    `figure_style.color_for`: `candidate` (the label of the model judged, e.g. notebook 04's student) gives ours."""
+    `figure_style.color_for`: `candidate` (the label of the model judged, e.g. notebook 04's student) gives ours.
+    With no score of ours at all, the figure says why above the plot (`figure_style.note_missing_ours`)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -146,6 +177,9 @@ def plot_relative_scores(summary: pd.DataFrame, paper: pd.DataFrame, candidate: 
     ax.set_title(f"Open-ended generation relative to the reference (paper: {paper_reference}, GPT-4 as judge)")
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1)
     fig.tight_layout()
+    ours = [v for label, values, *_rest in series if label.startswith("ours") for v in values]
+    if all(v != v for v in ours):                                     # NaN: no score of ours (or none at all)
+        figure_style.note_missing_ours(fig, ours, _no_relative_score_reason(summary))
     return fig
 
 
@@ -154,6 +188,8 @@ def judge_against_references(prompts: pd.DataFrame, candidates: pd.DataFrame, re
                              ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """For each reference model: its answers (teacher client, cached), then the judge in both orders.
 
+    `endpoint`: the `ModelEndpoints` of `judge.serve_models` (each model asked where it lives: a stand-in at the
+    local server, a real-endpoint model at its endpoint), or one `TeacherEndpointParams` for every model.
     Returns (reference answers, verdicts, per-set summary), each with a `reference` column (the model's label).
     With `judge` None, only the answers are produced (verdicts and summary are empty).
     """
@@ -181,13 +217,14 @@ def judge_against_references(prompts: pd.DataFrame, candidates: pd.DataFrame, re
 def judge_candidate(prompts: pd.DataFrame, candidate: CandidateAnswers, cfg, cache_path
                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """`judge_against_references` for the notebook's candidate, with stand-in references and judge served by the
-    local OpenAI-compatible server for the duration (a model the candidate already loaded is reused)."""
+    local OpenAI-compatible server for the duration (a model the candidate already loaded is reused) and
+    real-endpoint ones asked at their endpoint: any mix of both kinds."""
     from .judge import serve_models
 
     with serve_models([*cfg.references, cfg.judge], cfg.endpoint, cfg.student_model, cfg.device,
-                      candidate.loaded) as endpoint:
-        return judge_against_references(prompts, candidate.answers, cfg.references, cfg.judge, endpoint, cache_path,
-                                        cfg.max_cost_usd, cfg.judge_retries)
+                      candidate.loaded) as endpoints:
+        return judge_against_references(prompts, candidate.answers, cfg.references, cfg.judge, endpoints,
+                                        cache_path, cfg.max_cost_usd, cfg.judge_retries)
 
 
 def judge_label(cfg) -> str:

@@ -7,10 +7,20 @@ response, and NIv2 instances with their reference output as the response, each p
 system messages as 01 would. The stand-in is labelled as such (`SampleSource.teacher`), never as a GPT model.
 Lengths come from `orca_utils.tokens` (the one serialization training uses) and packings from `orca_utils.packing`;
 `summary_metrics` gives the notebook's metrics and provenance, `summary_line` its closing sentence.
+
+One tokenization for 03 and 04 (`measure_tokenizers`): under the tokenizer 04 trains with (the student's, which
+`tokens.tokenizer_fingerprint` recognises whatever spec loaded it: in the paper profile the LLaMA tokenizer IS the
+student's), 02's tables are read from the token store (`orca_utils.train_data.token_store`, under
+`train.token_store_dirs`), built here when 04 has not built it yet, opened when it has: the lengths 03 reports are
+the token counts 04 packs, and 04's prepare step finds the store by its fingerprint and tokenizes nothing.
+`tab_token_store` names each store (stage, tokenizer, fingerprint, rows, tokens). Other tokenizers (the LLaMA one
+beside a non-LLaMA student) are measured in memory (`measure_lengths`): nothing is trained on them. The stores hold
+whole samples; truncation at a max_len is `tokens.apply_overflow`, in 03's grid as in 04's training.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,16 +30,18 @@ from .packing import pack_best_fit, pack_paper
 from .tokens import apply_overflow, tokenize_frame
 
 __all__ = ["SampleSource", "epoch_estimate", "length_summary", "length_tables", "load_samples", "measure_lengths",
-           "packing_grid", "plot_length_distributions", "plot_packing", "summary_metrics", "summary_line"]
+           "measure_store_lengths", "measure_tokenizers", "token_store_root", "packing_grid",
+           "plot_length_distributions", "plot_packing", "summary_metrics", "summary_line"]
 
 FALLBACK_TEACHER = "data teacher (FLAN-v2 CoT human rationales, NIv2 reference outputs; offline stand-in)"
 
 
 @dataclass
 class SampleSource:
-    frame: pd.DataFrame        # columns: system, user, response, collection, system_message_id, stage
+    frame: pd.DataFrame        # columns: system, user, response, collection, system_message_id, stage (02: id too)
     origin: str                # "02_augmentation" | "offline FLAN-v2 data"
     teacher: str               # human label of who wrote the responses
+    folder: Path | None = None  # 02's folder when the samples are its training tables (what 04 trains on)
 
 
 def _offline_samples(cfg, rows: int | None) -> pd.DataFrame:
@@ -54,17 +66,25 @@ def _offline_samples(cfg, rows: int | None) -> pd.DataFrame:
 
 
 def load_samples(cfg, run, fallback_rows: int | None = None) -> SampleSource:
-    """02's training rows (both stages, column `stage`) if 02 ran with the current params, else the stand-in."""
+    """02's training rows (both stages, column `stage`) if 02 ran with the current params, else the stand-in.
+
+    02's rows are those 04 trains on: its `ok` rows (`status`, where the table has one), with their `id`.
+    """
     folder = run.upstream("02_augmentation", required=False)
     if folder and all((folder / train_file(k)).exists() for k in (1, 2)):
-        frames = [read_table(folder, train_file(k), SAMPLE_COLUMNS, "02_augmentation").assign(stage=k)
-                  for k in (1, 2)]
+        frames = [_ok_rows(read_table(folder, train_file(k), (*SAMPLE_COLUMNS, "id"), "02_augmentation"))
+                  .assign(stage=k) for k in (1, 2)]
         frame = pd.concat(frames, ignore_index=True)
         teacher = "; ".join(f"stage {k}: {', '.join(sorted(map(str, f['teacher'].unique())))}"
                             for k, f in zip((1, 2), frames) if len(f))
         if len(frame):
-            return SampleSource(frame, "02_augmentation", teacher)
+            return SampleSource(frame, "02_augmentation", teacher, folder)
     return SampleSource(_offline_samples(cfg, fallback_rows), "offline FLAN-v2 data", FALLBACK_TEACHER)
+
+
+def _ok_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows 04 reads of a training table (`orca_utils.train_data.load_stage_arrow`: status == ok)."""
+    return frame[frame["status"] == "ok"].reset_index(drop=True) if "status" in frame.columns else frame
 
 
 def measure_lengths(frame: pd.DataFrame, tokenizer, max_len_tokens: int, overflow: str,
@@ -86,6 +106,11 @@ def measure_lengths(frame: pd.DataFrame, tokenizer, max_len_tokens: int, overflo
                               overflow=overflow, progress=False)
         p_len[lo:lo + len(part.prompt_tokens_all)] = part.prompt_tokens_all
         r_len[lo:lo + len(part.response_tokens_all)] = part.response_tokens_all
+    return _lengths_frame(frame, p_len, r_len, max_len_tokens, overflow)
+
+
+def _lengths_frame(frame: pd.DataFrame, p_len: np.ndarray, r_len: np.ndarray, max_len_tokens: int,
+                   overflow: str) -> pd.DataFrame:
     status, _ = apply_overflow(p_len, r_len, max_len_tokens, overflow)
     out = frame[["collection", "system_message_id", "stage"]].reset_index(drop=True).copy()
     out["prompt_tokens"] = p_len
@@ -93,6 +118,68 @@ def measure_lengths(frame: pd.DataFrame, tokenizer, max_len_tokens: int, overflo
     out["total_tokens"] = out["prompt_tokens"] + out["response_tokens"]
     out["status"] = status
     return out
+
+
+def token_store_root(run) -> list[Path]:
+    """Where 04 looks for its token stores, in order (`orca_utils.train.token_store_dirs`): `<run root>/token_store`
+    (or under 04's `data_cache_dir` when the profile sets one), where a missing store is built; then those of the run
+    folders this run reuses."""
+    from .train import token_store_dirs
+
+    return token_store_dirs(run)
+
+
+def measure_store_lengths(source: SampleSource, tokenizer, max_len_tokens: int, overflow: str,
+                          store_root: Path | list[Path], num_proc: int = 1) -> tuple[pd.DataFrame, list]:
+    """`measure_lengths`' table for 02's rows, read from each stage's token store (opened, or built with the
+    function 04's prepare step uses: `orca_utils.train_data.token_store`), and the stores (one per stage).
+
+    The store is found by its fingerprint (the stage table, the tokenizer and prompt format), so these are the
+    token counts 04 packs whenever it trains with this tokenizer; rows are matched by `id`.
+    """
+    from .train_data import token_store
+
+    if source.folder is None or "id" not in source.frame.columns:
+        raise ValueError(f"measure_store_lengths: the samples ({source.origin}) are not 02's training tables")
+    frame = source.frame
+    p_len = np.zeros(len(frame), dtype=np.int64)
+    r_len = np.zeros(len(frame), dtype=np.int64)
+    stores = []
+    for stage in sorted(frame["stage"].unique()):
+        store = token_store(source.folder, int(stage), tokenizer, store_root, num_proc)
+        mask = (frame["stage"] == stage).to_numpy()
+        at = pd.Index(store.column("id")).get_indexer(frame.loc[mask, "id"].astype(str))
+        if (at < 0).any() or mask.sum() != len(store):
+            missing = frame.loc[mask, "id"].to_numpy()[at < 0]
+            raise ValueError(f"{train_file(int(stage))}: {mask.sum()} rows here, {len(store)} in the token store "
+                             f"{store.folder}" + (f"; row id {missing[0]!r} is not in it" if len(missing) else ""))
+        prompt, response = store.lengths()
+        p_len[mask], r_len[mask] = prompt[at], response[at]
+        stores.append(store)
+    return _lengths_frame(frame, p_len, r_len, max_len_tokens, overflow), stores
+
+
+def measure_tokenizers(source: SampleSource, tokenizers: dict, trained_with, max_len_tokens: int, overflow: str,
+                       store_root: Path | list[Path] | None) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """({tokenizer name: lengths table}, the token stores read): under a tokenizer that tokenizes like
+    `trained_with` (the student's, what 04 trains with; same `tokenizer_fingerprint`), 02's rows come from the
+    token store 04 packs (`measure_store_lengths`); under others, and for the offline stand-in (04 never trains on
+    it), they are measured in memory. `store_root` None: no store at all."""
+    from .tokens import tokenizer_fingerprint
+
+    student = tokenizer_fingerprint(trained_with)
+    lengths, rows = {}, []
+    for name, tok in tokenizers.items():
+        if store_root is not None and source.folder is not None and tokenizer_fingerprint(tok) == student:
+            lengths[name], stores = measure_store_lengths(source, tok, max_len_tokens, overflow, store_root)
+            rows += [{"tokenizer": name, "stage": s.meta["stage"], "fingerprint": s.fingerprint, "rows": len(s),
+                      "tokens": s.meta["tokens"], "prompt_format": s.meta["prompt_format"],
+                      "tokenized": "here" if s.built else "before (reused)"}
+                     for s in stores]
+        else:
+            lengths[name] = measure_lengths(source.frame, tok, max_len_tokens, overflow)
+    columns = ["tokenizer", "stage", "fingerprint", "rows", "tokens", "prompt_format", "tokenized"]
+    return lengths, pd.DataFrame(rows, columns=columns)
 
 
 def length_summary(lengths: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
@@ -156,10 +243,12 @@ def epoch_estimate(grid: pd.DataFrame, lengths_by_tokenizer: dict[str, pd.DataFr
 
 
 def summary_metrics(source: SampleSource, lengths: dict[str, pd.DataFrame], grid: pd.DataFrame,
-                    estimate: pd.DataFrame, max_len: int, paper_factor: float | None) -> tuple[dict, dict[str, str]]:
+                    estimate: pd.DataFrame, max_len: int, paper_factor: float | None,
+                    stores: pd.DataFrame | None = None) -> tuple[dict, dict[str, str]]:
     """(metrics, provenance) of notebook 03: mean token lengths, both packers' packing factor and padding at
     `max_len` under the LLaMA tokenizer (the first of `lengths`), best-fit under the student's tokenizer (when
-    measured), and the steps of one epoch."""
+    measured), and the steps of one epoch. `stores` (`measure_tokenizers`' table): the provenance names the token
+    stores the lengths were read from (the ones 04 packs), and the max_len analysed."""
     llama_name = next(iter(lengths))
     at = grid[grid["max_len"] == max_len]
     llama_at = {m: at[(at["tokenizer"] == llama_name) & at["method"].str.startswith(m)].iloc[0]
@@ -186,7 +275,12 @@ def summary_metrics(source: SampleSource, lengths: dict[str, pd.DataFrame], grid
                     "packing/student/best_fit/padding_fraction": float(row["padding_fraction"])}
     from .provenance import Provenance, data_source
 
-    return metrics, Provenance({"data": source.origin, "teacher": source.teacher, "tokenizers": ", ".join(lengths)},
+    fields = {"data": source.origin, "teacher": source.teacher, "tokenizers": ", ".join(lengths),
+              "max_len": f"{max_len} tokens (grid: {', '.join(str(v) for v in sorted(grid['max_len'].unique()))})"}
+    if stores is not None and len(stores):
+        fields["token_store"] = "; ".join(f"stage {r.stage} {r.fingerprint} ({r.tokenizer}, {r.prompt_format})"
+                                          for r in stores.itertuples())
+    return metrics, Provenance(fields,
                                sources=[data_source(source.origin),              # token counts: no model
                                         *(data_source(name, "tokenizer") for name in lengths)])
 

@@ -13,7 +13,9 @@ reasoning §6, safety §7, then our explanation-vs-answer experiment), numbered 
 table of contents and the run manifest as an appendix. The HTML is written directly from the notebooks' CSV files
 (never parsed back), and `report.pdf` is that same HTML typeset by WeasyPrint: tables stay text, and figures are
 embedded as vector graphics (the SVG `Run.save_fig` writes beside each PNG/PDF; outputs saved before it did fall
-back to the PNG, and the summary lists them under `raster_figures`).
+back to the PNG, and the summary lists them under `raster_figures`). In the PDF a heading, the lines set under a
+section's heading and a table's caption stay with what follows them (none ends a page), and a figure is never split
+(`_KEEP_CSS`).
 
 Long tables are capped, in the HTML and so in the PDF: an example table (wrong answers, generations, judge
 verdicts, continuations: `tab_*_errors`, `tab_answers` ...) shows its first `example_rows` rows with long texts cut
@@ -71,6 +73,7 @@ EXAMPLE_TABLES = re.compile(r"_(errors|answers|verdicts|generations|continuation
 EXAMPLE_ROWS = 8
 MAX_ROWS = 40
 MAX_CELL_CHARS = 120
+WIDE_COLUMNS = 8                # a table of more columns is set on a landscape page
 
 
 def section_badge(sources: list[dict] | None) -> str:
@@ -136,6 +139,12 @@ def collect_sections(root: Path, report_dir: Path) -> list[Section]:
     return out
 
 
+# Keep a heading with what follows it: a section's heading, the lines set under it (notebook, provenance) and a
+# table's caption never end a page; a figure (image and caption) is never split. WeasyPrint honours break-after: avoid
+# between block siblings and on a table's caption (the legacy page-break-* names are its aliases, kept for browsers).
+# A wide table starts a landscape page (a forced break): the heading of a section that opens with one goes with it.
+_KEEP_CSS = """h1,h2,h3,h2+p.prov,h2+p.prov+p.prov,table.tab caption{break-after:avoid;page-break-after:avoid}
+figure{break-inside:avoid;page-break-inside:avoid}.wide-head{page:wide}"""
 _CSS = """@page{size:A4;margin:18mm 16mm 20mm;@bottom-center{content:counter(page);font:9pt Georgia,serif;color:#555}}
 @page wide{size:A4 landscape}
 body{font-family:Georgia,"DejaVu Serif",serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.4}
@@ -150,17 +159,18 @@ font-variant-numeric:tabular-nums;white-space:nowrap}
 table.tab .paper{background:#eef3fa}table.tab td.unverified{color:#8a5a00;font-style:italic}
 table.tab td.na{color:#999}table.tab tbody tr:nth-child(even){background:#f7f7f7}
 table.tab tbody tr:nth-child(even) .paper{background:#e3ebf6}
-figure{margin:1em 0;page-break-inside:avoid}figure img{max-width:100%;max-height:200mm}
+figure{margin:1em 0}figure img{max-width:100%;max-height:200mm}
 figcaption,caption .num-label{font-size:12px}.label{font-weight:bold}
 .badge{font:12px sans-serif;padding:2px 8px;border-radius:8px;margin-left:.5em;vertical-align:middle}
 .standin{background:#ffe9b3}.real{background:#c8f0c8}.nomodel{background:#e3ebf6}.unknown{background:#ddd}
 .missing{color:#a00;font-weight:bold}.prov{font-size:11px;color:#555;font-style:italic}
 .tab-note{font-size:11px;color:#555;margin:.2em 0 0}
 nav.toc ul{list-style:none;padding-left:0}nav.toc li{margin:.15em 0}nav.toc ul ul{padding-left:1.5em;font-size:.9em}
-@media print{body{max-width:none;margin:0;font-size:10.5pt}h2{page-break-after:avoid}
+@media print{body{max-width:none;margin:0;font-size:10.5pt}
 nav.toc a::after{content:leader('.') target-counter(attr(href),page)}nav.toc a{color:#222;text-decoration:none}
 figure img{width:auto;max-width:100%;max-height:170mm}.tab-wrap{page-break-inside:auto}
-table.tab thead{display:table-header-group}}"""
+table.tab thead{display:table-header-group}}
+""" + _KEEP_CSS
 
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?%?$")
 
@@ -210,7 +220,7 @@ def table_html(frame: pd.DataFrame, caption: str, label: str | None = None, tabl
     """A captioned, aligned table written straight from a DataFrame (no HTML parsing anywhere); `note` (HTML) is
     set under it; `compact` sets it in a smaller font (example tables)."""
     columns = [str(c) for c in frame.columns]
-    wide = (" wide" if len(columns) > 8 else "") + (" compact" if compact else "")
+    wide = (" wide" if len(columns) > WIDE_COLUMNS else "") + (" compact" if compact else "")
     head = "".join(f"<th{' class=paper' if c.lower().startswith('paper') else ''}>"     # headers may break at _
                    f"{html.escape(c).replace('_', '_<wbr>')}</th>" for c in columns)
     body = "".join("<tr>" + "".join(_cell(v, c) for v, c in zip(row, columns)) + "</tr>"
@@ -272,8 +282,12 @@ def _manifest_html(manifest: dict) -> str:
 
 def _section_html(sec: Section, number: int, profile: str, counters: dict, example_rows: int = EXAMPLE_ROWS,
                   max_rows: int = MAX_ROWS) -> str:
-    parts = [f"<h2 id='{sec.notebook}'>{number}. {html.escape(sec.title)}{_badge(sec.badge)}</h2>",
-             f"<p class='prov'>notebook {html.escape(sec.notebook)}"
+    # a wide first table is set on a landscape page: its heading and the lines under it go there with it
+    first = sec.tables[0]["frame"] if sec.tables else None
+    wide = " wide-head" if sec.status == "ok" and first is not None and len(first.columns) > WIDE_COLUMNS else ""
+    parts = [f"<h2 id='{sec.notebook}'{f' class={wide.strip()}' if wide else ''}>{number}. "
+             f"{html.escape(sec.title)}{_badge(sec.badge)}</h2>",
+             f"<p class='prov{wide}'>notebook {html.escape(sec.notebook)}"
              f"{' · ' + html.escape(sec.note) if sec.note else ''}</p>"]
     if sec.status != "ok":
         label = "MISSING" if sec.status == "missing" else "INCOMPLETE"
@@ -284,8 +298,8 @@ def _section_html(sec: Section, number: int, profile: str, counters: dict, examp
         if sec.status == "missing":
             return "\n".join(parts)
     if sec.provenance:
-        parts.append("<p class='prov'>" + " · ".join(f"{html.escape(k)}: {html.escape(str(v))}"
-                                                    for k, v in sec.provenance.items()) + "</p>")
+        parts.append(f"<p class='prov{wide}'>" + " · ".join(f"{html.escape(k)}: {html.escape(str(v))}"
+                                                          for k, v in sec.provenance.items()) + "</p>")
     if not sec.tables and not sec.figures:
         parts.append("<p class='missing'>no tables or figures saved by this notebook</p>")
     for t in sec.tables:
@@ -335,14 +349,22 @@ def _write_pdf(path: Path, page: str, base_dir: Path) -> None:
     HTML(string=page, base_url=str(base_dir)).write_pdf(path)
 
 
+def _document(profile: str, body: list[str]) -> str:
+    """The report's HTML page: its style (`_CSS`) and `body`'s parts."""
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Orca notebooks report "
+            f"({html.escape(profile)})</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) +
+            "\n</body></html>\n")
+
+
 def build_report(root: Path, pdf: bool = False, profile: str | None = None, example_rows: int = EXAMPLE_ROWS,
-                 max_rows: int = MAX_ROWS) -> dict:
+                 max_rows: int = MAX_ROWS, report_dir: Path | None = None) -> dict:
     """Write `root/report/report.html` (+ `report.pdf`); return a summary of what was found and what is missing:
     per section its status, badge and counts, the figures' relative paths (`images`), the figures that had no
     vector copy (`raster_figures`), the tables shown in part (`capped_tables`: name -> [rows shown, rows]) and
-    the paths written. Example tables show `example_rows` rows, other tables at most `max_rows`."""
+    the paths written. Example tables show `example_rows` rows, other tables at most `max_rows`. `report_dir`:
+    write the report there instead of `root/report` (links to the notebooks' CSVs stay relative to it)."""
     root = Path(root)
-    report_dir = root / "report"
+    report_dir = Path(report_dir) if report_dir is not None else root / "report"
     if report_dir.exists():
         shutil.rmtree(report_dir / "figures", ignore_errors=True)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -367,9 +389,7 @@ def build_report(root: Path, pdf: bool = False, profile: str | None = None, exam
             _toc_html(sections), *bodies,
             "<h2 id='manifest' class='appendix'>Appendix A. Run manifest: what ran, where, when, how long</h2>",
             _manifest_html(manifest)]
-    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Orca notebooks report "
-            f"({html.escape(profile)})</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) +
-            "\n</body></html>\n")
+    page = _document(profile, body)
     html_path = report_dir / "report.html"
     html_path.write_text(page)
     figures = [f for s in sections for f in s.figures]

@@ -1,28 +1,38 @@
 """The pipeline runner: execute the ordered notebooks with papermill and keep a manifest of what ran.
 
-`python -m orca_utils run --profile smoke [--only 03] [--from 02] [--params-override key=value ...]`
+`python -m orca_utils run --profile smoke [--only 03] [--from 02] [--params-override key=value ...]
+[--reuse outputs/other_run ...]`
 
 The whole params file is validated before the first notebook starts. Each notebook is executed into
-`outputs/<profile>/<stem>/<stem>.ipynb` (papermill injects `profile`, `run_dir`, `overrides`); its own cells save
-figures, tables and `metrics.json` beside it. A failing notebook stops the run: its error is printed, its partial
-executed copy is kept, and the runner exits non-zero. `outputs/<profile>/manifest.json` records the git commit,
-package versions, params hashes, seeds, and per notebook start/end/duration/status.
+`outputs/<profile>/<stem>/<stem>.ipynb` (papermill injects `profile`, `run_dir`, `overrides`, `reuse`); its own
+cells save figures, tables and `metrics.json` beside it. A failing notebook stops the run: its error is printed, its
+partial executed copy is kept, and the runner exits non-zero. `outputs/<profile>/manifest.json` records the git
+commit, package versions, params hashes (`runs.notebook_hash`), seeds, the reused run folders, and per notebook
+start/end/duration/status and where each upstream output it read came from (`upstream`: {notebook: {"from": "this
+run" or a reused run folder, "params_hash"}}).
+
+`--reuse DIR`: upstream outputs this run lacks are read from DIR (another run's folder, e.g. `outputs/smoke`) when
+they were computed from the same params, without copying: an ablation profile that `extends: smoke` and changes only
+07's judge runs `--only 07 --reuse outputs/smoke`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import load_profile, params_hash, profile_chain, profile_path
+from .config import load_profile, profile_chain, profile_path
+from .contracts import RUN_INFO_FILE
 from .paths import NOTEBOOKS_DIR, REPO_ROOT
-from .runs import profile_root, versions
+from .runs import notebook_hash, profile_root, reuse_roots, versions
 
-__all__ = ["NotebookFailed", "discover_notebooks", "select_notebooks", "kernel_options", "run_pipeline"]
+__all__ = ["NotebookFailed", "discover_notebooks", "select_notebooks", "kernel_options", "run_pipeline",
+           "reuse_folders"]
 
 
 class NotebookFailed(RuntimeError):
@@ -100,6 +110,27 @@ def _error_detail(exc: Exception) -> str:
     return "\n".join(lines)
 
 
+def reuse_folders(reuse: list[str] | None) -> list[Path]:
+    """`--reuse` folders as absolute paths (relative ones from the current directory); ValueError for one that is
+    no folder."""
+    out = []
+    for item in reuse or []:
+        path = Path(item).expanduser().resolve()
+        if not path.is_dir():
+            raise ValueError(f"--reuse {item}: no such run folder (expected a run's outputs folder, e.g. "
+                             f"outputs/smoke)")
+        out.append(path)
+    return out
+
+
+def _upstream_record(out_dir: Path) -> dict:
+    """Where the notebook's upstream outputs came from, as its `run_info.json` recorded it ({} when it has none)."""
+    try:
+        return json.loads((out_dir / RUN_INFO_FILE).read_text()).get("upstream") or {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 def kernel_options() -> dict:
     """Keyword arguments for `papermill.execute_notebook` that start the kernel with CurveZMQ keys.
 
@@ -121,11 +152,13 @@ def kernel_options() -> dict:
 def run_pipeline(profile: str, only: list[str] | None = None, start: str | None = None,
                  overrides: list[str] | None = None, run_dir: str | None = None,
                  notebooks_dir: Path | None = None, kernel_name: str = "python3",
-                 log=print) -> dict:
-    """Run the selected notebooks in order; return the manifest. Raises ConfigError, NotebookFailed."""
+                 reuse: list[str] | None = None, log=print) -> dict:
+    """Run the selected notebooks in order; return the manifest. `reuse`: run folders whose upstream outputs this
+    run may read (after its own). Raises ConfigError, NotebookFailed, ValueError (a `reuse` folder missing)."""
     import papermill as pm
 
     cfgs = load_profile(profile, overrides=overrides)            # fails before any work starts
+    reused = reuse_folders(reuse or [str(p) for p in reuse_roots()])     # none given: $ORCA_REUSE
     params_file = profile_path(profile)
     notebooks = select_notebooks(discover_notebooks(notebooks_dir or NOTEBOOKS_DIR), only, start)
     root = profile_root(next(iter(cfgs.values())), run_dir)
@@ -135,11 +168,12 @@ def run_pipeline(profile: str, only: list[str] | None = None, start: str | None 
         profile=profile, extends=profile_chain(profile)[1:],
         params_file=str(params_file.relative_to(REPO_ROOT)) if params_file.is_relative_to(REPO_ROOT)
         else str(params_file), params_sha256=hashlib.sha256(params_file.read_bytes()).hexdigest(),
-        overrides=list(overrides or []), git=_git_commit(), versions=versions(), python=sys.executable and
-        sys.version.split()[0], run_started=_now(), run_finished=None, status="running",
+        overrides=list(overrides or []), reuse=[str(p) for p in reused], git=_git_commit(), versions=versions(),
+        python=sys.executable and sys.version.split()[0], run_started=_now(), run_finished=None, status="running",
     )
     _write_manifest(manifest_path, manifest)
     joined_overrides = ";".join(overrides or [])
+    joined_reuse = os.pathsep.join(str(p) for p in reused)
     total = len(notebooks)
     run_t0 = time.time()
     for i, nb in enumerate(notebooks, 1):
@@ -149,7 +183,7 @@ def run_pipeline(profile: str, only: list[str] | None = None, start: str | None 
         out_dir.mkdir(parents=True, exist_ok=True)
         output = out_dir / f"{stem}.ipynb"
         entry = {"notebook": stem, "status": "running", "started": _now(), "finished": None,
-                 "duration_s": None, "params_hash": params_hash(cfg) if cfg else None,
+                 "duration_s": None, "params_hash": notebook_hash(stem, cfgs) if cfg else None,
                  "seed": cfg.seed if cfg else None, "output": str(output.relative_to(root))}
         manifest["notebooks"][stem] = entry
         _write_manifest(manifest_path, manifest)
@@ -157,17 +191,19 @@ def run_pipeline(profile: str, only: list[str] | None = None, start: str | None 
         t0 = time.time()
         try:
             pm.execute_notebook(str(nb), str(output), parameters={"profile": profile, "run_dir": str(root),
-                                                                  "overrides": joined_overrides},
+                                                                  "overrides": joined_overrides,
+                                                                  "reuse": joined_reuse},
                                 kernel_name=kernel_name, cwd=str(nb.parent), progress_bar=False,
                                 log_output=False, request_save_on_cell_execute=True, **kernel_options())
         except Exception as exc:
             entry.update(status="failed", finished=_now(), duration_s=round(time.time() - t0, 2),
-                         error=_error_detail(exc).splitlines()[-1][:500])
+                         error=_error_detail(exc).splitlines()[-1][:500], upstream=_upstream_record(out_dir))
             manifest.update(status="failed", run_finished=_now())
             _write_manifest(manifest_path, manifest)
             log(f"[{i}/{total}] {stem} FAILED after {time.time() - t0:.1f}s")
             raise NotebookFailed(stem, output, _error_detail(exc)) from None
-        entry.update(status="ok", finished=_now(), duration_s=round(time.time() - t0, 2))
+        entry.update(status="ok", finished=_now(), duration_s=round(time.time() - t0, 2),
+                     upstream=_upstream_record(out_dir))
         _write_manifest(manifest_path, manifest)
         log(f"[{i}/{total}] {stem} ok in {time.time() - t0:.1f}s")
     manifest.update(status="ok", run_finished=_now(), duration_s=round(time.time() - run_t0, 2))

@@ -142,15 +142,16 @@ def plot_toxigen(summary: pd.DataFrame):
 
 def judged_truthfulqa(items: pd.DataFrame, backends, cfg, cache_path) -> pd.DataFrame | None:
     """`truthfulqa_generative` on the first `generative_n_questions` items, the judge served by the local
-    OpenAI-compatible server when it is a stand-in; None (skipped) with no judge or no question."""
+    OpenAI-compatible server when it is a stand-in, else asked at its endpoint; None (skipped) with no judge or no
+    question."""
     n_gen = cfg.truthfulqa.generative_n_questions
     if cfg.judge is None or n_gen == 0:
         return None
     from .judge import serve_models
 
-    with serve_models([cfg.judge], cfg.endpoint, cfg.student_model, cfg.device) as endpoint:
+    with serve_models([cfg.judge], cfg.endpoint, cfg.student_model, cfg.device) as endpoints:
         return truthfulqa_generative(items.head(n_gen), backends, cfg.truthfulqa.generative_max_new_tokens,
-                                     cfg.judge, endpoint, cache_path, cfg.max_cost_usd)
+                                     cfg.judge, endpoints, cache_path, cfg.max_cost_usd)
 
 
 def toxicity_scorer(cfg) -> tuple[ToxicityScorer | None, str]:

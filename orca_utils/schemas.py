@@ -23,7 +23,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from .funnel.params import FunnelParams
 
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
@@ -134,7 +136,15 @@ class TeacherEndpointParams(Strict):
     max_retries: int = Field(6, ge=0, description="retries on 429/5xx/timeouts/connection errors/bad JSON")
     backoff_base_s: float = Field(1.0, gt=0, description="first backoff; doubles per retry, with full jitter")
     backoff_max_s: float = Field(60.0, gt=0)
-    retry_errors: bool = Field(True, description="re-send requests whose cached status is `error`")
+    retry_errors: bool = Field(True, description="re-send requests whose cached status is `error` (with "
+                               "resend_statuses set, listing `error` there says it instead)")
+    resend_statuses: list[Literal["ok", "truncated", "refused", "content_filter", "empty", "error",
+                                  "not_sent"]] | None = Field(
+        None, description="set: a request whose exact key (max_tokens, stop, temperature included) is not cached "
+        "reuses, unpaid, the newest cached answer to the same prompt (model, messages, dialect, effort) whose status "
+        "is NOT listed, and is sent when there is none: list the statuses to re-send, e.g. [error, truncated, "
+        "refused, empty] after raising max_tokens; an exact-key answer is re-sent only when `error` is listed. "
+        "null: only exact keys are reused, errors re-sent per retry_errors")
     batch_mode: bool = Field(False, description="use the Batch API (50% price, up to 24 h) instead of chat calls")
     batch_max_enqueued_tokens: int = Field(
         2_000_000, ge=1, description="in-flight budget: PROMPT tokens of this run's batches in progress per model, as "
@@ -165,6 +175,14 @@ class TeacherEndpointParams(Strict):
                                              description="the emulated API's own limits (only with emulate_openai)")
 
     _check_env = field_validator("api_key_env")(classmethod(lambda cls, v: check_env_name(v)))
+
+    @model_validator(mode="after")
+    def _retry_errors_agrees(self):
+        if (self.resend_statuses is not None and "retry_errors" in self.model_fields_set
+                and self.retry_errors != ("error" in self.resend_statuses)):
+            raise ValueError(f"retry_errors={self.retry_errors} contradicts resend_statuses={self.resend_statuses}: "
+                             f"drop retry_errors (with resend_statuses set, listing `error` there re-sends errors)")
+        return self
 
 
 class TeacherServerParams(Strict):
@@ -255,8 +273,26 @@ class TeacherModelParams(Strict):
         return self
 
 
+class PromptErasureParams(Strict):
+    """Orca 2's prompt erasure (orca_utils.strategies): the teacher answers under a strategy message chosen per task
+    category, the student trains under one generic message. Off: Orca 1 (teacher and student see 01's message)."""
+
+    enabled: bool = Field(False, description="on: the teacher sees a strategy message, the training row the "
+                          "generic message (params/orca2.yaml); off: both see 01's system message (Orca 1)")
+    generic_message: str | None = Field(None, description="the student's system message; null: Orca 2's cautious "
+                                        "message (strategies.GENERIC_SYSTEM_MESSAGE, from the Orca-2-13b card)")
+    category_strategy: dict[str, Literal["step_by_step", "recall_then_generate", "recall_reason_generate",
+                                         "extract_generate", "direct_answer"]] = Field(
+        default_factory=dict, description="FLAN-v2 generic task category -> strategy, overriding single entries of "
+        "strategies.CATEGORY_STRATEGY")
+
+
 class AugmentationParams(CommonParams):
     """02_augmentation: teacher responses for 01's queries, stage 1 and stage 2."""
+
+    prompt_erasure: PromptErasureParams = Field(default_factory=PromptErasureParams)
+    funnel: FunnelParams = Field(default_factory=FunnelParams, description="the data funnel after both stages "
+                                 "(orca_utils.funnel): per filter on/off and its threshold; rejects kept with reasons")
 
     endpoint: TeacherEndpointParams = Field(default_factory=TeacherEndpointParams)
     stage1: TeacherModelParams = Field(default_factory=lambda: TeacherModelParams(
@@ -382,6 +418,32 @@ class TrainingParams(CommonParams):
         return self
 
 
+def stand_in_problem(models: list[tuple[str, TeacherModelParams]], default_spec: str | None) -> str | None:
+    """Why the references / judge `models` ([(param, params)]) of 07 or 08 cannot all be asked in one run, or None.
+
+    Any mix of offline stand-ins (served by the local server for the block) and real-endpoint models (asked at their
+    endpoint) works. What cannot: the data teacher (it answers 02's FLAN queries only), two stand-ins sharing a
+    model name but not their local model (the local server serves one model per name), and two references sharing
+    a model name (their answers would share the response cache's keys, their scores the metric names)."""
+    served: dict[str, tuple[str, str | None]] = {}
+    refs: dict[str, str] = {}
+    for where, m in models:
+        if m.offline_backend == "data":
+            return (f"{where}.offline_backend: data: the data teacher answers 02's FLAN queries only; a reference "
+                    f"or judge stand-in is local_llm")
+        if where.startswith("references[") and refs.setdefault(m.model, where) != where:
+            return (f"{where}.model {m.model!r} is also {refs[m.model]}.model: each reference needs its own model "
+                    f"name (answers are cached and scores reported under it)")
+        if m.offline_backend == "local_llm":
+            spec = m.local_model or default_spec
+            first, first_spec = served.setdefault(m.model, (where, spec))
+            if first_spec != spec:
+                return (f"{where}.model {m.model!r} is also {first}.model, a stand-in of another local model "
+                        f"({first_spec} vs {spec}): the local server serves one model per name; give each stand-in "
+                        f"its own model name")
+    return None
+
+
 class ApiModelParams(Strict):
     """One of 05/06's `api_models`: a model behind an OpenAI-compatible endpoint, scored like the student. A plain
     name in params means `{model: <name>}`."""
@@ -415,6 +477,10 @@ class ZeroShotEvalParams(CommonParams):
     batch_size: int = Field(16, ge=1)
     max_len_tokens: int | None = Field(None, ge=64, description="prompt + generation cap; null: the model's")
     system_message_id: int = Field(1, ge=1, le=16, description="paper's system message for the main table (1: empty)")
+    eval_system_message: Literal["paper_id", "empty", "generic"] = Field(
+        "paper_id", description="the main table's system message: paper_id: system_message_id (Orca 1); empty; "
+        "generic: Orca 2's cautious message (strategies.GENERIC_SYSTEM_MESSAGE, what a prompt-erased student trained "
+        "with); the tables name it")
     compare_system_message_ids: list[int] = Field(default_factory=lambda: [1, 5, 2],
                                                   description="system-message comparison (paper Table 9)")
     compare_n_items_per_task: int | None = Field(None, ge=1, description="subset for the comparison; null: all")
@@ -486,6 +552,23 @@ class OpenEndedParams(CommonParams):
     max_cost_usd: float = Field(0.0, ge=0, description="stop before the estimated cost exceeds this")
     cache_file: str = Field("open_ended_cache.sqlite", min_length=1, description="in the notebook's output folder")
 
+    @field_validator("references")
+    @classmethod
+    def _references_servable(cls, value: list[TeacherModelParams], info: ValidationInfo):
+        named = [(f"references[{i}]", m) for i, m in enumerate(value)]
+        if (problem := stand_in_problem(named, info.data.get("student_model"))):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("judge")
+    @classmethod
+    def _judge_servable(cls, value: TeacherModelParams | None, info: ValidationInfo):
+        named = [(f"references[{i}]", m) for i, m in enumerate(info.data.get("references") or [])]
+        if value is not None and (problem := stand_in_problem([*named, ("judge", value)],
+                                                              info.data.get("student_model"))):
+            raise ValueError(problem)
+        return value
+
 
 class TruthfulQAParams(Strict):
     """TruthfulQA MC1/MC2 from the CSV (and the generative variant when a judge is configured)."""
@@ -528,6 +611,13 @@ class SafetyParams(CommonParams):
                                              "null: skipped (the notebook says so)")
     max_cost_usd: float = Field(0.0, ge=0)
     cache_file: str = Field("safety_cache.sqlite", min_length=1, description="in the notebook's output folder")
+
+    @field_validator("judge")
+    @classmethod
+    def _judge_servable(cls, value: TeacherModelParams | None, info: ValidationInfo):
+        if value is not None and (problem := stand_in_problem([("judge", value)], info.data.get("student_model"))):
+            raise ValueError(problem)
+        return value
 
 
 class ExperimentParams(CommonParams):

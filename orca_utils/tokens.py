@@ -31,9 +31,15 @@ Serialization (one sample = one system message, one user turn, one response):
 - Longer than `max_len_tokens`: `overflow="truncate_response"` keeps the prompt and cuts the response (losing its
   EOS, correctly: the response did not end there); a sample whose prompt leaves fewer than `min_response_tokens`
   is dropped. `overflow="drop"` drops every overlong sample. Both are counted in `TokenizedSamples.counts`.
+  `max_len_tokens=None` keeps every sample whole: the token store that 03 and 04 share (`orca_utils.train_data`)
+  holds whole samples and applies `apply_overflow` at whatever max_len it is read at.
+- `tokenizer_fingerprint` names what of a tokenizer shapes these ids (vocabulary, merges, normalizer, special
+  tokens, the prompt format rendered): the token store is keyed by it.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -57,6 +63,7 @@ __all__ = [
     "resize_embeddings",
     "tokenize_frame",
     "tokenize_samples",
+    "tokenizer_fingerprint",
     "uses_chat_template",
 ]
 
@@ -209,7 +216,7 @@ class TokenizedSamples:
     prompt_tokens_all: np.ndarray
     response_tokens_all: np.ndarray
     status_all: np.ndarray
-    max_len_tokens: int
+    max_len_tokens: int | None
     overflow: str
     prompt_format: str
     pad_token_id: int | None = None
@@ -287,19 +294,20 @@ def apply_overflow(prompt_tokens, response_tokens, max_len_tokens: int, overflow
 
 
 def tokenize_samples(tokenizer, system: Sequence[str], user: Sequence[str], response: Sequence[str], *,
-                     max_len_tokens: int = 2048, overflow: Overflow = "truncate_response",
+                     max_len_tokens: int | None = 2048, overflow: Overflow = "truncate_response",
                      prompt_format: PromptFormat = "auto", system_turn: Literal["always", "if_nonempty"] = "always",
                      min_response_tokens: int = 1, batch_size: int = 2000,
                      progress: bool = False) -> TokenizedSamples:
     """Serialize `<system, user, response>` rows into input ids and labels (see the module docstring).
 
-    Batched: the fast tokenizer encodes `batch_size` prompts and responses per call.
+    Batched: the fast tokenizer encodes `batch_size` prompts and responses per call. `max_len_tokens=None`: no limit,
+    every sample kept whole (status "ok").
     """
     n = len(user)
     system, user, response = _rows("system", system, n), _rows("user", user, n), _rows("response", response, n)
     if overflow not in ("truncate_response", "drop"):
         raise ValueError(f"overflow {overflow!r}: expected 'truncate_response' or 'drop'")
-    if max_len_tokens < 2 or min_response_tokens < 1:
+    if (max_len_tokens is not None and max_len_tokens < 2) or min_response_tokens < 1:
         raise ValueError(f"max_len_tokens ({max_len_tokens}) must be >= 2 and min_response_tokens "
                          f"({min_response_tokens}) >= 1")
     eos = tokenizer.eos_token_id
@@ -320,7 +328,8 @@ def tokenize_samples(tokenizer, system: Sequence[str], user: Sequence[str], resp
         response_ids += [ids + [eos] for ids in tokenizer(response[lo:hi], add_special_tokens=False)["input_ids"]]
     p_len = np.fromiter(map(len, prompt_ids), dtype=np.int64, count=n)
     r_len = np.fromiter(map(len, response_ids), dtype=np.int64, count=n)
-    status, kept_len = apply_overflow(p_len, r_len, max_len_tokens, overflow, min_response_tokens)
+    limit = np.iinfo(np.int64).max if max_len_tokens is None else max_len_tokens         # None: nothing is cut
+    status, kept_len = apply_overflow(p_len, r_len, limit, overflow, min_response_tokens)
     keep = np.flatnonzero(status != "dropped")
     r_kept = kept_len[keep] - p_len[keep]
     flat = np.fromiter(chain.from_iterable(chain(prompt_ids[i], response_ids[i][:r]) for i, r in
@@ -335,6 +344,33 @@ def tokenize_samples(tokenizer, system: Sequence[str], user: Sequence[str], resp
         pad_token_id=tokenizer.pad_token_id, eos_token_id=eos,
         meta={"tokenizer": getattr(tokenizer, "name_or_path", ""), "vocab_size": len(tokenizer),
               "system_turn": system_turn})
+
+
+def tokenizer_fingerprint(tokenizer, prompt_format: PromptFormat = "auto",
+                          system_turn: Literal["always", "if_nonempty"] = "always") -> str:
+    """16 hex digits naming what shapes the ids `tokenize_samples` writes with `tokenizer`: its vocabulary, merges,
+    normalizer and pre-tokenizer (the fast backend), special token ids, size, and the prompt format it renders (the
+    chat template when one is used, else the Orca plain format and its BOS text).
+
+    Two loads of the same tokenizer share it, whatever their spec: the LLaMA tokenizer from `llama_tokenizer` and
+    from `student_model`; a student saved by 04 with `ORCA_PLAIN_TEMPLATE` attached and its template-less base (the
+    same text either way). The backend's truncation and padding settings, which a call may have left set, are not
+    part of it.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        body = json.loads(backend.to_str())
+        body.pop("truncation", None)
+        body.pop("padding", None)
+    else:                                   # a slow tokenizer: its vocabulary
+        body = sorted(tokenizer.get_vocab().items())
+    if uses_chat_template(tokenizer, prompt_format):
+        rendered = ["chat_template", tokenizer.chat_template]
+    else:
+        rendered = ["orca_plain", plain_bos(tokenizer)]
+    what = [body, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id, len(tokenizer), rendered,
+            system_turn]
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def tokenize_frame(tokenizer, frame, **kwargs) -> TokenizedSamples:

@@ -19,10 +19,13 @@ this module adds is only what the paper needs and TRL does not do for us:
 - per-stage results (`stage{N}_result.json`: losses, held-out loss, steps, useful tokens/s) and a per-rank log of
   which samples each batch held (`data_log/stage{N}_rank{r}.jsonl`).
 
-- the data prepared before any launch (`prepare_stage`, `--prepare-only`): tokenized with `data_num_proc` workers
-  into a fingerprinted Arrow cache with its packing plan, in one process and inside no collective; the launched
-  ranks only open it (a missing or stale cache stops them in one line). Several nodes: one cache on the shared run
-  folder prepared once before launching, or a node-local `data_cache_dir` prepared by each node's launcher;
+- the data prepared before any launch (`prepare_stage`, `--prepare-only`): each stage's table tokenized once into
+  the token store (`token_store_dir`: `<run root>/token_store/<fingerprint>/`, the store notebook 03 measured its
+  lengths from; reused when 03 built it, built here with `data_num_proc` workers when not), then its packing plan
+  and manifest in the data cache, in one process and inside no collective; the launched ranks only open them (a
+  missing or stale cache stops them in one line). Several nodes: one cache on the shared run folder prepared once
+  before launching, or a node-local `data_cache_dir` (which then holds the token store too) prepared by each
+  node's launcher;
 - the batch as one param: `global_batch_size` packed rows per optimizer step over all ranks (`batch_plan`:
   accumulation = global / (per device x world size)), so the effective learning rate does not move with the GPU
   count; `stage{N}_result.json` records the global batch, the per-device batch, the accumulation and the world size.
@@ -47,11 +50,13 @@ from .contracts import STAGE1_STUDENT_DIR, STUDENT_DIR, stage_result_file, train
 from .paths import PARAMS_DIR, REPO_ROOT
 from .runs import Run, profile_root, seed_everything
 from .schemas import TrainingParams
-from .train_data import (PackedRowsCollator, RecordingCollator, open_prepared_stage, pack_samples_into_rows,
-                         prepare_arrow_stage, read_stage_table, rows_to_dataset, split_heldout, tokenize_rows)
+from .train_data import (TOKEN_STORE_DIR, PackedRowsCollator, RecordingCollator, open_prepared_stage,
+                         pack_samples_into_rows, prepare_arrow_stage, read_stage_table, rows_to_dataset, split_heldout,
+                         tokenize_rows)
 
 __all__ = ["NOTEBOOK", "stage_model_dir", "checkpoint_dir", "load_student", "load_student_tokenizer",
-           "load_student_model", "prepare_stage_data", "prepare_stage", "data_cache_dir", "batch_plan",
+           "load_student_model", "prepare_stage_data", "prepare_stage", "data_cache_dir", "token_store_dir",
+           "token_store_dirs", "batch_plan",
            "planned_world_size", "launched_world_size", "save_student",
            "train_stage", "launch_command", "launch_env", "launch_stage", "run_stage", "read_stage_result", "main"]
 
@@ -137,19 +142,43 @@ def data_cache_dir(cfg: TrainingParams, run: Run) -> Path:
     return Path(cfg.data_cache_dir).expanduser() if cfg.data_cache_dir else run.dir / "data_cache"
 
 
+def token_store_dir(run: Run) -> Path:
+    """Where the token stores live (`orca_utils.train_data.token_store`: each stage table tokenized once per
+    tokenizer, in a folder named by its fingerprint): `<data_cache_dir>/token_store` when 04_training sets
+    `data_cache_dir`, else `<run root>/token_store`. Beside the notebooks' folders, not in 03's or 04's: either
+    notebook builds a store the other finds by fingerprint, whatever the other's params or whether it ran. 03's run
+    gets the same answer (it reads 04's `data_cache_dir` from the profile: a location, not a result-shaping param).
+    """
+    cfg = run.cfg if isinstance(run.cfg, TrainingParams) else run.all_cfgs.get(NOTEBOOK)
+    custom = getattr(cfg, "data_cache_dir", None)
+    return (Path(custom).expanduser() if custom else Path(run.root)) / TOKEN_STORE_DIR
+
+
+def token_store_dirs(run: Run) -> list[Path]:
+    """Where a token store is looked for, in order: `token_store_dir(run)` (where a missing one is built), then
+    `<run folder>/token_store` of each run folder this run reuses upstream outputs from (`Run.reuse`): a store is
+    keyed by its fingerprint and never changes once finished, so another run's is as good as ours."""
+    own = token_store_dir(run)
+    return list(dict.fromkeys([own, *(Path(r) / TOKEN_STORE_DIR for r in getattr(run, "reuse", ()))]))
+
+
 def prepare_command(cfg: TrainingParams, run: Run, stage: int) -> str:
     return (f"python -m orca_utils.train --profile {cfg.profile} --stage {stage} --run-dir {run.root} "
             f"--prepare-only")
 
 
 def prepare_stage_data(cfg: TrainingParams, upstream: Path, stage: int, tokenizer,
-                       cache_dir: Path | None = None, prepare: bool = True, hint: str = "") -> dict[str, Any]:
+                       cache_dir: Path | None = None, prepare: bool = True, hint: str = "",
+                       store_root: Path | list[Path] | None = None) -> dict[str, Any]:
     """Train / held-out datasets for one stage, plus counts (samples, truncated, rows, fill) for the notebook.
 
-    `data_storage: arrow` (default): memory-mapped Arrow files under `cache_dir` (`orca_utils.train_data`).
-    `prepare=True` tokenizes (`data_num_proc` workers) and packs what the cache lacks, in this process, inside no
-    collective; `prepare=False` (the ranks of a launch) only opens the cache that the prepare step wrote and raises
-    `TrainDataError` in one line (ending with `hint`) when it is missing or stale.
+    `data_storage: arrow` (default): memory-mapped Arrow files: the token store under `store_root` (default
+    `<cache_dir>/token_store`; a list: folders searched in order, `token_store_dirs`), plans and manifest under
+    `cache_dir` (`orca_utils.train_data`).
+    `prepare=True` opens the token store with this fingerprint or tokenizes it (`data_num_proc` workers), and packs
+    what the cache lacks, in this process, inside no collective; `prepare=False` (the ranks of a launch) only opens
+    the cache that the prepare step wrote and raises `TrainDataError` in one line (ending with `hint`) when it is
+    missing or stale.
     `memory`: Python lists (the comparison path of benchmarks/train_data_memory.py), built by each process itself.
     """
     scfg = _stage_cfg(cfg, stage)
@@ -158,7 +187,8 @@ def prepare_stage_data(cfg: TrainingParams, upstream: Path, stage: int, tokenize
             raise ValueError("prepare_stage_data: data_storage=arrow needs a cache_dir")
         args = (upstream, stage, tokenizer, cfg.max_len_tokens, cfg.packer, cfg.seed + stage, cfg.heldout_fraction,
                 cfg.max_heldout_samples, cache_dir, scfg.max_train_samples)
-        out = prepare_arrow_stage(*args, cfg.data_num_proc) if prepare else open_prepared_stage(*args, hint=hint)
+        out = (prepare_arrow_stage(*args, cfg.data_num_proc, store_root=store_root) if prepare
+               else open_prepared_stage(*args, hint=hint))
         return {"train_dataset": out["train_dataset"], "eval_dataset": out["eval_dataset"],
                 "stats": {**out["stats"], "prepared_here": prepare}}
     df = read_stage_table(upstream, stage)
@@ -392,7 +422,8 @@ def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None
     # (`prepare_stage`, which launch_stage runs); a single process prepares it itself.
     data = prepare_stage_data(cfg, upstream, stage, tokenizer, cache_dir=data_cache_dir(cfg, run),
                               prepare=args.world_size == 1, hint=f"run `{prepare_command(cfg, run, stage)}` "
-                              "before `accelerate launch` (notebook 04's launcher does)")
+                              "before `accelerate launch` (notebook 04's launcher does)",
+                              store_root=token_store_dirs(run))
     distributed_at_load = torch.distributed.is_available() and torch.distributed.is_initialized()
     model = load_student_model(cfg, run, stage, tokenizer)
     trainer_cls, timer_cls = _trainer_class()
@@ -406,8 +437,11 @@ def train_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None
     last = get_last_checkpoint(str(out)) if cfg.resume and out.exists() else None
     if last is None and trainer.data_log_path.exists():
         trainer.data_log_path.unlink()
+    store = data["stats"].get("token_store")
+    how = {True: "tokenized here", False: "reused"}.get(data["stats"].get("token_store_built"), "opened")
     log(f"stage {stage}: {data['stats']['samples']} samples in {data['stats']['rows']} rows "
-        f"(packer {cfg.packer}, max_len {cfg.max_len_tokens}); " + (f"resuming {last}" if last else "from scratch"))
+        f"(packer {cfg.packer}, max_len {cfg.max_len_tokens}" + (f", token store {store} {how}" if store else "")
+        + "); " + (f"resuming {last}" if last else "from scratch"))
     t0 = time.perf_counter()
     train_out = trainer.train(resume_from_checkpoint=last)
     wall = time.perf_counter() - t0
@@ -494,14 +528,15 @@ def launch_env(cfg: TrainingParams) -> dict[str, str]:
 
 
 def prepare_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | None = None, log=print) -> dict:
-    """Tokenize (`data_num_proc` workers) and pack one stage's data into the cache, in this process, before any
-    launch: what `launch_stage` runs in the notebook's process and `python -m orca_utils.train --prepare-only` runs
-    from a shell. The ranks of the launch then only open the finished cache (no rank tokenizes, no rank waits on a
-    barrier while another does: NCCL's default 30-minute timeout is shorter than tokenizing FLAN-5M).
+    """Tokenize (`data_num_proc` workers; nothing when the token store 03 built is there) and pack one stage's data
+    into the cache, in this process, before any launch: what `launch_stage` runs in the notebook's process and
+    `python -m orca_utils.train --prepare-only` runs from a shell. The ranks of the launch then only open the
+    finished cache (no rank tokenizes, no rank waits on a barrier while another does: NCCL's default 30-minute
+    timeout is shorter than tokenizing FLAN-5M).
 
-    Several nodes: with the run folder (and so `data_cache/`) on a shared filesystem, prepare once, on one node,
-    before launching on any; with a node-local `data_cache_dir`, each node's launcher prepares its own copy before
-    its own `accelerate launch`. Never let several nodes prepare the same shared files at once.
+    Several nodes: with the run folder (and so `data_cache/` and `token_store/`) on a shared filesystem, prepare
+    once, on one node, before launching on any; with a node-local `data_cache_dir`, each node's launcher prepares
+    its own copy before its own `accelerate launch`. Never let several nodes prepare the same shared files at once.
     Returns the stage's data counts; `data_storage: memory` has nothing to prepare (each process builds its lists).
     """
     if cfg.data_storage != "arrow":
@@ -510,8 +545,11 @@ def prepare_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | No
     upstream = Path(upstream) if upstream else run.upstream("02_augmentation")
     tokenizer = load_student_tokenizer(cfg, run, stage)
     t0 = time.perf_counter()
-    data = prepare_stage_data(cfg, upstream, stage, tokenizer, cache_dir=data_cache_dir(cfg, run), prepare=True)
+    data = prepare_stage_data(cfg, upstream, stage, tokenizer, cache_dir=data_cache_dir(cfg, run), prepare=True,
+                              store_root=token_store_dirs(run))
     stats = data["stats"]
+    how = "tokenized here" if stats.get("token_store_built") else "reused, nothing tokenized"
+    log(f"stage {stage}: token store {stats.get('token_store_folder')} ({how})")
     log(f"stage {stage}: training data prepared in {data_cache_dir(cfg, run)} ({stats['samples']} samples, "
         f"{stats['rows']} packed rows, {time.perf_counter() - t0:.1f} s, data_num_proc {cfg.data_num_proc})")
     return stats

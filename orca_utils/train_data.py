@@ -9,11 +9,15 @@ with a block-diagonal mask or FlashAttention varlen) and `sample_ids` (which sam
 
 `RecordingCollator` wraps the collator to log, per rank, which samples each batch held: the proof that ranks
 train on disjoint data, and the data position a resumed run continues from.
+
+On disk (the default), a stage's table is tokenized once into a token store found by its fingerprint
+(`token_store`), the same store notebook 03 measures its token lengths from; see the section below.
 """
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +30,8 @@ __all__ = ["TRAIN_COLUMNS", "TrainDataError", "Sample", "read_stage_table", "spl
            "pack_samples_into_rows", "rows_to_dataset", "PackedRowsCollator", "RecordingCollator",
            "count_useful_tokens", "load_stage_arrow", "split_heldout_indices", "tokenize_arrow", "plan_packing",
            "save_plan", "load_plan", "packed_rows_dataset", "prepare_arrow_stage", "open_prepared_stage",
-           "prepared_key", "manifest_path"]
+           "prepared_key", "manifest_path", "TOKEN_STORE_DIR", "STORE_COLUMNS", "TokenStore", "table_stamp",
+           "store_fingerprint", "open_token_store", "token_store", "kept_samples"]
 
 TRAIN_COLUMNS = TRAIN_REQUIRED_COLUMNS      # what training reads of 02's table (orca_utils.contracts)
 
@@ -195,32 +200,63 @@ class RecordingCollator:
 #
 # The in-memory path above holds every sample as Python lists (about 120 bytes of resident memory per token:
 # 400 GB per rank for FLAN-5M's 3-4 billion tokens). The path below keeps the text and the tokens in Arrow files
-# written batch by batch (`datasets` map, fingerprinted cache, `num_proc` workers) and memory-mapped when read;
-# packing runs on the int32 length column; the plan is two int64 arrays (`order`, `seq_offsets`) in a .npy file;
-# the trainer's dataset is a `datasets.Dataset` of row numbers whose transform gathers a packed row from the
-# memory-mapped samples when (and only on the rank where) it is read.
+# written batch by batch (`datasets` map, `num_proc` workers) and memory-mapped when read; packing runs on the int32
+# length column; the plan is int64 arrays (`order`, `seq_offsets`, and per sample its store row and kept length) in
+# a .npz file; the trainer's dataset is a `datasets.Dataset` of row numbers whose transform gathers a packed row from
+# the memory-mapped samples when (and only on the rank where) it is read.
+#
+# The token store. 02's stage table is tokenized ONCE per tokenizer and prompt format, into
+# `<store root>/<fingerprint>/` (`token_store`): notebook 03 measures its token lengths from that store and 04's
+# prepare step packs from it, so the packing analysis reads exactly the token counts that are trained, and FLAN-5M
+# is tokenized once, by whichever of the two runs first (either builds it alone). The fingerprint
+# (`store_fingerprint`) is the table (file name, size, modification time), `tokens.tokenizer_fingerprint` (vocabulary,
+# merges, special tokens, the chat template or plain format rendered) and the store's format. Samples are stored
+# WHOLE (prompt + response + EOS): max_len is not in the fingerprint, because truncation and dropping are
+# `tokens.apply_overflow` on the length columns when a max_len is chosen (03 compares several, 04 trains at one),
+# exactly the policy `tokenize_samples` applies.
 
-ARROW_COLUMNS = ("input_ids", "labels", "length", "id")
+TOKEN_STORE_DIR = "token_store"        # under the run root (or 04's data_cache_dir), shared by 03 and 04
+STORE_META = "store.json"              # written last: a folder with it holds a finished store
+STORE_FORMAT = 1                       # bump when the store's columns or their meaning change
+STORE_COLUMNS = ("id", "input_ids", "prompt_length", "length")
 
 
-def _serialize_batch(batch: dict, tokenizer, max_len: int) -> dict:
-    """`datasets.map` function: the one serialization (`orca_utils.tokens`) on a batch of 02's rows."""
+@dataclass
+class TokenStore:
+    """One stage table tokenized whole by one tokenizer: `samples` (a memory-mapped `datasets.Dataset` with
+    `STORE_COLUMNS`, one row per row of the table's `ok` rows, in order) in `folder`, named by `fingerprint`;
+    `built`: tokenized by this call (False: found on disk, tokenized before by 03 or by an earlier prepare)."""
+
+    folder: Path
+    fingerprint: str
+    samples: object
+    meta: dict
+    built: bool = False
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def column(self, name: str) -> np.ndarray:
+        return _column(self.samples, name)
+
+    def lengths(self) -> tuple[np.ndarray, np.ndarray]:
+        """(prompt tokens, response tokens with the EOS) per row, before any truncation."""
+        prompt = self.column("prompt_length").astype(np.int64)
+        return prompt, self.column("length").astype(np.int64) - prompt
+
+
+def _tokenize_batch(batch: dict, tokenizer) -> dict:
+    """`datasets.map` function: the one serialization (`orca_utils.tokens`) on a batch of 02's rows, whole."""
     from .tokens import tokenize_samples
 
     system = [s or "" for s in batch["system"]]
-    tokenized = tokenize_samples(tokenizer, system, batch["user"], batch["response"], max_len_tokens=max_len,
+    tokenized = tokenize_samples(tokenizer, system, batch["user"], batch["response"], max_len_tokens=None,
                                  batch_size=len(system) or 1)
-    out = {"input_ids": [], "labels": [], "length": [], "id": [], "truncated": []}
-    for i in range(len(tokenized)):
-        enc = tokenized.sample(i, attention_mask=False)
-        if all(t == -100 for t in enc["labels"]):
-            continue
-        out["input_ids"].append(enc["input_ids"])
-        out["labels"].append(enc["labels"])
-        out["length"].append(len(enc["input_ids"]))
-        out["truncated"].append(enc["input_ids"][-1] != tokenizer.eos_token_id)
-        out["id"].append(str(batch["id"][int(tokenized.source_index[i])]))
-    return out
+    offsets = tokenized.offsets
+    return {"id": [str(i) for i in batch["id"]],
+            "input_ids": [tokenized.input_ids[offsets[i]:offsets[i + 1]] for i in range(len(tokenized))],
+            "prompt_length": tokenized.prompt_lengths.astype(np.int32),
+            "length": tokenized.lengths.astype(np.int32)}
 
 
 def load_stage_arrow(folder: Path, stage: int, cache_dir: Path, batch_rows: int = 10_000):
@@ -303,12 +339,104 @@ def split_heldout_indices(n: int, fraction: float, max_rows: int, seed: int) -> 
     return np.flatnonzero(keep), heldout
 
 
-def tokenize_arrow(ds, tokenizer, max_len: int, num_proc: int = 1, batch_size: int = 1000):
-    """Tokenized samples (`input_ids`, `labels`, `length`, `id`) as Arrow files beside `ds`'s cache; reruns with
-    the same rows, tokenizer and `max_len` reuse them (datasets' fingerprint)."""
-    return ds.map(_serialize_batch, batched=True, batch_size=batch_size, num_proc=num_proc if num_proc > 1 else None,
-                  remove_columns=ds.column_names, fn_kwargs={"tokenizer": tokenizer, "max_len": max_len},
-                  writer_batch_size=batch_size, desc="tokenize (Arrow)")
+
+
+def table_stamp(folder: Path, stage: int) -> str:
+    """02's `train_stage{stage}.parquet` as `name:size:mtime_ns` (no absolute path: a moved run folder keeps it)."""
+    path = Path(folder) / train_file(stage)
+    if not path.exists():
+        raise TrainDataError(f"{path}: missing; notebook 02_augmentation writes train_stage1/2.parquet")
+    stat = path.stat()
+    return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def store_fingerprint(folder: Path, stage: int, tokenizer) -> str:
+    """The token store's name: the stage table, the tokenizer and prompt format, the store's format (no max_len:
+    samples are stored whole)."""
+    import hashlib
+
+    from .tokens import tokenizer_fingerprint
+
+    what = json.dumps([STORE_FORMAT, table_stamp(folder, stage), tokenizer_fingerprint(tokenizer)])
+    return hashlib.sha256(what.encode()).hexdigest()[:16]
+
+
+def tokenize_arrow(ds, tokenizer, num_proc: int = 1, batch_size: int = 1000, cache_file: Path | None = None,
+                   fingerprint: str | None = None):
+    """Whole tokenized samples (`STORE_COLUMNS`) of `ds`'s rows, one per row, in order, as Arrow files
+    (`cache_file`, sharded by `num_proc`; default: beside `ds`'s cache)."""
+    from datasets import Features, List, Value
+
+    features = Features({"id": Value("string"), "input_ids": List(Value("int32")), "prompt_length": Value("int32"),
+                         "length": Value("int32")})
+    return ds.map(_tokenize_batch, batched=True, batch_size=batch_size, num_proc=num_proc if num_proc > 1 else None,
+                  remove_columns=ds.column_names, fn_kwargs={"tokenizer": tokenizer}, features=features,
+                  writer_batch_size=batch_size, cache_file_name=str(cache_file) if cache_file else None,
+                  new_fingerprint=fingerprint, desc="tokenize (Arrow)")
+
+
+def open_token_store(folder: Path, stage: int, tokenizer, root: Path) -> TokenStore | None:
+    """The finished token store of this table and tokenizer under `root`, memory-mapped; None when there is none."""
+    from datasets import Dataset, concatenate_datasets
+
+    fingerprint = store_fingerprint(folder, stage, tokenizer)
+    target = Path(root) / fingerprint
+    meta_path = target / STORE_META
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    if meta is None or meta.get("fingerprint") != fingerprint:
+        return None
+    files = [target / f for f in meta["files"]]
+    if not files or not all(f.is_file() for f in files):
+        return None
+    parts = [Dataset.from_file(str(f)) for f in files]
+    samples = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    if len(samples) != meta["rows"]:
+        return None
+    return TokenStore(target, fingerprint, samples, meta)
+
+
+def token_store(folder: Path, stage: int, tokenizer, root: Path | Sequence[Path], num_proc: int = 1) -> TokenStore:
+    """02's stage table tokenized whole by `tokenizer`: the finished store with this fingerprint under `root` (a
+    folder, or folders searched in order: a run's own, then those of the runs it reuses), else built here in the
+    first (02's table streamed and checked by `load_stage_arrow`, tokenized with `num_proc` workers, `store.json`
+    written last). Notebook 03 and 04's prepare step both call this; never run two builds of the same store at once
+    (on several nodes: one node prepares a shared root)."""
+    roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
+    for where in dict.fromkeys(roots):
+        found = open_token_store(folder, stage, tokenizer, where)
+        if found is not None:
+            return found
+    from .tokens import uses_chat_template
+
+    root = roots[0]
+    fingerprint = store_fingerprint(folder, stage, tokenizer)
+    rows = load_stage_arrow(folder, stage, root)
+    target = root / fingerprint
+    target.mkdir(parents=True, exist_ok=True)
+    samples = tokenize_arrow(rows, tokenizer, num_proc, cache_file=target / "tokens.arrow", fingerprint=fingerprint)
+    if len(samples) != len(rows):
+        raise TrainDataError(f"token store {target}: {len(samples)} samples for {len(rows)} rows")
+    meta = {"fingerprint": fingerprint, "format": STORE_FORMAT, "table": table_stamp(folder, stage), "stage": stage,
+            "rows": len(samples), "tokens": int(_column(samples, "length").sum()),
+            "tokenizer": getattr(tokenizer, "name_or_path", ""), "vocab_size": len(tokenizer),
+            "prompt_format": "chat_template" if uses_chat_template(tokenizer) else "orca_plain",
+            "system_turn": "always", "files": _cache_files(samples, target)}
+    tmp = target / f"{STORE_META}.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(target / STORE_META)
+    return TokenStore(target, fingerprint, samples, meta, built=True)
+
+
+def kept_samples(store: TokenStore, rows: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`rows` of the store at `max_len` under training's policy (`tokens.apply_overflow`, truncate_response): (the
+    rows kept, in order; their kept lengths; the status of every row in `rows`)."""
+    from .tokens import apply_overflow
+
+    prompt, response = store.lengths()
+    rows = np.asarray(rows, dtype=np.int64)
+    status, kept = apply_overflow(prompt[rows], response[rows], max_len, "truncate_response")
+    keep = status != "dropped"
+    return rows[keep], kept[keep], status
 
 
 def plan_packing(lengths: np.ndarray, max_len: int, packer: str, seed: int):
@@ -331,33 +459,47 @@ def plan_packing(lengths: np.ndarray, max_len: int, packer: str, seed: int):
     return plan
 
 
-def save_plan(plan, path: Path) -> None:
+
+
+def save_plan(plan, path: Path, sample_rows: np.ndarray, sample_lengths: np.ndarray) -> None:
+    """The plan's `order` and `seq_offsets`, and per sample (the plan's index) its store row and kept length."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, order=plan.order.astype(np.int64), seq_offsets=plan.seq_offsets.astype(np.int64))
+    np.savez(tmp, order=plan.order.astype(np.int64), seq_offsets=plan.seq_offsets.astype(np.int64),
+             sample_rows=np.asarray(sample_rows, dtype=np.int64), sample_lengths=np.asarray(sample_lengths,
+                                                                                           dtype=np.int64))
     tmp.replace(path)
 
 
-def load_plan(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_plan(path: Path) -> dict[str, np.ndarray]:
     with np.load(path) as z:
-        return z["order"], z["seq_offsets"]
+        return {k: z[k] for k in ("order", "seq_offsets", "sample_rows", "sample_lengths")}
 
 
-def packed_rows_dataset(samples, order: np.ndarray, seq_offsets: np.ndarray):
-    """A `datasets.Dataset` with one row per packed sequence; reading row r gathers its samples from `samples`
-    (memory-mapped), as the in-memory rows would hold them (`input_ids`, `labels`, `seq_lengths`, `sample_ids`)."""
+def packed_rows_dataset(samples, order: np.ndarray, seq_offsets: np.ndarray, sample_rows: np.ndarray,
+                        sample_lengths: np.ndarray):
+    """A `datasets.Dataset` with one row per packed sequence; reading row r gathers its samples from the token
+    store's `samples` (memory-mapped): sample i is store row `sample_rows[i]` cut to `sample_lengths[i]` tokens,
+    labels -100 on its prompt (`input_ids`, `labels`, `seq_lengths`, `sample_ids`, as the in-memory rows)."""
     from datasets import Dataset
 
     rows = Dataset.from_dict({"row": np.arange(len(seq_offsets) - 1, dtype=np.int64)})
+    columns = samples.select_columns(["id", "input_ids", "prompt_length"])
 
     def gather(batch: dict) -> dict:
         out = {"input_ids": [], "labels": [], "seq_lengths": [], "sample_ids": []}
         for r in batch["row"]:
-            members = [int(i) for i in order[seq_offsets[r]:seq_offsets[r + 1]]]
-            got = samples[members]
-            out["input_ids"].append([t for ids in got["input_ids"] for t in ids])
-            out["labels"].append([t for lab in got["labels"] for t in lab])
-            out["seq_lengths"].append([len(ids) for ids in got["input_ids"]])
+            members = order[seq_offsets[r]:seq_offsets[r + 1]]
+            got = columns[sample_rows[members].tolist()]
+            ids_row, labels_row, lengths = [], [], []
+            for ids, p, n in zip(got["input_ids"], got["prompt_length"], sample_lengths[members].tolist()):
+                ids = ids[:n]
+                ids_row += ids
+                labels_row += [-100] * p + ids[p:]
+                lengths.append(n)
+            out["input_ids"].append(ids_row)
+            out["labels"].append(labels_row)
+            out["seq_lengths"].append(lengths)
             out["sample_ids"].append(list(got["id"]))
         return out
 
@@ -365,28 +507,17 @@ def packed_rows_dataset(samples, order: np.ndarray, seq_offsets: np.ndarray):
     return rows
 
 
-def _tokenizer_key(tokenizer) -> str:
-    """What of the tokenizer shapes the tokens: its vocabulary and merges, special tokens, chat template."""
-    import hashlib
-
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    body = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
-    extra = json.dumps([tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.bos_token_id, len(tokenizer),
-                        getattr(tokenizer, "chat_template", None)], default=str)
-    return hashlib.sha256((body + extra).encode()).hexdigest()[:16]
-
-
 def prepared_key(folder: Path, stage: int, tokenizer, max_len: int, packer: str, seed: int, heldout_fraction: float,
                  max_heldout: int, max_train_samples: int | None) -> str:
-    """The stamp of a prepared stage: 02's table (path, size, mtime), the tokenizer and every param that shapes
-    the samples, the split or the packing. A rank opens the cache only when the manifest carries this stamp."""
+    """The stamp of a prepared stage: the token store's fingerprint (02's table, the tokenizer) and every param
+    that shapes the samples, the split or the packing. A rank opens the cache only when the manifest carries it."""
     import hashlib
 
-    path = Path(folder) / train_file(stage)
-    stat = path.stat() if path.exists() else None
-    table = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}" if stat else "missing"
-    what = json.dumps([table, _tokenizer_key(tokenizer), max_len, packer, seed, heldout_fraction, max_heldout,
-                       max_train_samples])
+    try:
+        store = store_fingerprint(folder, stage, tokenizer)
+    except TrainDataError:
+        store = "missing"
+    what = json.dumps([store, max_len, packer, seed, heldout_fraction, max_heldout, max_train_samples])
     return hashlib.sha256(what.encode()).hexdigest()[:16]
 
 
@@ -397,7 +528,7 @@ def manifest_path(cache_dir: Path, stage: int) -> Path:
 def open_prepared_stage(folder: Path, stage: int, tokenizer, max_len: int, packer: str, seed: int,
                         heldout_fraction: float, max_heldout: int, cache_dir: Path,
                         max_train_samples: int | None = None, hint: str = "") -> dict:
-    """What `prepare_arrow_stage` returned, read back from its manifest: memory-mapped sample files and plans,
+    """What `prepare_arrow_stage` returned, read back from its manifest: the memory-mapped token store and plans,
     nothing tokenized or packed. A missing or stale cache (other data, tokenizer or params) is a `TrainDataError`
     in one line, ending with `hint` (the command that prepares it)."""
     from datasets import Dataset, concatenate_datasets
@@ -410,87 +541,87 @@ def open_prepared_stage(folder: Path, stage: int, tokenizer, max_len: int, packe
     if manifest is None or manifest.get("key") != key:
         what = "not prepared" if manifest is None else "prepared from other data, tokenizer or params"
         raise TrainDataError(f"stage {stage} training data: {what} in {cache_dir}" + (f": {hint}" if hint else ""))
-    out = {}
-    for part in ("train", "eval"):
-        entry = manifest["parts"][part]
-        files = [cache_dir / f for f in entry["files"]]
-        missing = [str(f) for f in files + [cache_dir / entry["plan"]] if not f.is_file()]
-        if missing:
-            raise TrainDataError(f"stage {stage} training data: {missing[0]} is gone" + (f": {hint}" if hint else ""))
-        parts = [Dataset.from_file(str(f)) for f in files]
-        samples = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
-        order, offsets = load_plan(cache_dir / entry["plan"])
-        out[part] = packed_rows_dataset(samples, order, offsets)
+    store_dir = cache_dir / manifest["store"]["folder"]
+    files = [store_dir / f for f in manifest["store"]["files"]]
+    plans = [cache_dir / manifest["parts"][part]["plan"] for part in ("train", "eval")]
+    missing = [str(f) for f in files + plans if not f.is_file()]
+    if missing:
+        raise TrainDataError(f"stage {stage} training data: {missing[0]} is gone" + (f": {hint}" if hint else ""))
+    parts = [Dataset.from_file(str(f)) for f in files]
+    samples = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    out = {part: packed_rows_dataset(samples, **load_plan(plan)) for part, plan in zip(("train", "eval"), plans)}
     return {"train_dataset": out["train"], "eval_dataset": out["eval"], "stats": manifest["stats"]}
 
 
-def _cache_files(ds, cache_dir: Path) -> list[str]:
-    """The Arrow files holding `ds`, relative to `cache_dir` (so that a copied cache still opens)."""
+def _cache_files(ds, folder: Path) -> list[str]:
+    """The Arrow files holding `ds`, relative to `folder` (so that a copied cache still opens)."""
     names = []
     for entry in ds.cache_files:
         f = Path(entry["filename"])
-        names.append(str(f.relative_to(cache_dir)) if f.is_relative_to(cache_dir) else str(f))
+        names.append(str(f.relative_to(folder)) if f.is_relative_to(folder) else str(f))
     return names
 
 
 def prepare_arrow_stage(folder: Path, stage: int, tokenizer, max_len: int, packer: str, seed: int,
                         heldout_fraction: float, max_heldout: int, cache_dir: Path,
-                        max_train_samples: int | None = None, num_proc: int = 1) -> dict:
+                        max_train_samples: int | None = None, num_proc: int = 1,
+                        store_root: Path | Sequence[Path] | None = None) -> dict:
     """Train / held-out packed datasets for one stage from Arrow files, plus the same counts as the in-memory path.
 
     Call it in ONE process, outside any collective (`orca_utils.train.prepare_stage`, before `accelerate launch`):
-    it tokenizes with `num_proc` workers into datasets' fingerprinted cache (a rerun reuses it), packs, and writes
-    the manifest `stage{N}_prepared.json` (its stamp, files and counts) from which the launched ranks open the same
-    files with `open_prepared_stage`, memory-mapped, without tokenizing.
+    it opens the stage's token store under `store_root` (default `<cache_dir>/token_store`; several folders: searched
+    in order, a missing store built in the first), or tokenizes it with
+    `num_proc` workers when none has this fingerprint (`token_store`: 03 may have built it), cuts and drops samples
+    at `max_len`, packs, and writes the manifest `stage{N}_prepared.json` (its stamp, files and counts) from which
+    the launched ranks open the same files with `open_prepared_stage`, memory-mapped, without tokenizing.
+    Stats: `token_store` (the fingerprint), `token_store_folder` and `token_store_built` (False: reused, nothing
+    tokenized here).
     """
+    import hashlib
+    import os
+
     cache_dir = Path(cache_dir)
-    ds = load_stage_arrow(folder, stage, cache_dir)
-    train_idx, heldout_idx = split_heldout_indices(len(ds), heldout_fraction, max_heldout, seed)
+    store = token_store(folder, stage, tokenizer, store_root or cache_dir / TOKEN_STORE_DIR, num_proc)
+    train_idx, heldout_idx = split_heldout_indices(len(store), heldout_fraction, max_heldout, seed)
     if max_train_samples:
         train_idx = train_idx[:max_train_samples]
-    out, counts, files = {}, {}, {}
+    out, kept, files = {}, {}, {}
     for part, idx in (("train", train_idx), ("eval", heldout_idx)):
-        samples = tokenize_arrow(ds.select(idx), tokenizer, max_len, num_proc)
-        if len(samples) == 0:
+        rows, lengths, status = kept_samples(store, idx, max_len)
+        if len(rows) == 0:
             raise TrainDataError(f"no sample keeps a trainable token at max_len_tokens={max_len}: raise it")
-        lengths = _column(samples, "length")
-        plan_path = cache_dir / f"plan_stage{stage}_{part}_{samples._fingerprint}_{packer}_{max_len}_{seed}.npz"
+        which = hashlib.sha256(idx.astype(np.int64).tobytes()).hexdigest()[:12]
+        plan_path = cache_dir / f"plan_stage{stage}_{part}_{store.fingerprint}_{which}_{packer}_{max_len}_{seed}.npz"
         if not plan_path.exists():
-            save_plan(plan_packing(lengths, max_len, packer, seed), plan_path)
-        order, offsets = load_plan(plan_path)
-        out[part] = packed_rows_dataset(samples, order, offsets)
-        counts[part] = (samples, lengths, len(idx))
-        files[part] = {"files": _cache_files(samples, cache_dir), "plan": plan_path.name}
-    samples, lengths, n_rows = counts["train"]
+            save_plan(plan_packing(lengths, max_len, packer, seed), plan_path, rows, lengths)
+        out[part] = packed_rows_dataset(store.samples, **load_plan(plan_path))
+        kept[part] = (rows, lengths, status)
+        files[part] = {"plan": plan_path.name}
+    rows, lengths, status = kept["train"]
+    prompt, _ = store.lengths()
     tokens = int(lengths.sum())
     n_seq = len(out["train"])
-    trainable = _count_trainable(samples)
-    stats = {"samples": len(samples), "heldout_samples": len(counts["eval"][0]), "rows": n_seq, "tokens": tokens,
-             "trainable_tokens": trainable, "samples_per_row": len(samples) / n_seq,
-             "fill": tokens / (n_seq * max_len), "dropped": n_rows - len(samples),
-             "truncated": int(_column(samples, "truncated").sum()),
-             "heldout_ids": list(counts["eval"][0]["id"]), "storage": "arrow"}
+    ids = store.samples.select_columns(["id"])
+    stats = {"samples": len(rows), "heldout_samples": len(kept["eval"][0]), "rows": n_seq, "tokens": tokens,
+             "trainable_tokens": int((lengths - prompt[rows]).sum()), "samples_per_row": len(rows) / n_seq,
+             "fill": tokens / (n_seq * max_len), "dropped": int((status == "dropped").sum()),
+             "truncated": int((status == "truncated").sum()),
+             "heldout_ids": list(ids[kept["eval"][0].tolist()]["id"]), "storage": "arrow",
+             "token_store": store.fingerprint}
     key = prepared_key(folder, stage, tokenizer, max_len, packer, seed, heldout_fraction, max_heldout,
                        max_train_samples)
     manifest = manifest_path(cache_dir, stage)
-    text = json.dumps({"key": key, "parts": files, "stats": stats})
+    store_ref = {"folder": os.path.relpath(store.folder, cache_dir), "files": store.meta["files"]}
+    text = json.dumps({"key": key, "store": store_ref, "parts": files, "stats": stats})
+    cache_dir.mkdir(parents=True, exist_ok=True)
     if not manifest.is_file() or manifest.read_text() != text:       # a rerun on a finished cache writes nothing
         tmp = manifest.with_suffix(".tmp")
         tmp.write_text(text)
         tmp.replace(manifest)              # written last, atomically: a manifest means a finished cache
-    return {"train_dataset": out["train"], "eval_dataset": out["eval"], "stats": stats}
+    return {"train_dataset": out["train"], "eval_dataset": out["eval"],
+            "stats": {**stats, "token_store_built": store.built, "token_store_folder": str(store.folder)}}
 
 
 def _column(ds, name: str) -> np.ndarray:
     """One column as a numpy array, read from the memory-mapped Arrow table (no Python objects per row)."""
     return ds.select_columns([name]).with_format("arrow")[:].column(name).to_numpy()
-
-
-def _count_trainable(samples) -> int:
-    total = 0
-    for batch in samples.select_columns(["labels"]).with_format("arrow").iter(batch_size=2000):
-        import pyarrow.compute as pc
-
-        flat = pc.list_flatten(batch.column("labels"))
-        total += int(pc.sum(pc.not_equal(flat, -100)).as_py() or 0)
-    return total

@@ -14,6 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from orca_utils.funnel.params import FILTERS
+
 # (pattern on the metric key, rule). First match wins; a key no pattern matches is only checked to be finite.
 PERCENT, FRACTION, COUNT, POSITIVE, NON_NEGATIVE, FACTOR = "0-100", "0-1", "count", ">0", ">=0", ">1"
 RULES: list[tuple[str, str]] = [
@@ -24,7 +26,8 @@ RULES: list[tuple[str, str]] = [
     (r"loss$", POSITIVE),
     (r"(tokens_per_s|seconds|_mean|samples_per_row|/epochs)$", POSITIVE),
     (r"(_usd|mean_response_tokens|_len_words)$", NON_NEGATIVE),          # 0 when a stage got no usable answer
-    (r"(/rows|/requests|/train_rows|/sent|/cached|/batches|/status/\w+|/quota|/shortfall|/malformed|/items|"
+    (r"(/funnel/\w+|/rejected/\w+|/label_check/\w+|/cached_same_prompt|"
+     r"/rows|/requests|/train_rows|/sent|/cached|/batches|/status/\w+|/quota|/shortfall|/malformed|/items|"
      r"items_with_overlap|overlapping_queries|/n_items|/n_tasks|n_prompts|n_questions|/n_paired|/n_unparseable|"
      r"/n_errors|/n_retried|/steps|/tokens|useful_tokens|/truncated|/dropped|/n_params|/seeds|"
      r"tokens_per_variant|eval_items|steps_per_epoch|max_len|sections_ok|sections_missing|/figures|/tables)$", COUNT),
@@ -91,7 +94,13 @@ def consistency_problems(m: dict[str, dict]) -> list[str]:
             statuses = sum(v for k, v in a.items() if k.startswith(f"{stage}/status/"))
             check(statuses == a[f"{stage}/requests"], f"02: {stage} statuses sum to {statuses}, not the "
                                                       f"{a[f'{stage}/requests']} requests")
-            check(a[f"{stage}/train_rows"] == a[f"{stage}/status/ok"], f"02: {stage} train rows != ok responses")
+            check(a[f"{stage}/train_rows"] <= a[f"{stage}/status/ok"], f"02: {stage} train rows above ok responses")
+            order = ["requests", "answered"] + [f"after_{name}" for name in FILTERS]
+            steps = [a[f"{stage}/funnel/{step}"] for step in order if f"{stage}/funnel/{step}" in a]
+            if steps:        # the funnel: requests first, never growing, and its last step is what 04 trains on
+                check(steps[0] == a[f"{stage}/requests"] and steps == sorted(steps, reverse=True),
+                      f"02: {stage} funnel steps {steps} do not shrink from the requests")
+                check(a[f"{stage}/train_rows"] == steps[-1], f"02: {stage} train rows != the funnel's last step")
             check(a[f"{stage}/cached"] <= a[f"{stage}/requests"], f"02: {stage} more cached than requested")
             if "01_sampling" in m:
                 rows = _get(m, "01_sampling", f"{stage}/rows", out)

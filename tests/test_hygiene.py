@@ -34,7 +34,7 @@ def test_notebook_head(path):
     assert re.search(r"(§|section|Section|Table|Figure|paper)", first.source), "say which part of the paper"
     assert second.cell_type == "code" and "parameters" in second.metadata.get("tags", [])
     params = dict(re.findall(r"^(\w+)\s*=\s*(.+?)\s*(?:#.*)?$", second.source, re.M))
-    assert set(params) == {"profile", "run_dir", "overrides"}, params
+    assert set(params) == {"profile", "run_dir", "overrides", "reuse"}, params
     assert params["profile"] == '"smoke"'
     assert f'setup_notebook("{path.stem}"' in "".join(c.source for c in nb.cells[2:4])
 

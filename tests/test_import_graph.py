@@ -50,12 +50,14 @@ FLOORS: dict[str, int] = {
     "backends": ENGINES, "teacher": ENGINES, "evaluation": ENGINES, "judge": ENGINES, "train": ENGINES,
     "train_data": ENGINES, "train_report": ENGINES, "fsdp_cpu": ENGINES, "packing": ENGINES, "flan": ENGINES,
     "experiment": ENGINES, "generate": ENGINES, "serving": ENGINES,
+    "funnel.checks": ENGINES, "funnel.dedup": ENGINES, "funnel.core": ENGINES,   # 02's data funnel
     # infrastructure: params, files between notebooks, data and model specs, tokenization, the paper's numbers
     "": INFRASTRUCTURE,                          # the package's own __init__ (a version string)
     "config": INFRASTRUCTURE, "schemas": INFRASTRUCTURE, "contracts": INFRASTRUCTURE, "runs": INFRASTRUCTURE,
     "provenance": INFRASTRUCTURE, "data": INFRASTRUCTURE, "models": INFRASTRUCTURE, "tokens": INFRASTRUCTURE,
     "chat_api": INFRASTRUCTURE, "reference": INFRASTRUCTURE, "figure_style": INFRASTRUCTURE, "paths": INFRASTRUCTURE,
-    "system_messages": INFRASTRUCTURE,
+    "system_messages": INFRASTRUCTURE, "strategies": INFRASTRUCTURE,
+    "funnel": INFRASTRUCTURE,                    # its __init__ (imports nothing) and params (read by schemas)
 }
 # Re-export shims kept for one release: their own imports are exempt (they point at where the names now live).
 SHIMS = ("generate", "serving", "teacher.models", "teacher.protocol", "teacher.local_server",

@@ -123,3 +123,54 @@ def test_every_notebook_says_what_produced_it(smoke_run):
     stand_ins = ("02_augmentation", "04_training", "05_agieval", "06_bbh", "07_open_ended", "08_safety",
                  "09_explanation_vs_answer")
     assert all(badges[s] == "offline stand-in" for s in stand_ins), badges
+
+
+def test_teacher_data_goes_through_the_funnel(smoke_run):
+    """02's data funnel: `tab_data_funnel` counts requests -> answered -> each filter per stage (duplicates,
+    refusals, truncation, label agreement at least), at least one smoke row is rejected, every reject has its
+    reason, and the training tables carry what the teacher saw beside what the student trains with."""
+    import pandas as pd
+
+    out, _ = smoke_run
+    folder = out / "02_augmentation"
+    funnel = pd.read_csv(folder / "tab_data_funnel.csv")
+    for stage in ("stage1", "stage2"):
+        steps = funnel.loc[funnel["stage"] == stage, "step"].tolist()
+        assert {"requests", "answered", "after_refusal", "after_truncated", "after_duplicate_query",
+                "after_duplicate_response", "after_label_agreement"} <= set(steps), steps
+    rejects = pd.read_csv(folder / "tab_data_funnel_rejects.csv")
+    assert len(rejects) >= 1 and rejects["reason"].notna().all() and rejects["filter"].notna().all()
+    for stage in ("stage1", "stage2"):
+        train = pd.read_parquet(folder / f"train_{stage}.parquet")
+        assert not set(train["id"]) & set(rejects.loc[rejects["stage"] == stage, "id"]), "a reject was trained on"
+        assert (train["teacher_system_message"] == train["system_message"]).all()   # smoke follows Orca 1
+
+
+def test_report_pdf_never_ends_a_page_with_a_heading(smoke_run):
+    """The smoke run's report.pdf, read page by page: no page ends with a section heading, the lines under it or a
+    table's caption (the keep rules themselves are tested on a built document in test_report_pdf.py)."""
+    from test_report_pdf import _pages_ending_with_a_heading
+
+    out, _ = smoke_run
+    report = out / "report"
+    assert _pages_ending_with_a_heading(report / "report.pdf", (report / "report.html").read_text()) == []
+
+
+def test_an_ablation_of_the_judge_reuses_the_smoke_run(smoke_run, tmp_path):
+    """The ablation path end to end: 07 with another judge setting, in its own folder, reads 01-06's outputs from
+    the smoke run without copying them (the manifest says where they came from); a changed 04 param instead stops
+    05 with one line naming the notebook to rerun."""
+    out, _ = smoke_run
+    ablation = tmp_path / "judge_ablation"
+    run = [sys.executable, "-m", "orca_utils", "run", "--profile", "smoke", "--run-dir", str(ablation),
+           "--reuse", str(out)]
+    proc = subprocess.run(run + ["--only", "07", "--params-override", "07_open_ended.judge.max_tokens=16"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    manifest = json.loads((ablation / "manifest.json").read_text())
+    assert manifest["notebooks"]["07_open_ended"]["upstream"]["04_training"]["from"] == str(out)
+    assert not (ablation / "04_training").exists()
+    stale = subprocess.run(run + ["--only", "05", "--params-override", "04_training.stage1.max_steps=3"],
+                           capture_output=True, text=True, timeout=900)
+    assert stale.returncode != 0
+    assert "04_training" in stale.stdout + stale.stderr and "rerun it" in stale.stdout + stale.stderr

@@ -1,6 +1,6 @@
-"""Every `python -m orca_utils ...` command in README.md is valid, without running it.
+"""Every `python -m orca_utils ...` command in README.md and in the pages under docs/ is valid, without running it.
 
-The commands are read from the README's fenced code blocks and inline code spans. Each is parsed by the real
+The commands are read from the fenced code blocks and inline code spans of each page. Each is parsed by the real
 command line (`orca_utils.cli.build_parser`: an unknown command or flag, a bad choice or a missing argument fails),
 then checked the way `validate` would check it: the profile loads with its `--params-override`s (an override key
 that does not exist fails), and `--only` / `--from` name existing notebooks. Usage synopses such as
@@ -55,10 +55,13 @@ def check(argv: list[str]) -> str | None:
     """None when the command line parses and its profile, overrides and notebooks exist; else why not."""
     err = io.StringIO()
     try:
-        with contextlib.redirect_stderr(err):
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             args = build_parser().parse_args(argv)
-    except SystemExit:
-        return f"rejected by the command line: {err.getvalue().strip().splitlines()[-1]}"
+    except SystemExit as exc:
+        if exc.code == 0:                            # `--help`: printed its usage, a valid command
+            return None
+        lines = err.getvalue().strip().splitlines() or [f"exit {exc.code}"]
+        return f"rejected by the command line: {lines[-1]}"
     if hasattr(args, "profile"):
         problem = _profile_problem(args.profile, tuple(getattr(args, "params_override", []) or []),
                                    getattr(args, "params_dir", None))
@@ -81,7 +84,11 @@ def _profile_problem(profile: str, overrides: tuple[str, ...], params_dir: str |
     return None
 
 
-COMMANDS = readme_commands((REPO_ROOT / "README.md").read_text())
+README = REPO_ROOT / "README.md"
+DOC_PAGES = sorted((REPO_ROOT / "docs").glob("*.md"))
+COMMANDS = readme_commands(README.read_text(encoding="utf-8"))
+DOC_COMMANDS = [(page.name, command) for page in DOC_PAGES
+                for command in readme_commands(page.read_text(encoding="utf-8"))]
 
 
 def test_the_readme_has_commands():
@@ -89,11 +96,24 @@ def test_the_readme_has_commands():
     assert any(c.startswith("validate") for c in COMMANDS) and any(c.startswith("score") for c in COMMANDS)
 
 
+def test_the_docs_pages_have_commands():
+    assert DOC_PAGES, "docs/ holds the per-notebook pages"
+    assert len(DOC_COMMANDS) >= 10, DOC_COMMANDS
+    assert {"score", "validate", "run"} <= {c.split()[0] for _, c in DOC_COMMANDS}
+
+
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[:60])
 def test_readme_command_is_valid(command):
     for argv in expand(command):
         problem = check(argv)
         assert problem is None, f"README: `python -m orca_utils {command}`: {problem}"
+
+
+@pytest.mark.parametrize("page,command", DOC_COMMANDS, ids=lambda x: x[:60])
+def test_docs_command_is_valid(page, command):
+    for argv in expand(command):
+        problem = check(argv)
+        assert problem is None, f"docs/{page}: `python -m orca_utils {command}`: {problem}"
 
 
 @pytest.mark.parametrize("command", [
@@ -106,6 +126,11 @@ def test_readme_command_is_valid(command):
 ])
 def test_a_wrong_command_is_caught(command):
     assert any(check(argv) for argv in expand(command)), command
+
+
+def test_help_is_a_valid_command_and_a_bad_flag_after_it_is_not():
+    assert check(["--help"]) is None and check(["validate", "--help"]) is None
+    assert check(["validate", "--nosuchflag"]) is not None
 
 
 def test_commands_are_read_from_blocks_and_spans():

@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import tempfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -176,3 +178,85 @@ def test_report_html_numbers_tables_and_figures_without_parsing(outputs):
     assert build_report(outputs, example_rows=60)["capped_tables"] == {}, "the cap is a parameter"
     # floats shown to 4 decimals at most (tiny ones in scientific notation); the CSV keeps every digit
     assert ">79.3451<" in page and ">1.20e-05<" in page and "79.34506856227625" not in page
+
+
+# ---------------------------------------------------------------- no page ends with a heading
+class _Heads(HTMLParser):
+    """The texts no page may end with, from the report's HTML: headings (h1-h3), the lines set under a section's
+    heading before its first table or figure (`p.prov`), and tables' captions (set above their tables)."""
+
+    def __init__(self):
+        super().__init__()
+        self.items: list[str] = []
+        self._open, self._text, self._after_heading = None, [], False
+
+    def handle_starttag(self, tag, attrs):
+        if self._open:                                   # a badge or a label inside a heading or caption
+            return
+        classes = (dict(attrs).get("class") or "").split()
+        if tag in ("h1", "h2", "h3", "caption") or (tag == "p" and "prov" in classes and self._after_heading):
+            self._open, self._text = tag, []
+        elif tag in ("p", "div", "figure", "table", "ul"):
+            self._after_heading = False
+
+    def handle_endtag(self, tag):
+        if tag == self._open:
+            self.items.append("".join(self._text))
+            self._open, self._after_heading = None, tag != "caption"
+
+    def handle_data(self, data):
+        if self._open:
+            self._text.append(data)
+
+
+def _flat(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def _pages_ending_with_a_heading(pdf: Path, page: str) -> list[tuple[int, str]]:
+    """[(page number, the heading, caption or heading line it ends with)]: a page's text (its footer's page number
+    left out) ends with such a text, or with the start of one."""
+    parser = _Heads()
+    parser.feed(page)
+    items = [_flat(t) for t in parser.items if _flat(t)]
+    out = []
+    for number, p in enumerate(pypdf.PdfReader(str(pdf)).pages, 1):
+        text = _flat(p.extract_text())
+        text = text.removesuffix(str(number))
+        for item in items:
+            k = text.rfind(item[:40])
+            if k >= 0 and item.startswith(text[k:]):
+                out.append((number, item[:60]))
+                break
+    return out
+
+
+def test_headings_and_table_captions_stay_with_what_follows():
+    """Sections after spacers of 180-256 mm (A4 leaves 259 mm), and sections opening with a wide table (set on a
+    landscape page): without the keep rules some heading block or table caption is left at a page's foot, its
+    table on the next page (the check below finds it); with them none."""
+    from orca_utils import report
+
+    narrow = pd.DataFrame({"task": [f"task {i}" for i in range(6)], "acc %": [12.5 * i for i in range(6)]})
+    wide = pd.DataFrame({f"column {k}": [k] * 3 for k in range(report.WIDE_COLUMNS + 2)})
+    body, counters = [], {"table": 0, "figure": 0}
+    sweep = [(height, narrow) for height in range(180, 257, 4)] + [(height, wide) for height in (60, 150)]
+    for n, (height, frame) in enumerate(sweep, 1):
+        sec = report.Section(f"{n:02d}_demo", f"Demo section {n}", "the lines under the heading", "ok",
+                             provenance={"model": f"stand-in no. {n}."},
+                             tables=[{"name": f"tab_demo_{n}", "frame": frame, "error": "", "provenance": "demo",
+                                      "csv": f"demo_{n}.csv"}])
+        body += [f"<div style='height:{height}mm;break-before:page'></div>",
+                 report._section_html(sec, n, "demo", counters)]
+    page = report._document("demo", body)
+    assert report._KEEP_CSS in page
+    with tempfile.TemporaryDirectory() as tmp:
+        kept, loose = Path(tmp) / "kept.pdf", Path(tmp) / "loose.pdf"
+        report._write_pdf(kept, page, Path(tmp))
+        report._write_pdf(loose, page.replace(report._KEEP_CSS, ""), Path(tmp))
+        without = _pages_ending_with_a_heading(loose, page)
+        number = re.compile(r"Demosection(\d+)|notebook(\d+)_demo|stand-inno\.(\d+)\.|Table(\d+)\.")
+        ended = {str(int(n)) for _p, item in without for m in number.findall(item) for n in m if n}
+        assert ended - {"21", "22"}, f"without the keep rules a narrow section's heading should end a page: {without}"
+        assert ended & {"21", "22"}, f"without them a wide table should leave its heading behind: {without}"
+        assert _pages_ending_with_a_heading(kept, page) == [], f"without the rules: {without}"

@@ -17,10 +17,11 @@ def _notebook(path, body: str):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [
         nbformat.v4.new_markdown_cell("# fixture"),
-        nbformat.v4.new_code_cell('profile = "smoke"\nrun_dir = ""\noverrides = ""', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell('profile = "smoke"\nrun_dir = ""\noverrides = ""\nreuse = ""',
+                                  metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(f'from orca_utils.runs import setup_notebook\n'
                                   f'cfg, run = setup_notebook("{path.stem}", profile, run_dir=run_dir or None, '
-                                  f'overrides=overrides)'),
+                                  f'overrides=overrides, reuse=reuse)'),
         nbformat.v4.new_code_cell(body),
     ]
     nbformat.write(nb, path)
@@ -84,6 +85,12 @@ def test_manifest_and_only_reuse_upstream(fixture_notebooks, tmp_path):
     metrics = json.loads((tmp_path / "out" / "01_sampling" / "metrics.json").read_text())
     assert metrics["metrics"] == {"rows": 3}
     assert metrics["params_hash"] == manifest["notebooks"]["01_sampling"]["params_hash"]
+    assert entry["upstream"] == {"01_sampling": {"from": "this run", "params_hash": metrics["params_hash"]}}
+    proc = _run(["--only", "02", "--run-dir", str(tmp_path / "again"), "--reuse", str(tmp_path / "out")], tmp_path)
+    assert proc.returncode == 0, proc.stderr                  # 01 read from the first run's folder, not copied
+    again = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    assert again["reuse"] == [str(tmp_path / "out")] and not (tmp_path / "again" / "01_sampling").exists()
+    assert again["notebooks"]["02_augmentation"]["upstream"]["01_sampling"]["from"] == str(tmp_path / "out")
     proc = _run(["--only", "02", "--params-override", "seed=5"], tmp_path)   # 01 is now stale
     assert proc.returncode == 1
     assert "01_sampling's outputs" in proc.stderr and "computed from other params" in proc.stderr
@@ -96,9 +103,12 @@ def test_upstream_missing_and_stale(tmp_path):
         second.upstream("01_sampling")
     first.save_metrics({"rows": 1})
     assert second.upstream("01_sampling") == tmp_path / "01_sampling"
-    assert second.upstream("03_packing", required=False) is None
+    _, third = setup_notebook("03_packing", "smoke", run_dir=str(tmp_path / "other"), quiet=True)
+    assert third.upstream("02_augmentation", required=False) is None
     with pytest.raises(UpstreamError, match="no outputs"):
-        second.upstream("03_packing")
+        third.upstream("02_augmentation")
+    with pytest.raises(UpstreamError, match="contracts.UPSTREAM does not list 03_packing"):
+        second.upstream("03_packing", required=False)        # 02 does not read 03: its key could not cover it
     _, changed = setup_notebook("02_augmentation", "smoke", run_dir=str(tmp_path), overrides="seed=9", quiet=True)
     with pytest.raises(UpstreamError, match="computed from other params"):
         changed.upstream("01_sampling")

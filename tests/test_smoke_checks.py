@@ -46,8 +46,17 @@ def test_counts_between_notebooks():
     assert line == "02: stage1 sent 11 requests for 01's 10 queries"
     [line] = consistency_problems(_run({("03_packing", "samples/rows"): 12}))
     assert line.startswith("03: 12 samples from 02")
-    found = consistency_problems(_run({("02_augmentation", "stage2/train_rows"): 3}))
-    assert any("stage2 train rows != ok responses" in line for line in found), found
+    found = consistency_problems(_run({("02_augmentation", "stage2/train_rows"): 5}))
+    assert any("stage2 train rows above ok responses" in line for line in found), found
+
+
+def test_the_funnel_shrinks_to_the_training_rows():
+    funnel = {f"stage1/funnel/{k}": v for k, v in (("requests", 10), ("answered", 10), ("after_refusal", 10),
+                                                     ("after_truncated", 9), ("after_label_agreement", 9))}
+    assert consistency_problems(_run({("02_augmentation", k): v for k, v in funnel.items()})) == []
+    grows = {**funnel, "stage1/funnel/after_label_agreement": 10}
+    found = consistency_problems(_run({("02_augmentation", k): v for k, v in grows.items()}))
+    assert any("funnel steps" in line for line in found) and any("last step" in line for line in found), found
 
 
 def test_on_a_run_folder(tmp_path):

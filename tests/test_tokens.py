@@ -140,3 +140,28 @@ def test_bad_input_is_named(llama):
 
     with pytest.raises(ValueError, match="missing column"):
         tokenize_frame(llama, pd.DataFrame({"user": ["a"]}))
+
+
+def test_no_max_len_keeps_every_sample_whole(llama):
+    whole = _encode(llama, max_len_tokens=None)
+    cut = _encode(llama, max_len_tokens=int(whole.lengths.max()))
+    assert whole.counts == {"rows": 3, "kept": 3, "truncated": 0, "dropped": 0}
+    assert np.array_equal(whole.input_ids, cut.input_ids) and np.array_equal(whole.offsets, cut.offsets)
+
+
+def test_tokenizer_fingerprint_follows_what_shapes_the_ids(llama, tmp_path):
+    """The token store's key: the same tokenizer however it is loaded (a student saved with the plain template is
+    its template-less base), another one as soon as the ids could differ (another prompt format or vocabulary)."""
+    from orca_utils.tokens import attach_orca_plain_template, tokenizer_fingerprint
+
+    base = tokenizer_fingerprint(llama)
+    saved = load_padded_tokenizer(LLAMA)
+    assert attach_orca_plain_template(saved)
+    saved.save_pretrained(tmp_path / "student")
+    assert tokenizer_fingerprint(load_padded_tokenizer(str(tmp_path / "student"))) == base
+    saved(["a b c"], truncation=True, max_length=2)           # a call that leaves the backend truncating
+    assert tokenizer_fingerprint(saved) == base
+    chat = load_padded_tokenizer(LLAMA)
+    chat.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    assert tokenizer_fingerprint(chat) != base
+    assert tokenizer_fingerprint(load_padded_tokenizer(LLAMA, pad_token="[[OTHER]]")) != base

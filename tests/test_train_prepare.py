@@ -97,7 +97,7 @@ def test_a_single_process_prepares_itself_without_a_barrier(tmp_path, tiny_stude
     seen = _rank(monkeypatch, world_size=1)
     with pytest.raises(_Stop):
         train_stage(cfg, run, 1, log=lambda *a: None)
-    assert seen["prepare"] is True and seen["tokenized"] == 2          # train and held-out, here, no collective
+    assert seen["prepare"] is True and seen["tokenized"] == 1   # the whole table once (train and held-out), here
     assert "main_process_first" not in inspect.getsource(train.train_stage)
 
 

@@ -91,7 +91,8 @@ def test_accelerate_launch_two_cpu_ranks_train_disjoint_data(tmp_path, tiny_stud
     # the model is loaded once the process group exists (FSDP's cpu_ram_efficient_loading / ZeRO-3 init need it)
     assert result["distributed_before_model_load"] is True
     # the launcher tokenized into Arrow once, before the launch; both ranks only opened the same memory-mapped files
-    assert result["data"]["storage"] == "arrow" and list((run.dir / "data_cache").rglob("*.arrow"))
+    assert result["data"]["storage"] == "arrow" and list((tmp_path / "token_store").rglob("*.arrow"))
+    assert list((run.dir / "data_cache").glob("plan_stage1_*.npz"))
     assert result["data"]["prepared_here"] is False and any("training data prepared in" in x for x in lines)
     # the batch: 2 rows per device x 2 ranks x 1 accumulation, recorded beside the world size
     assert (result["global_batch_size"], result["gradient_accumulation_steps"], result["world_size"]) == (4, 1, 2)

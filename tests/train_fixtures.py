@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from orca_utils.config import load_profile, params_hash
+from orca_utils.config import load_profile
+from orca_utils.runs import notebook_hash
 
 TINY_LLAMA = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False)
@@ -49,9 +50,9 @@ def make_fake_augmentation(run_root: Path, n1: int = 40, n2: int = 24, seed: int
                  "collection": "cot", "task": "t", "system_message_id": 1, "status": "ok", "finish_reason": "stop"}
                 for i in range(n)]
         pd.DataFrame(rows).to_parquet(folder / f"train_stage{stage}.parquet")
-    cfg = load_profile(profile)["02_augmentation"]
+    key = notebook_hash("02_augmentation", load_profile(profile))
     (folder / "run_info.json").write_text(json.dumps({"notebook": "02_augmentation", "profile": profile,
-                                                      "params_hash": params_hash(cfg), "status": "ok"}))
+                                                      "params_hash": key, "status": "ok"}))
     return folder
 
 

@@ -1,6 +1,7 @@
 """The chat-completions wire format, shared by the teacher client, its Batch mode and the OpenAI-compatible backend.
 
-`ChatRequest` and its body in either dialect (`request_body`, `request_json`), its cache key (`request_key`), how a
+`ChatRequest` and its body in either dialect (`request_body`, `request_json`), its cache key (`request_key`) and its
+prompt identity (`prompt_key`: the key less max_tokens, stop and temperature, for reuse across those), how a
 response is classified (`classify_response`, `cut_client_side`), how prompt tokens are estimated
 (`prompt_tokens_of`), how a failed call is retried (`retry_after`, `backoff`), and the one error that stops a run
 (`TeacherConfigError`, worded by `config_error_message`). A leaf: it imports only the model registry beside it.
@@ -20,7 +21,7 @@ from .registry import accepts_stop, effort_error, retired_on
 __all__ = ["TeacherConfigError", "CONFIG_ERROR_CODES", "ChatRequest", "request_body", "request_json",
            "config_error_message", "classify_response", "Classified", "cut_client_side", "sends_stop",
            "request_params_error", "rough_tokens", "prompt_tokens_of", "retry_after",
-           "backoff", "short_error", "request_key"]
+           "backoff", "short_error", "request_key", "prompt_key", "prompt_key_of_json", "max_tokens_of_json"]
 
 
 class TeacherConfigError(RuntimeError):
@@ -35,6 +36,38 @@ def request_key(model: str, messages: list[dict], max_tokens: int, temperature: 
                           "max_tokens": int(max_tokens), "temperature": float(temperature),
                           "stop": list(stop or [])}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def prompt_key(model: str, messages: list[dict], dialect: str = "chat", reasoning_effort: str | None = None) -> str:
+    """SHA-256 of a request's prompt identity: the model, the messages, the dialect and the effort; not max_tokens,
+    stop or temperature. The model stays in it: another teacher asked the same query never gets this one's answer."""
+    payload = json.dumps({"model": model, "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+                          "dialect": dialect, "reasoning_effort": reasoning_effort}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _body(request_json_text: str) -> dict:
+    body = json.loads(request_json_text)
+    if not isinstance(body, dict):
+        raise ValueError("a request body is a JSON object")
+    return body
+
+
+def prompt_key_of_json(request_json_text: str) -> str:
+    """`prompt_key` of a stored request body (`request_json`): `max_completion_tokens` marks the reasoning dialect."""
+    body = _body(request_json_text)
+    dialect = "reasoning" if "max_completion_tokens" in body else "chat"
+    return prompt_key(body["model"], body["messages"], dialect, body.get("reasoning_effort"))
+
+
+def max_tokens_of_json(request_json_text: str) -> int | None:
+    """The output cap a stored request body was sent with (`max_tokens` or `max_completion_tokens`), or None."""
+    try:
+        body = _body(request_json_text)
+    except (ValueError, TypeError):
+        return None
+    cap = body.get("max_completion_tokens", body.get("max_tokens"))
+    return int(cap) if cap is not None else None
 
 
 CONFIG_ERROR_CODES = {"model_not_found", "unsupported_parameter", "unsupported_value", "invalid_api_key",
@@ -62,6 +95,12 @@ class ChatRequest:
         # A reasoning request sends no temperature: the key records the dialect and effort instead.
         return request_key(self.model, self.messages, self.max_tokens, -1.0,
                            list(self.stop or []) + [f"<dialect:{self.dialect}:{self.reasoning_effort}>"])
+
+    @property
+    def prompt_key(self) -> str:
+        """The prompt identity (`prompt_key`): what a cached answer under another max_tokens/stop/temperature must
+        share to be reused (`TeacherEndpointParams.resend_statuses`)."""
+        return prompt_key(self.model, self.messages, self.dialect, self.reasoning_effort)
 
 
 def sends_stop(req: ChatRequest) -> bool:

@@ -79,7 +79,8 @@ def _gid(series: str, task: str, status: str | None) -> str:
 
 def plot_per_task(zs, title: str):
     """Per task (and the macro average): our models' accuracies beside the paper's models (see the module
-    docstring). Returns the figure; `Run.save_fig` adds the provenance line under it."""
+    docstring). Returns the figure; `Run.save_fig` adds the provenance line under it. With no accuracy of ours at
+    all, the figure says why above the plot (`figure_style.note_missing_ours`)."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -100,7 +101,7 @@ def plot_per_task(zs, title: str):
     legend_rows = math.ceil((len(ours) + 1 + len(paper) + 1) / 3)
     fig_h = max(3.0, per_panel * (0.09 * n_series + 0.14) + 0.9 + 0.18 * legend_rows)
     fig, axes = plt.subplots(1, n_panels, figsize=(7.5 if n_panels == 1 else 11.0, fig_h), squeeze=False)
-    any_recalled = False
+    any_recalled, drawn = False, []                 # drawn: every accuracy of ours (NaN: "n/a")
     for ax, panel in zip(axes[0], panels):
         centers = {task: len(panel) - 1 - i for i, task in enumerate(panel)}          # first task on top
 
@@ -109,6 +110,7 @@ def plot_per_task(zs, title: str):
         for k, model in enumerate(ours):
             color = figure_style.color_for(model)
             robust = [_ours(zs, model, "robust", t) for t in panel]
+            drawn += [v for v, _lo, _hi in robust]
             published = [_ours(zs, model, "published", t)[0] for t in panel]
             for y, task, (v, lo, hi), pub in zip(ys(k), panel, robust, published):
                 if math.isnan(v):
@@ -164,4 +166,5 @@ def plot_per_task(zs, title: str):
         fig.suptitle(title, fontsize=9)
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=6.5, bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout(rect=(0, (0.18 * legend_rows + 0.15) / fig_h, 1, 1))
+    figure_style.note_missing_ours(fig, drawn, "no item was scored" if ours else "no model was scored")
     return fig

@@ -177,7 +177,8 @@ def judge_truthfulness(items: pd.DataFrame, answers: Sequence[str], chat: ChatFn
 
 def truthfulqa_generative(items: pd.DataFrame, backends: dict, max_new_tokens: int, judge, endpoint, cache_path,
                           max_cost_usd: float | None = None) -> pd.DataFrame:
-    """Each model ({label: HFBackend}) answers the questions; the judge (teacher client) says truthful or not."""
+    """Each model ({label: HFBackend}) answers the questions; the judge (teacher client) says truthful or not.
+    `endpoint`: the judge's `ModelEndpoints` (`judge.serve_models`) or a plain `TeacherEndpointParams`."""
     from ..judge import teacher_chat_fn
 
     frames = []

@@ -31,16 +31,18 @@ from .engine import EvalResult, evaluate
 from .figures import plot_per_task
 from .result_tables import (BENCHMARK_NAMES, CONVENTION_COLUMNS, ZeroShotRun, accuracy_table, macro_rows, outcomes,
                             paired_table, paper_columns, paper_task_set, paper_values, relative_improvement,
-                            system_message_table)
+                            orca2_reference_table, system_message_table)
 from .stats import bootstrap_macro_interval
 from .tasks import EvalItem, get_task, load_benchmark, subset_items
 from ..provenance import Provenance, data_source, source, student_source
+from ..strategies import GENERIC_SYSTEM_MESSAGE
 from ..system_messages import SYSTEM_MESSAGES
 
 __all__ = ["ZeroShotRun", "run_zero_shot", "records_dir", "paper_values", "paper_columns",
            "outcomes", "paper_task_set", "macro_rows", "accuracy_table", "relative_improvement", "system_message_table",
            "plot_relative_improvement", "plot_accuracy", "paired_table", "BENCHMARK_NAMES", "student_label",
-           "provenance", "error_examples", "zero_shot_metrics", "summary_metrics"]
+           "provenance", "error_examples", "zero_shot_metrics", "summary_metrics", "eval_system_message",
+           "orca2_reference_table"]
 
 
 def records_dir(run, cfg, slot: str, spec: str, system_message: str | None, tag: str) -> Path:
@@ -53,13 +55,23 @@ def records_dir(run, cfg, slot: str, spec: str, system_message: str | None, tag:
     return run.path("records") / f"{slot}-{tag}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
+def eval_system_message(cfg) -> tuple[str | None, str]:
+    """(the main table's system message or None for none, how the tables name it), from `eval_system_message`:
+    the paper's message `system_message_id` (Orca 1), none, or Orca 2's generic (cautious) message."""
+    if cfg.eval_system_message == "generic":
+        return GENERIC_SYSTEM_MESSAGE, "generic (Orca 2's cautious message)"
+    if cfg.eval_system_message == "empty" or not SYSTEM_MESSAGES[cfg.system_message_id]:
+        return None, "empty"
+    return SYSTEM_MESSAGES[cfg.system_message_id], f"paper's message {cfg.system_message_id}"
+
+
 def run_zero_shot(cfg, run, benchmark: str) -> ZeroShotRun:
     """Evaluate every configured model on `benchmark` (see the module docstring)."""
     location = resolve_dataset(benchmark, cfg.data_dir, cfg.offline)
     full = load_benchmark(location.path, benchmark, cfg.tasks)
     items = {t: subset_items(v, cfg.n_items_per_task, cfg.seed) for t, v in full.items()}
     out = ZeroShotRun(benchmark, items, data_origin=f"{benchmark} ({location.origin})")
-    message = SYSTEM_MESSAGES[cfg.system_message_id] or None
+    message, out.system_message_label = eval_system_message(cfg)
     kwargs = dict(mode=cfg.mode, max_new_tokens=cfg.max_new_tokens, system_message=message)
     models: list[tuple[str, str, str]] = []          # (label, spec, metrics slot)
     if cfg.eval_base_model:
@@ -181,7 +193,8 @@ def plot_accuracy(zs: ZeroShotRun, title: str):
 
 def plot_relative_improvement(table: pd.DataFrame, title: str):
     """The paper's relative improvement beside ours (both conventions, with 95% error bars); missing: "n/a".
-    The paper's bars take Orca-13B's colour, ours the tuned student's (`figure_style.color_for`)."""
+    The paper's bars take Orca-13B's colour, ours the tuned student's (`figure_style.color_for`). With no value
+    of ours at all, the figure says why above the plot (`figure_style.note_missing_ours`)."""
     import matplotlib.pyplot as plt
 
     from .. import figure_style
@@ -211,6 +224,11 @@ def plot_relative_improvement(table: pd.DataFrame, title: str):
     ax.set_title(title, fontsize=10)
     ax.legend(handles=handles, fontsize=7, loc="lower right")
     fig.tight_layout()
+    ours = [v for col, _lo, _hi in series[1:] for v in pd.to_numeric(table[col], errors="coerce")]
+    tested = [v for c in table.columns if c.endswith("McNemar p") for v in pd.to_numeric(table[c], errors="coerce")]
+    figure_style.note_missing_ours(fig, ours, "the untuned model scored 0% on every paired task: no relative "
+                                   "improvement over 0%" if any(v == v for v in tested) else
+                                   "no item was scored by both the untuned and the tuned model")
     return fig
 
 
@@ -219,6 +237,7 @@ def provenance(zs: ZeroShotRun, cfg) -> str:
     per_task = cfg.n_items_per_task or "all"
     return (f"models: {', '.join(zs.results) or 'none'}; data: {zs.data_origin}, {zs.n_items} items "
             f"({per_task} per task, seed {cfg.seed}); zero-shot, {cfg.mode}, max_new_tokens {cfg.max_new_tokens}; "
+            f"system message: {zs.system_message_label or 'empty'}; "
             f"paper columns: Orca (arXiv 2306.02707) via orca_utils.reference")
 
 

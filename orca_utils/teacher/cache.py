@@ -1,11 +1,14 @@
 """The durable response cache of the teacher client: SQLite in WAL mode, one row per request key.
 
 A request key is the SHA-256 of the model, the messages and every sampling parameter (max_tokens, temperature,
-stop), so a rerun finds exactly the responses it already paid for and sends zero requests for them. Each record is
-written in its own transaction: a process killed at any moment loses at most the requests in flight, never a
-half-written record. Submitted Batch API jobs are recorded too (`batches` table), so a killed run resumes polling
-the batches it already paid for instead of submitting them again. The API key never enters this file: only
-requests (model, messages, sampling parameters) and responses are stored.
+stop), so a rerun finds exactly the responses it already paid for and sends zero requests for them. Each record also
+carries its prompt identity (`prompt_key`: the model, messages, dialect and effort, not max_tokens/stop/temperature;
+indexed), so a run whose endpoint sets `resend_statuses` reuses the newest answer to the same prompt under other
+sampling parameters (`newest_by_prompt`); files written before that column are filled in from each row's stored
+request on first open. Each record is written in its own transaction: a process killed at any moment loses at most
+the requests in flight, never a half-written record. Submitted Batch API jobs are recorded too (`batches` table), so
+a killed run resumes polling the batches it already paid for instead of submitting them again. The API key never
+enters this file: only requests (model, messages, sampling parameters) and responses are stored.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..chat_api.wire import request_key   # the key is part of the wire format: one definition
+# the keys are part of the wire format: one definition
+from ..chat_api.wire import prompt_key_of_json, request_key
 
 __all__ = ["CachedResponse", "ResponseCache", "request_key"]
 
@@ -59,6 +63,7 @@ class CachedResponse:
     via: str                 # "chat" or "batch:<batch id>"
     created_at: float = 0.0
     reasoning_tokens: int = 0   # hidden reasoning (usage.completion_tokens_details.reasoning_tokens), in ct
+    prompt_key: str | None = None   # prompt identity (`ChatRequest.prompt_key`); None: computed by `put`
 
 
 class ResponseCache:
@@ -78,6 +83,33 @@ class ResponseCache:
                 self.conn.execute("ALTER TABLE responses ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0")
             except sqlite3.OperationalError:          # another process added it first
                 pass
+        if "prompt_key" not in columns:
+            try:
+                self.conn.execute("ALTER TABLE responses ADD COLUMN prompt_key TEXT")
+            except sqlite3.OperationalError:
+                pass
+        self.conn.execute("CREATE INDEX IF NOT EXISTS responses_prompt_key ON responses (prompt_key, created_at)")
+        self._backfill_prompt_keys()
+
+    def _backfill_prompt_keys(self, chunk: int = 10_000) -> None:
+        """Fill `prompt_key` of rows written before the column (or by an older client) from their stored request;
+        a row whose request cannot be read gets '' (matches no prompt, never read again)."""
+        while rows := self.conn.execute("SELECT key, request_json FROM responses WHERE prompt_key IS NULL LIMIT ?",
+                                        (chunk,)).fetchall():
+            updates = []
+            for key, text in rows:
+                try:
+                    updates.append((prompt_key_of_json(text), key))
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    updates.append(("", key))
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany("UPDATE responses SET prompt_key = ? WHERE key = ? AND prompt_key IS NULL",
+                                      updates)
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()
@@ -102,9 +134,32 @@ class ResponseCache:
             out.update({r[0]: CachedResponse(*r) for r in rows})
         return out
 
+    def newest_by_prompt(self, prompt_keys: Iterable[str], exclude_statuses: Iterable[str] = ()
+                         ) -> dict[str, CachedResponse]:
+        """{prompt key: its newest record whose status is not excluded}, for the prompt keys that have one."""
+        keys = [k for k in dict.fromkeys(prompt_keys) if k]
+        excluded = sorted(set(exclude_statuses))
+        cols = ", ".join(CachedResponse.__dataclass_fields__)
+        out: dict[str, CachedResponse] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            where = f"prompt_key IN ({','.join('?' * len(chunk))})"
+            where += f" AND status NOT IN ({','.join('?' * len(excluded))})" if excluded else ""
+            rows = self.conn.execute(f"SELECT {cols} FROM responses WHERE {where} ORDER BY created_at, rowid",
+                                     chunk + excluded).fetchall()
+            for row in rows:                     # ascending: the newest record of a prompt is written last
+                rec = CachedResponse(*row)
+                out[rec.prompt_key] = rec
+        return out
+
     def put(self, record: CachedResponse) -> None:
         """Insert or replace one record in one transaction (a later answer replaces an `error` record)."""
         record.created_at = record.created_at or time.time()
+        if record.prompt_key is None:
+            try:
+                record.prompt_key = prompt_key_of_json(record.request_json)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                record.prompt_key = ""
         values = asdict(record)
         self.conn.execute("BEGIN IMMEDIATE")
         try:

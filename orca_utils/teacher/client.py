@@ -10,9 +10,10 @@
   `Retry-After`.
 - Retries: 429, 5xx, timeouts, connection errors and malformed responses, with exponential backoff and full jitter,
   up to `endpoint.max_retries`; then the request is recorded with status `error` (re-sent on a later run when
-  `retry_errors`). Configuration errors stop the run at once with one line naming the model and the param to
-  change (`TeacherConfigError`), and are never cached: 401/403, 404 (unknown or shut-down model), and 400s about
-  the request's form (`unsupported_parameter`, `unsupported_value`: a reasoning model sent `max_tokens`).
+  `retry_errors`, or `error` is in `resend_statuses`). Configuration errors stop the run at once with one line
+  naming the model and the param to change (`TeacherConfigError`), and are never cached: 401/403, 404 (unknown or
+  shut-down model), and 400s about the request's form (`unsupported_parameter`, `unsupported_value`: a reasoning
+  model sent `max_tokens`).
 - Dialects (`ChatRequest.dialect`, from the teacher's `api_dialect`): `chat` sends `max_tokens` and `temperature`;
   `reasoning` sends `max_completion_tokens` (which also pays for hidden reasoning tokens), no temperature, and
   `reasoning_effort` when set. `request_body` (`orca_utils.chat_api.wire`) writes both chat calls and
@@ -20,6 +21,13 @@
 - Before the first request, the endpoint's model list (`GET /v1/models`, when it answers) must hold the model and
   not past its `shutdown_date`; otherwise the run stops before anything is sent.
 - Cache: `orca_utils.teacher.cache` (SQLite, WAL, one transaction per record): cached keys are never sent again.
+- Re-sending (`plan_requests`, the one plan of both the run and `estimate_cost`): with `endpoint.resend_statuses`
+  unset, only exact keys are reused (an `error` is re-sent per `retry_errors`). Set, a request whose exact key is not
+  cached (another max_tokens, stop or temperature) reuses, unpaid, the newest cached answer to the same prompt
+  (`ChatRequest.prompt_key`: model, messages, dialect, effort) whose status is not listed; one whose answers all
+  have listed statuses is sent. An exact-key answer is re-sent only when `error` is listed (the same request would
+  get the same answer). A reused answer keeps its provenance: `ChatResult.key` is the key it was cached under,
+  `answer_max_tokens` the cap it was produced with, `cache_match` "key" or "prompt".
 - Cost: `estimate_cost` before spending; `max_cost_usd` refuses a run whose estimate exceeds it and stops sending
   (status `not_sent`, not cached) once the spent plus the next request's worst case would exceed it.
 - Batch mode (`endpoint.batch_mode`): `orca_utils.teacher.batch`, into the same cache.
@@ -43,8 +51,8 @@ from typing import Any, Callable, Sequence
 from ..backends.endpoints import openai_client
 from ..chat_api.registry import lookup
 from ..chat_api.wire import (ChatRequest, TeacherConfigError, backoff, classify_response, config_error_message,
-                             cut_client_side, prompt_tokens_of, request_body, request_json, request_params_error,
-                             retry_after, rough_tokens, sends_stop, short_error)
+                             cut_client_side, max_tokens_of_json, prompt_tokens_of, request_body, request_json,
+                             request_params_error, retry_after, rough_tokens, sends_stop, short_error)
 from ..schemas import TeacherEndpointParams
 from .batch import run_batches
 from .cache import CachedResponse, ResponseCache
@@ -52,8 +60,9 @@ from .cache import CachedResponse, ResponseCache
 # ChatRequest, request_body, classify_response, TeacherConfigError and the retry helpers are shared with the
 # Batch mode and the OpenAI-compatible backend: they live in `orca_utils.chat_api.wire` (and are exported by
 # `orca_utils.teacher`).
-__all__ = ["STATUSES", "ChatResult", "ChatRun", "Prices", "CostEstimate", "CostLimitError", "RateLimiter",
-           "make_client", "estimate_cost", "check_models", "emulation_for", "run_chat_async", "complete_chats"]
+__all__ = ["STATUSES", "ChatResult", "ChatRun", "Prices", "CostEstimate", "CostLimitError", "RateLimiter", "Plan",
+           "make_client", "estimate_cost", "check_models", "emulation_for", "run_chat_async", "complete_chats",
+           "resend_policy", "plan_requests"]
 
 STATUSES = ("ok", "truncated", "refused", "content_filter", "empty", "error", "not_sent")
 
@@ -82,6 +91,8 @@ class ChatResult:
     attempts: int
     from_cache: bool
     reasoning_tokens: int = 0
+    answer_max_tokens: int | None = None   # the cap the answer was produced with (None: not sent)
+    cache_match: str | None = None         # "key" (this exact request), "prompt" (same prompt, other params), None
 
 
 @dataclass
@@ -121,6 +132,7 @@ class CostEstimate:
     usd: float
     usd_worst_case: float           # every response as long as max_tokens
     token_counter: str
+    n_same_prompt: int = 0          # of n_cached: answers to the same prompt under other params (resend_statuses)
 
     def check(self, max_cost_usd: float | None) -> None:
         if max_cost_usd is not None and self.usd > max_cost_usd:
@@ -129,19 +141,73 @@ class CostEstimate:
                                  f"fewer queries (nothing was sent)")
 
 
-def estimate_cost(requests: Sequence[ChatRequest], prices: Prices, count_tokens: Callable[[str], int] | None = None,
-                  cache: ResponseCache | None = None, expected_completion_tokens: int | None = None,
-                  token_counter: str = "chars/4") -> CostEstimate:
-    """Cost of the uncached requests: prompt token counts x input price + expected completions x output price."""
-    count_tokens = count_tokens or rough_tokens
+def resend_policy(endpoint: TeacherEndpointParams | None) -> tuple[frozenset[str], bool]:
+    """(statuses re-sent, whether answers are reused by prompt identity) of an endpoint's params.
+
+    `resend_statuses` unset: today's rule, exact keys only, `error` re-sent per `retry_errors` (no endpoint: errors
+    are re-sent, the default). Set: its statuses, and reuse by prompt.
+    """
+    if endpoint is None:
+        return frozenset({"error"}), False
+    if endpoint.resend_statuses is None:
+        return frozenset({"error"} if endpoint.retry_errors else ()), False
+    return frozenset(endpoint.resend_statuses), True
+
+
+@dataclass
+class Plan:
+    """What a run does with each unique request: reuse an answer (`reuse`: request key -> record, the exact key's
+    or, with `same_prompt`, the newest reusable one of its prompt) or send it (`todo`)."""
+
+    unique: dict[str, ChatRequest]
+    reuse: dict[str, CachedResponse]
+    same_prompt: set[str]
+    todo: list[ChatRequest]
+
+
+def plan_requests(requests: Sequence[ChatRequest], cache: ResponseCache | None,
+                  endpoint: TeacherEndpointParams | None = None) -> Plan:
+    """Which requests a run reuses from the cache and which it sends (`resend_policy` of the endpoint)."""
+    resend, by_prompt = resend_policy(endpoint)
     unique = {r.key: r for r in requests}
     cached = cache.get_many(unique) if cache else {}
-    todo = [r for k, r in unique.items() if k not in cached or cached[k].status == "error"]
+    reuse = {k: rec for k, rec in cached.items() if not (rec.status == "error" and "error" in resend)}
+    same_prompt: set[str] = set()
+    if by_prompt and cache is not None:
+        missing = {k: r.prompt_key for k, r in unique.items() if k not in reuse}
+        found = cache.newest_by_prompt(missing.values(), resend)
+        for k, pk in missing.items():
+            if pk in found:
+                reuse[k] = found[pk]
+                same_prompt.add(k)
+    return Plan(unique, reuse, same_prompt, [r for k, r in unique.items() if k not in reuse])
+
+
+def _batch_prices(prices: Prices, endpoint: TeacherEndpointParams | None) -> Prices:
+    """Under the Batch API, chat prices (batch_factor 1) get the endpoint's `batch_price_factor`."""
+    if endpoint is not None and endpoint.batch_mode and prices.batch_factor == 1.0:
+        return Prices(prices.input_usd_per_1k, prices.output_usd_per_1k, endpoint.batch_price_factor)
+    return prices
+
+
+def estimate_cost(requests: Sequence[ChatRequest], prices: Prices, count_tokens: Callable[[str], int] | None = None,
+                  cache: ResponseCache | None = None, expected_completion_tokens: int | None = None,
+                  token_counter: str = "chars/4", endpoint: TeacherEndpointParams | None = None) -> CostEstimate:
+    """Cost of the requests a run will send: prompt token counts x input price + expected completions x output price.
+
+    With `endpoint`, exactly those `complete_chats` sends (`plan_requests`: its `resend_statuses` / `retry_errors`),
+    at its Batch price when `batch_mode` (as `complete_chats` charges); without, every uncached or `error` request.
+    """
+    count_tokens = count_tokens or rough_tokens
+    prices = _batch_prices(prices, endpoint)
+    plan = plan_requests(requests, cache, endpoint)
+    todo = plan.todo
     prompt = sum(prompt_tokens_of(r.messages, count_tokens) for r in todo)
     worst = sum(r.max_tokens for r in todo)
     expected = sum(min(expected_completion_tokens or r.max_tokens, r.max_tokens) for r in todo)
-    return CostEstimate(len(unique), len(unique) - len(todo), prompt, expected, prices.cost(prompt, expected),
-                        prices.cost(prompt, worst), token_counter)
+    return CostEstimate(len(plan.unique), len(plan.unique) - len(todo), prompt, expected,
+                        prices.cost(prompt, expected), prices.cost(prompt, worst), token_counter,
+                        len(plan.same_prompt))
 
 
 class RateLimiter:
@@ -278,25 +344,27 @@ async def check_models(client, models: set[str]) -> None:
                                      f"change the teacher's `model` param")
 
 
-def _result(req: ChatRequest, rec: CachedResponse | None, from_cache: bool) -> ChatResult:
+def _result(req: ChatRequest, rec: CachedResponse | None, match: str | None) -> ChatResult:
+    """`match`: None (sent by this run), "key" or "prompt" (reused from the cache)."""
     if rec is None:
         return ChatResult(req.id, req.key, "not_sent", "", None, 0, 0, "max_cost_usd reached", 0, False)
     return ChatResult(req.id, rec.key, rec.status, rec.text, rec.finish_reason, rec.prompt_tokens,
-                      rec.completion_tokens, rec.error, rec.attempts, from_cache, int(rec.reasoning_tokens or 0))
+                      rec.completion_tokens, rec.error, rec.attempts, match is not None, int(rec.reasoning_tokens or 0),
+                      max_tokens_of_json(rec.request_json), match)
 
 
 async def run_chat_async(requests: Sequence[ChatRequest], endpoint: TeacherEndpointParams, cache: ResponseCache,
                          prices: Prices | None = None, max_cost_usd: float | None = None, progress: bool = True,
                          desc: str = "teacher", client=None,
                          count_tokens: Callable[[str], int] | None = None) -> ChatRun:
-    """Send every uncached request (chat or Batch API), store each answer as it arrives; results in input order."""
+    """Send every request the cache cannot answer (`plan_requests`; chat or Batch API), store each answer as it
+    arrives; results in input order."""
     prices = prices or Prices()
     count_tokens = count_tokens or rough_tokens
-    unique = {r.key: r for r in requests}
-    cached = cache.get_many(unique)
-    todo = [r for k, r in unique.items()
-            if k not in cached or (endpoint.retry_errors and cached[k].status == "error")]
-    stats = {"requests": len(requests), "unique": len(unique), "cached": len(unique) - len(todo), "sent": 0,
+    plan = plan_requests(requests, cache, endpoint)
+    unique, todo = plan.unique, plan.todo
+    stats = {"requests": len(requests), "unique": len(unique), "cached": len(unique) - len(todo),
+             "cached_same_prompt": len(plan.same_prompt), "sent": 0,
              "retries": 0, "rate_limited": 0, "spent_usd": 0.0, "prompt_tokens": 0, "completion_tokens": 0,
              "reasoning_tokens": 0, "exhausted_by_reasoning": 0}
     fresh: dict[str, CachedResponse] = {}
@@ -317,9 +385,12 @@ async def run_chat_async(requests: Sequence[ChatRequest], endpoint: TeacherEndpo
                                             and int(rec.reasoning_tokens or 0) > 0)
     results = []
     for r in requests:
-        rec = fresh.get(r.key)
-        results.append(_result(r, rec, False) if rec else
-                       _result(r, cached.get(r.key), True) if r.key in cached else _result(r, None, False))
+        if (rec := fresh.get(r.key)) is not None:
+            results.append(_result(r, rec, None))
+        elif (rec := plan.reuse.get(r.key)) is not None:
+            results.append(_result(r, rec, "prompt" if r.key in plan.same_prompt else "key"))
+        else:
+            results.append(_result(r, None, None))
     return ChatRun(results, stats)
 
 
@@ -373,8 +444,8 @@ def complete_chats(requests: Sequence[ChatRequest], endpoint: TeacherEndpointPar
                    prices: Prices | None = None, max_cost_usd: float | None = None, progress: bool = True,
                    desc: str = "teacher", count_tokens: Callable[[str], int] | None = None) -> ChatRun:
     """Synchronous `run_chat_async` (works inside Jupyter's running loop too: it runs on its own thread)."""
-    if endpoint.batch_mode and prices is not None and prices.batch_factor == 1.0:
-        prices = Prices(prices.input_usd_per_1k, prices.output_usd_per_1k, endpoint.batch_price_factor)
+    if prices is not None:
+        prices = _batch_prices(prices, endpoint)
 
     async def main():
         with ResponseCache(cache_path) as cache:
