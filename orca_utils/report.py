@@ -93,6 +93,7 @@ class Section:
     provenance: dict = field(default_factory=dict)
     sources: list[dict] | None = None                    # metrics.json's `sources` (None: not saved)
     badge: str = "unknown"
+    origin: str = ""                                     # the reused run folder its outputs came from ("": this run)
 
 
 def _table_provenance(md: Path) -> str:
@@ -103,21 +104,35 @@ def _table_provenance(md: Path) -> str:
     return last.strip("_") if last.startswith("_") else ""
 
 
-def collect_sections(root: Path, report_dir: Path) -> list[Section]:
-    """One Section per notebook, figures copied into `report_dir/figures/`."""
+def _outputs_of(nb: str, root: Path, reuse: tuple[Path, ...]) -> tuple[Path, str]:
+    """(the folder holding notebook `nb`'s outputs, "" or the reused run folder it is in): this run's own folder
+    first, then the first reused run (`--reuse`) that has it."""
+    own = root / nb
+    if (own / "run_info.json").exists() or (own / "metrics.json").exists():
+        return own, ""
+    for other in reuse:
+        if (Path(other) / nb / "run_info.json").exists() or (Path(other) / nb / "metrics.json").exists():
+            return Path(other) / nb, str(other)
+    return own, ""
+
+
+def collect_sections(root: Path, report_dir: Path, reuse: tuple[Path, ...] = ()) -> list[Section]:
+    """One Section per notebook, figures copied into `report_dir/figures/`; a notebook this run did not run is
+    read from the first reused run folder (`reuse`) that holds it, and its section says so."""
     fig_dir = report_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     out = []
     for nb in NOTEBOOK_SCHEMAS:
         title, note = SECTIONS.get(nb, (nb, ""))
-        folder = root / nb
+        folder, origin = _outputs_of(nb, root, tuple(reuse))
         info = json.loads((folder / "run_info.json").read_text()) if (folder / "run_info.json").exists() else {}
         metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
         status = "missing" if not metrics and not info else info.get("status", "ok" if metrics else "missing")
         sources = metrics.get(SOURCES_FIELD)
         sec = Section(nb, title, note, status, metrics=metrics.get("metrics", {}),
                       provenance=metrics.get("provenance", {}),
-                      sources=None if sources is None else check_sources(sources, folder / "metrics.json"))
+                      sources=None if sources is None else check_sources(sources, folder / "metrics.json"),
+                      origin=origin)
         for csv in sorted(folder.glob("tab_*.csv")) if folder.exists() else []:
             frame, error = None, ""
             try:
@@ -297,6 +312,8 @@ def _section_html(sec: Section, number: int, profile: str, counters: dict, examp
                      f"{sec.notebook[:2]}</code>)</p>")
         if sec.status == "missing":
             return "\n".join(parts)
+    if sec.origin:
+        parts.append(f"<p class='prov{wide}'>outputs reused from the run in {html.escape(sec.origin)}</p>")
     if sec.provenance:
         parts.append(f"<p class='prov{wide}'>" + " · ".join(f"{html.escape(k)}: {html.escape(str(v))}"
                                                           for k, v in sec.provenance.items()) + "</p>")
@@ -357,12 +374,13 @@ def _document(profile: str, body: list[str]) -> str:
 
 
 def build_report(root: Path, pdf: bool = False, profile: str | None = None, example_rows: int = EXAMPLE_ROWS,
-                 max_rows: int = MAX_ROWS, report_dir: Path | None = None) -> dict:
+                 max_rows: int = MAX_ROWS, report_dir: Path | None = None, reuse: tuple[Path, ...] = ()) -> dict:
     """Write `root/report/report.html` (+ `report.pdf`); return a summary of what was found and what is missing:
     per section its status, badge and counts, the figures' relative paths (`images`), the figures that had no
     vector copy (`raster_figures`), the tables shown in part (`capped_tables`: name -> [rows shown, rows]) and
     the paths written. Example tables show `example_rows` rows, other tables at most `max_rows`. `report_dir`:
-    write the report there instead of `root/report` (links to the notebooks' CSVs stay relative to it)."""
+    write the report there instead of `root/report` (links to the notebooks' CSVs stay relative to it). `reuse`:
+    the run folders this run read upstream outputs from; a notebook it did not run is reported from there."""
     root = Path(root)
     report_dir = Path(report_dir) if report_dir is not None else root / "report"
     if report_dir.exists():
@@ -370,7 +388,7 @@ def build_report(root: Path, pdf: bool = False, profile: str | None = None, exam
     report_dir.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((root / "manifest.json").read_text()) if (root / "manifest.json").exists() else {}
     profile = profile or manifest.get("profile") or root.name
-    found = {s.notebook: s for s in collect_sections(root, report_dir) if s.notebook != "10_report"}
+    found = {s.notebook: s for s in collect_sections(root, report_dir, reuse) if s.notebook != "10_report"}
     sections = [found[nb] for nb in PAPER_ORDER if nb in found] + \
         [s for nb, s in found.items() if nb not in PAPER_ORDER]
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -394,7 +412,8 @@ def build_report(root: Path, pdf: bool = False, profile: str | None = None, exam
     html_path.write_text(page)
     figures = [f for s in sections for f in s.figures]
     summary = {"html": str(html_path), "sections": {s.notebook: {"status": s.status, "badge": s.badge,
-                                                                 "tables": len(s.tables), "figures": len(s.figures)}
+                                                                 "tables": len(s.tables), "figures": len(s.figures),
+                                                                 "reused_from": s.origin}
                                                     for s in sections},
                "missing": [s.notebook for s in sections if s.status == "missing"],
                "images": [f["src"] for f in figures],

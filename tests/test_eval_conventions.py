@@ -5,7 +5,7 @@ Cases marked "released" are lines of BBH's released Codex outputs (suzgunmirac/B
 `code-davinci-002-outputs/code-davinci-002-{cot,direct}/<task>_few_shot_template_0-255000.json`, item index given):
 the prediction's final sentences and the target verbatim, the long reasoning before them shortened to "...", the
 input cut to the last question. Applied to those files whole, the published rule reproduces the released
-accuracy of all 54 files (`benchmarks/lm_eval_peer.py --released-dir` reads them; see the README).
+accuracy of all 54 files (`benchmarks/lm_eval_peer.py --released-dir` reads them; see docs/05_06_agieval_bbh.md).
 """
 from __future__ import annotations
 

@@ -86,7 +86,8 @@ def test_report_images_exist_and_missing_sections_are_marked(fake_root):
     assert set(summary["missing"]) == {"02_augmentation", "04_training", "05_agieval", "07_open_ended",
                                        "08_safety", "09_explanation_vs_answer"}
     assert page.count("MISSING:") == 6 and "--only 04" in page
-    assert summary["sections"]["06_bbh"] == {"status": "ok", "badge": "real model", "tables": 1, "figures": 1}
+    assert summary["sections"]["06_bbh"] == {"status": "ok", "badge": "real model", "tables": 1, "figures": 1,
+                                             "reused_from": ""}
     assert summary["sections"]["03_packing"]["badge"] == "no model"
     assert summary["sections"]["01_sampling"]["badge"] == "no model"
     assert "abc123" in page and "40.0" in page
@@ -189,3 +190,23 @@ def test_report_metrics_come_from_the_summary_in_one_call(fake_root):
     assert (metrics["report/figures"], metrics["report/sections_missing"]) == (3, 6)
     assert [s["kind"] for s in provenance.sources] == ["none"]          # the report runs no model
     assert provenance == {"report": "gathered from this profile's notebook outputs; badges per section"}
+
+
+def test_an_ablation_run_reports_the_notebooks_it_reused(fake_root, tmp_path):
+    """A run that ran only 07 (`--reuse` of another run's folder) reports 01, 03 and 06 from that folder, says so
+    in their sections, and still marks what neither run has as missing; its own outputs come first."""
+    ablation = tmp_path / "ablation"
+    _notebook(ablation, "07_open_ended", {"judge": "SmolLM2-135M-Instruct (local stand-in judge)"},
+              tables=["tab_scores"], sources=[source("judge", "SmolLM2 judge", "stand_in")])
+    _notebook(ablation, "06_bbh", {"model": "ours"}, tables=["tab_bbh"])
+    summary = build_report(ablation, pdf=False, reuse=(fake_root,))
+    sections = summary["sections"]
+    assert sections["07_open_ended"]["reused_from"] == "" and sections["06_bbh"]["reused_from"] == ""
+    assert sections["01_sampling"]["reused_from"] == sections["03_packing"]["reused_from"] == str(fake_root)
+    assert sections["03_packing"]["figures"] == 2 and sections["01_sampling"]["status"] == "ok"
+    assert set(summary["missing"]) == {"02_augmentation", "04_training", "05_agieval", "08_safety",
+                                       "09_explanation_vs_answer"}
+    page = (ablation / "report" / "report.html").read_text()
+    assert page.count(f"outputs reused from the run in {fake_root}") == 2
+    alone = build_report(ablation, pdf=False)                     # without --reuse: only what this run has
+    assert "01_sampling" in alone["missing"] and alone["sections"]["01_sampling"]["reused_from"] == ""
