@@ -66,6 +66,11 @@ def stage_metrics(result: dict) -> dict:
     out = {f"{s}/train_loss": result["train_loss_final"], f"{s}/heldout_loss": result["eval_loss_final"],
            f"{s}/steps": result["steps"], f"{s}/tokens_per_s": result["tokens_per_s"],
            f"{s}/useful_tokens": result["useful_tokens"], f"{s}/samples_per_row": result["data"]["samples_per_row"]}
+    data = result["data"]
+    # the rows 02's funnel kept (the table 04 read): trained samples, held out, dropped for not fitting max_len
+    out.update({f"{s}/{k}": data[k] for k in ("samples", "heldout_samples", "dropped") if data.get(k) is not None})
+    if all(data.get(k) is not None for k in ("samples", "heldout_samples", "dropped")):
+        out[f"{s}/table_rows"] = data["samples"] + data["heldout_samples"] + data["dropped"]
     out.update({f"{s}/{k}": result[k] for k in ("global_batch_size", "per_device_batch_size",
                                                 "gradient_accumulation_steps", "world_size")
                 if result.get(k) is not None})

@@ -26,7 +26,7 @@ RULES: list[tuple[str, str]] = [
     (r"loss$", POSITIVE),
     (r"(tokens_per_s|seconds|_mean|samples_per_row|/epochs)$", POSITIVE),
     (r"(_usd|mean_response_tokens|_len_words)$", NON_NEGATIVE),          # 0 when a stage got no usable answer
-    (r"(/funnel/\w+|/rejected/\w+|/label_check/\w+|/cached_same_prompt|"
+    (r"(/funnel/\w+|/rejected/\w+|/label_check/\w+|/cached_same_prompt|/samples|/heldout_samples|/table_rows|"
      r"/rows|/requests|/train_rows|/sent|/cached|/batches|/status/\w+|/quota|/shortfall|/malformed|/items|"
      r"items_with_overlap|overlapping_queries|/n_items|/n_tasks|n_prompts|n_questions|/n_paired|/n_unparseable|"
      r"/n_errors|/n_retried|/steps|/tokens|useful_tokens|/truncated|/dropped|/n_params|/seeds|"
@@ -106,6 +106,11 @@ def consistency_problems(m: dict[str, dict]) -> list[str]:
                 rows = _get(m, "01_sampling", f"{stage}/rows", out)
                 check(rows is None or a[f"{stage}/requests"] <= rows,
                       f"02: {stage} sent {a[f'{stage}/requests']} requests for 01's {rows} queries")
+    if "04_training" in m and "02_augmentation" in m:
+        for stage in ("stage1", "stage2"):
+            rows = m["04_training"].get(f"{stage}/table_rows")
+            check(rows is None or rows == m["02_augmentation"][f"{stage}/train_rows"],
+                  f"04: {stage} read {rows} rows, not the {m['02_augmentation'][f'{stage}/train_rows']} 02 kept")
     if "03_packing" in m and "02_augmentation" in m and m["03_packing"].get("samples/from_02"):
         train = m["02_augmentation"]["stage1/train_rows"] + m["02_augmentation"]["stage2/train_rows"]
         check(m["03_packing"]["samples/rows"] == train,
