@@ -659,6 +659,27 @@ class ExperimentParams(CommonParams):
     tokenizer: Literal["bpe", "char"] = Field("bpe", description="bpe: byte-level BPE trained on each seed's "
                                               "training texts; char: one token per character")
     tokenizer_vocab_size: int = Field(1024, ge=300, le=65536, description="BPE entries (specials and bytes included)")
+    chain_lengths: list[int] = Field([3, 8], min_length=2, max_length=2, description="[lo, hi]: the numbers of "
+                                     "people a chain task's (lie_chain's) training problems are drawn from")
+    gate_threshold: float = Field(0.9, gt=0, le=1, description="validity gate: share of whole traces the explanation "
+                                  "student must reproduce exactly at the shortest trained chain length")
+    gate_task: str = Field("lie_chain", description="the chain task the validity gate is measured on (its curve "
+                           "must include chain_lengths[0]); not trained: the gate is read on all BBH items")
+    gate_budget_tokens: int | None = Field(None, ge=1, description="tokens per trace run that passed the gate in "
+                                           "the pilots (named in a failed gate's conclusion); null: not measured")
+    erasure: bool = Field(True, description="run the prompt-erasure ablation (strategy message kept vs erased)")
+    erasure_tasks: dict[str, Literal["step", "direct"]] = Field(
+        {"lie_chain": "step", "truth_lookup": "direct"}, min_length=2, description="task -> the strategy its "
+        "system message asks for (step: solve step by step; direct: answer directly)")
+    erasure_problems_per_task: int = Field(100, ge=1, description="training problems per erasure task")
+    erasure_eval_items_per_task: int = Field(50, ge=1, description="held-out generated items per erasure task")
+
+    @field_validator("chain_lengths")
+    @classmethod
+    def _chain(cls, v: list[int]) -> list[int]:
+        if not 2 <= v[0] <= v[1] <= 40:
+            raise ValueError(f"chain_lengths {v}: expected [lo, hi] with 2 <= lo <= hi <= 40")
+        return v
 
     @field_validator("skip_runs")
     @classmethod

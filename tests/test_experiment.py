@@ -219,3 +219,138 @@ def test_longest_training_problem_of_every_task_fits_one_sequence_with_its_eos()
     smp = tokenize_samples(tok, frame["system"].tolist(), frame["user"].tolist(), frame["response"].tolist(),
                            max_len_tokens=512)
     assert smp.counts["truncated"] == 0 and E.eos_in_loss(smp) == len(frame), int(smp.lengths.max())
+
+
+def _gate_evals(exact_share: float, n: int = 20) -> pd.DataFrame:
+    """Explanation rows on the gate task's curve at 3 steps, `exact_share` of them with the whole trace right."""
+    rows = []
+    for seed in (0, 1):
+        for i in range(n):
+            whole = i < round(exact_share * n)
+            rows.append({"set": "curve", "control": "same_epochs", "variant": "explanation", "task": "lie_chain",
+                         "steps": 3, "item": f"c/{i}", "seed": seed, "trace_steps": 3,
+                         "trace_steps_right": 3 if whole else 1})
+    return pd.DataFrame(rows)
+
+
+def test_validity_gate_reads_whole_traces_at_the_shortest_trained_length():
+    passed = X.validity_gate(_gate_evals(0.95), 0.9, "lie_chain", 3)
+    assert passed["passed"] and passed["fidelity_pct"] == 95.0 and passed["items"] == 40
+    failed = X.validity_gate(_gate_evals(0.85), 0.9, "lie_chain", 3, budget_tokens=4_000_000)
+    assert not failed["passed"] and failed["fidelity_pct"] == 85.0
+    other_length = X.validity_gate(_gate_evals(1.0), 0.9, "lie_chain", 5)      # no such items: read on BBH (none)
+    assert not other_length["passed"] and other_length["items"] == 0
+    m = X.gate_metrics(failed, tokens=550_000)
+    assert m["experiment/gate/passed"] is False and m["experiment/gate/threshold_pct"] == 90.0
+    assert m["experiment/gate/fidelity_pct"] == 85.0 and m["experiment/gate/explanation_tokens"] == 550_000
+
+
+def test_a_failed_gate_produces_no_winner():
+    ev = _fake_evals({"t1": (12, 0), "t2": (10, 0)})          # explanation clearly ahead on every seed
+    ev = pd.concat([ev, ev.assign(control="same_tokens")])
+    tests, caps, summary = X.paired_tests(ev), X.cap_shares(ev), X.summarize(ev)
+    gate = X.validity_gate(_gate_evals(0.5), 0.9, "lie_chain", 3, budget_tokens=4_000_000)
+    text = X.conclusion(X.apply_gate(tests, gate), pd.DataFrame(), caps, summary, X.best_constant(ev), 0.05,
+                        "a tiny student", gate=gate, tokens=550_000)
+    assert "Underpowered: no conclusion" in text and "50.0%" in text and "4.0M tokens" in text
+    assert "better" not in text and "supports" not in text
+    assert set(X.apply_gate(tests, gate)["verdict"]) == {"not read (validity gate failed)"}
+    ok = X.validity_gate(_gate_evals(1.0), 0.9, "lie_chain", 3)
+    text = X.conclusion(X.apply_gate(tests, ok), pd.DataFrame(), caps, summary, X.best_constant(ev), 0.05,
+                        "a tiny student", gate=ok, tokens=550_000)
+    assert "Validity gate (pre-registered, read first): passed" in text and "the experiment supports" in text
+
+
+def test_erasure_arms_system_messages():
+    from orca_utils.experiment import erasure as R
+    from orca_utils.experiment.symbolic_teacher import style_of
+    from orca_utils.strategies import GENERIC_SYSTEM_MESSAGE
+
+    assert style_of(R.STRATEGY_MESSAGES["step"]) == "full" and style_of(R.STRATEGY_MESSAGES["direct"]) == "answer"
+    rng = random.Random(0)
+    rows = []
+    for task, strategy in (("lie_chain", "step"), ("truth_lookup", "direct")):
+        for i in range(20):
+            q = S.generate_input(task, rng)
+            rows.append({"id": f"{task}-{i}", "task": task, "style": "strategy", "user": q,
+                         "system": R.STRATEGY_MESSAGES[strategy],
+                         "response": S.explain(task, q, style_of(R.STRATEGY_MESSAGES[strategy]))})
+    responses = pd.DataFrame(rows)
+    kept, erased = R.training_frame(responses, "kept"), R.training_frame(responses, "erased")
+    assert set(kept["system"]) == set(R.STRATEGY_MESSAGES.values())
+    assert set(erased["system"]) == {GENERIC_SYSTEM_MESSAGE}
+    assert (erased["response"] == kept["response"]).all() and (erased["user"] == kept["user"]).all()
+    # the erased student's training text, as tokenized, holds no strategy message
+    both = pd.concat([kept, erased])
+    tok = E.build_task_tokenizer(pd.concat([both["system"], both["user"], both["response"]]).tolist(), 600)
+    samples = T.style_samples(both, tok, _settings())
+    text = tok.decode(samples["erased"].input_ids)
+    assert "Orca" in text and not any(m in text for m in R.STRATEGY_MESSAGES.values())
+    assert all(m in tok.decode(samples["kept"].input_ids) for m in R.STRATEGY_MESSAGES.values())
+    with pytest.raises(ValueError, match="erasure arm"):
+        R.training_frame(responses, "half")
+
+
+def test_erasure_scores_the_strategy_each_student_chose():
+    from orca_utils.experiment import erasure as R
+
+    assert R.wrote_trace("Amy lies.\nSo the answer is No.") and not R.wrote_trace("So the answer is No.")
+    rows = []
+    for seed in (0, 1, 2):
+        for i in range(30):
+            for arm, prompt in R.EVALUATIONS:
+                chain = i % 2 == 0
+                right = arm == "erased" or prompt == "strategy" or i % 3 == 0
+                rows.append({"seed": seed, "item": f"x/{i}", "task": "lie_chain" if chain else "truth_lookup",
+                             "arm": arm, "prompt": prompt, "correct": right, "wrote_trace": chain == right,
+                             "teacher_trace": chain, "strategy_right": right})
+    ev = pd.DataFrame(rows)
+    table = R.erasure_table(ev).set_index(["arm", "eval_prompt", "task"])
+    assert table.loc[("erased", "generic", "all"), "strategy_right_pct"] == 100.0
+    assert table.loc[("kept", "generic", "lie_chain"), "accuracy_pct"] < 50
+    tests = R.erasure_tests(ev, 0.05)
+    generic = tests[(tests["comparison"] == "erased/generic vs kept/generic") & (tests["measure"] == "correct")]
+    assert set(generic["verdict"]) == {"erased/generic better"}
+    assert "erased/generic vs kept/strategy" in set(tests["comparison"])
+    assert "lie_chain" in R.erasure_conclusion(R.erasure_table(ev), tests)
+
+
+def test_difficulty_table_marks_lengths_beyond_the_trained_range():
+    rows = []
+    for steps in (3, 5, 8, 12, 16):
+        part = _fake_evals({"lie_chain": (steps % 3, 0)}, seeds=(0, 1), n=10)
+        part["set"], part["steps"], part["item"] = "curve", steps, part["item"] + f"/{steps}"
+        rows.append(part)
+    curve = X.curve_summary(pd.concat(rows), {"lie_chain": [3, 8]})
+    marks = curve.drop_duplicates("steps").set_index("steps")["in_training_range"].to_dict()
+    assert marks == {3: True, 5: True, 8: True, 12: False, 16: False}
+    assert "in_training_range" not in X.curve_summary(pd.concat(rows))
+
+
+def test_erasure_runs_both_arms_end_to_end(tmp_path):
+    """A tiny run: the teacher answered each task under its strategy message, and every arm is evaluated as planned."""
+    from orca_utils.experiment import erasure as R
+
+    s = _settings(tasks=["lie_chain"], eval_max_new_tokens=12, erasure_problems_per_task=6,
+                  erasure_eval_items_per_task=3, chain_lengths=[3, 4], epochs=1.0)
+    out = R.run_erasure(s, None, True, tmp_path, progress=False, log=lambda *_: None)
+    ev, responses = out["eval"], out["responses"]
+    assert sorted(set(zip(ev["arm"], ev["prompt"]))) == sorted(R.EVALUATIONS)
+    assert ev.groupby(["arm", "prompt"]).size().eq(6).all()             # 3 items x 2 tasks each
+    assert dict(zip(responses["task"], responses["system"])) == {"lie_chain": R.STRATEGY_MESSAGES["step"],
+                                                                 "truth_lookup": R.STRATEGY_MESSAGES["direct"]}
+    assert responses.loc[responses["task"] == "truth_lookup", "response"].str.startswith("So the answer is").all()
+    assert (responses.loc[responses["task"] == "lie_chain", "response"].str.count("\n") >= 3).all()
+    assert out["runs"].groupby("seed")["steps"].nunique().eq(1).all()     # same optimizer steps for both arms
+    assert set(R.erasure_table(ev)["arm"]) == {"kept", "erased"}
+
+
+def test_chain_params_say_what_is_wrong():
+    from orca_utils.config import load_profile
+
+    block = "09_explanation_vs_answer"
+    with pytest.raises(Exception, match=r"chain_lengths \[8, 3\]"):
+        load_profile("smoke", overrides=f"{block}.chain_lengths=[8, 3]")
+    with pytest.raises(Exception, match="erasure_tasks"):
+        load_profile("smoke", overrides=f"{block}.erasure_tasks={{lie_chain: step, truth_lookup: sometimes}}")
+    assert load_profile("smoke", overrides=f"{block}.chain_lengths=[4, 9]")[block].chain_lengths == [4, 9]

@@ -220,3 +220,80 @@ def test_tracking_generator_mixes_bbh_shape_with_other_swap_counts():
     counts = [S.count_steps("tracking_shuffled_objects_five_objects",
                             S.generate_input("tracking_shuffled_objects_five_objects", rng)) for _ in range(400)]
     assert 0.45 < counts.count(5) / len(counts) < 0.7 and min(counts) == 1 and max(counts) == 7
+
+
+# ---------------------------------------------------------------- the chain family (lie_chain, truth_lookup)
+CHAIN_LENGTHS = [2, 3, 5, 8, 12, 16, 24, 32, 40]
+
+
+@pytest.mark.parametrize("k", CHAIN_LENGTHS)
+def test_lie_chain_solver_is_right_on_its_own_items_at_every_length(k):
+    """Independent check: the answer is the parity of the "lies" in the question, and the last trace line says it."""
+    problems = S.generate_problems("lie_chain", 60, seed=0, steps=k)
+    assert {S.count_steps("lie_chain", p) for p in problems} == {k}
+    for p in problems:
+        parity = (p.count(" lies.") % 2 == 0)        # an even number of "lies" makes the last person truthful
+        sol = S.solve("lie_chain", p)
+        assert sol.answer == ("Yes" if parity else "No"), p
+        assert len(sol.steps) == k
+        for style in S.STYLES:
+            assert S.score("lie_chain", S.explain("lie_chain", p, style), sol.answer)[0]
+            assert S.explain("lie_chain", p, style) == S.explain("web_of_lies", p, style)   # what the teacher writes
+
+
+def test_lie_chain_solver_on_the_real_bbh_web_of_lies_items_at_their_length():
+    from orca_utils.experiment.problems import load_bbh_items
+
+    items = _bbh("web_of_lies")
+    for style in S.STYLES:
+        wrong = [e for e in items if not S.score("lie_chain", S.explain("lie_chain", e["input"], style),
+                                                 e["target"])[0]]
+        assert not wrong, f"{style}: {len(wrong)} of {len(items)} wrong"
+    frame = load_bbh_items(None, True, "lie_chain")
+    assert len(frame) == 250 and set(frame["steps"]) == {5} and set(frame["task"]) == {"lie_chain"}
+    assert load_bbh_items(None, True, "truth_lookup").empty          # no BBH source: no items
+
+
+def test_chain_trace_steps_need_only_the_statement_and_the_previous_state():
+    p = S.generate_input("lie_chain", random.Random(5), steps=20)
+    steps = S.solve("lie_chain", p).steps
+    for prev, line in zip(steps, steps[1:]):
+        speaker, _, rest = line.partition(" says ")
+        subject = rest.split(" ")[0]
+        assert f"{speaker} says {rest.split(',')[0]}." in p                  # the statement at hand, copied
+        previous_state = prev.rsplit("so ", 1)[-1] if "so " in prev else prev
+        assert previous_state.startswith(subject)                         # the state the previous line ended with
+        assert f"{subject} {previous_state[len(subject) + 1:].rstrip('.')}" in line
+
+
+def test_chain_training_range_and_truth_lookup():
+    problems = S.generate_problems("lie_chain", 200, seed=1, steps=(3, 8))
+    assert {S.count_steps("lie_chain", p) for p in problems} == set(range(3, 9))
+    assert S.detect_task(problems[0]) == "web_of_lies"                      # same format, same trace
+    with pytest.raises(ValueError, match="steps range"):
+        S.generate_problems("lie_chain", 5, seed=1, steps=(8, 3))
+    with pytest.raises(ValueError, match="people"):
+        S.generate_input("lie_chain", random.Random(0), steps=41)
+    looks = S.generate_problems("truth_lookup", 100, seed=0)
+    for p in looks:
+        assert S.detect_task(p) == "truth_lookup"
+        asked = p.rsplit("Does ", 1)[1].split(" ")[0]
+        truthful = f" {asked} tells the truth." in p or p.startswith(f"Question: {asked} tells the truth.")
+        assert S.solve("truth_lookup", p).answer == ("Yes" if truthful else "No")
+        assert S.explain("truth_lookup", p, "answer") == S.answer_sentence(S.solve("truth_lookup", p).answer)
+    with pytest.raises(ValueError, match="not a truth_lookup problem"):
+        S.solve("truth_lookup", "Question: Bob says Amy lies. Does Bob tell the truth?")
+
+
+def test_task_tokenizer_keeps_chain_names_whole():
+    from orca_utils.experiment.chains import CHAIN_NAMES
+    from orca_utils.experiment.pipeline import build_task_tokenizer
+
+    rng = random.Random(0)
+    texts = []
+    for _ in range(300):
+        p = S.generate_input("lie_chain", rng, steps=rng.randint(3, 8))
+        texts += [p, S.explain("lie_chain", p, "full"), S.explain("lie_chain", p, "short")]
+    tok = build_task_tokenizer(texts, vocab_size=1024)
+    split = [n for n in CHAIN_NAMES if len(tok.tokenize(" " + n)) != 1 or len(tok.tokenize(n)) != 1]
+    assert not split, f"names split by the tokenizer: {split}"

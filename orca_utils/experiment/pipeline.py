@@ -55,7 +55,7 @@ from .evaluate import ANSWER_MARKER, answer_line_done, evaluate_run, generate_an
 from .problems import collect_responses, load_bbh_items, make_curve_items, make_problems
 from .settings import CONTROLS, EVAL_STYLE, VARIANTS, Settings
 from .student import build_char_tokenizer, build_student, build_task_tokenizer, seed_tokenizer
-from .symbolic import TASKS
+from .symbolic import ALL_TASKS
 from .symbolic_teacher import TEACHER_LABEL
 from .trainer import eos_in_loss, plan_runs, style_samples, train_run
 
@@ -83,8 +83,9 @@ def _settings_key(s: Settings) -> str:
     """What makes a cached run reusable: everything but the seeds, the controls and runs chosen, and the test level.
     "problems" and "eval" version how problems are made and outputs scored: runs cached under an older rule are
     never reused."""
-    fields = {k: v for k, v in asdict(s).items() if k not in ("seeds", "controls", "skip_runs", "alpha")}
-    versions = {"problems": "exclude-all-bbh-items;steps-mix-max7", "eval": "answer-line-stop;trace-fidelity"}
+    fields = {k: v for k, v in asdict(s).items() if k not in ("seeds", "controls", "skip_runs", "alpha")
+              and not k.startswith(("gate_", "erasure"))}
+    versions = {"problems": "exclude-all-bbh-items;steps-mix-max7;chains", "eval": "answer-line-stop;trace-fidelity"}
     return json.dumps({**fields, **versions}, sort_keys=True)
 
 
@@ -116,9 +117,9 @@ def run_experiment(s: Settings, data_dir: str | None, offline: bool, out_dir: Pa
     (the evaluation items: BBH and curve) and `responses` (the teacher's responses the students were trained on,
     every seed and style). `runs/` is this function's working folder (resumable parts): read the returned frames,
     not its files."""
-    unknown = [t for t in {*s.tasks, *s.curve} if t not in TASKS]
+    unknown = [t for t in {*s.tasks, *s.curve} if t not in ALL_TASKS]
     if unknown:
-        raise ValueError(f"tasks {unknown}: the symbolic teacher covers only {list(TASKS)}")
+        raise ValueError(f"tasks {unknown}: the symbolic teacher covers only {list(ALL_TASKS)}")
     if s.tokenizer not in ("bpe", "char"):
         raise ValueError(f"tokenizer {s.tokenizer!r}: expected 'bpe' or 'char'")
     if not set(s.controls) <= set(CONTROLS) or not s.controls:
@@ -126,7 +127,8 @@ def run_experiment(s: Settings, data_dir: str | None, offline: bool, out_dir: Pa
     t0 = time.time()
     bbh = pd.concat([load_bbh_items(data_dir, offline, t, s.eval_items_per_task) for t in s.tasks],
                     ignore_index=True).assign(set="bbh")
-    problems = {seed: make_problems(s.tasks, s.train_problems_per_task, seed, data_dir, offline) for seed in s.seeds}
+    problems = {seed: make_problems(s.tasks, s.train_problems_per_task, seed, data_dir, offline, s.chain_steps())
+                for seed in s.seeds}
     exclude = {t: set(load_bbh_items(data_dir, offline, t)["input"])
                | {q for p in problems.values() for q in p.loc[p.task == t, "user"]} for t in s.curve_tasks()}
     curve = make_curve_items(s.curve_tasks(), s.curve_items_per_step, exclude).assign(set="curve")

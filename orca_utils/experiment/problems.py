@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .symbolic import count_steps, generate_problems
+from .symbolic import BBH_SOURCE, count_steps, generate_problems
 from .symbolic_teacher import SYSTEM_MESSAGES, TEACHER_LABEL, SymbolicTeacher
 
 __all__ = ["TEACHER_MODEL", "load_bbh_items", "make_problems", "make_curve_items", "collect_responses"]
@@ -18,10 +18,13 @@ TEACHER_MODEL = "symbolic-teacher"
 
 def load_bbh_items(data_dir: str | None, offline: bool, task: str, limit: int | None = None) -> pd.DataFrame:
     """The real BBH items of `task` (`item` id, `input`, `target`, `steps`); `limit` takes a fixed random subset
-    (seed 0)."""
+    (seed 0). A chain task reads the items of its BBH source (`lie_chain`: web_of_lies, at their own length); a
+    task with none (`truth_lookup`) has no items."""
     from ..data import resolve_dataset
 
-    path = resolve_dataset("bbh", data_dir, offline).path / f"{task}.json"
+    if task not in BBH_SOURCE:
+        return pd.DataFrame(columns=["task", "item", "input", "target", "steps"])
+    path = resolve_dataset("bbh", data_dir, offline).path / f"{BBH_SOURCE[task]}.json"
     if not path.exists():
         raise FileNotFoundError(f"BBH task file {path} not found")
     frame = pd.DataFrame(json.loads(path.read_text())["examples"])[["input", "target"]]
@@ -34,13 +37,16 @@ def load_bbh_items(data_dir: str | None, offline: bool, task: str, limit: int | 
 
 
 def make_problems(tasks: list[str], n_per_task: int, seed: int, data_dir: str | None = None,
-                  offline: bool = True) -> pd.DataFrame:
+                  offline: bool = True, steps: dict[str, list[int]] | None = None) -> pd.DataFrame:
     """Fresh training problems per task; EVERY BBH input of the task is excluded (all items, not only the
-    evaluation subset: the subset is a sample, and an unsampled BBH item is still a test item)."""
+    evaluation subset: the subset is a sample, and an unsampled BBH item is still a test item). `steps`: task ->
+    [lo, hi], the range of steps its problems are drawn from (a chain task's trained lengths)."""
     rows = []
     for task in tasks:
         every_item = set(load_bbh_items(data_dir, offline, task)["input"])
-        for i, text in enumerate(generate_problems(task, n_per_task, seed, exclude=every_item)):
+        span = (steps or {}).get(task)
+        for i, text in enumerate(generate_problems(task, n_per_task, seed, exclude=every_item,
+                                                   steps=tuple(span) if span else None)):
             rows.append({"id": f"{task}-{seed}-{i}", "task": task, "user": text})
     return pd.DataFrame(rows)
 
@@ -61,14 +67,19 @@ def make_curve_items(curve: dict[str, list[int]], n_per_step: int, exclude: dict
 
 
 def collect_responses(problems: pd.DataFrame, styles: list[str], cache_path: Path,
-                      progress: bool = True) -> pd.DataFrame:
+                      progress: bool = True, system_of_task: dict[str, str] | None = None) -> pd.DataFrame:
     """Ask the symbolic teacher for each problem in each style: the project's teacher client (`complete_chats`,
-    cached in `cache_path`) against the local OpenAI-compatible server, exactly as 02 asks GPT-4."""
+    cached in `cache_path`) against the local OpenAI-compatible server, exactly as 02 asks GPT-4.
+    `system_of_task` (task -> system message) asks each problem once under its task's message instead (style
+    "strategy": the prompt-erasure ablation's strategy messages)."""
     from ..schemas import TeacherEndpointParams
     from ..teacher import ChatRequest, complete_chats, serve_offline
 
-    rows = [(row.id, row.task, style, SYSTEM_MESSAGES[style], row.user)
-            for style in styles for row in problems.itertuples()]
+    if system_of_task is not None:
+        rows = [(row.id, row.task, "strategy", system_of_task[row.task], row.user) for row in problems.itertuples()]
+    else:
+        rows = [(row.id, row.task, style, SYSTEM_MESSAGES[style], row.user)
+                for style in styles for row in problems.itertuples()]
     requests = [ChatRequest(id=f"{rid}-{style}", model=TEACHER_MODEL, max_tokens=2048,
                             messages=[{"role": "system", "content": system}, {"role": "user", "content": user}])
                 for rid, _, style, system, user in rows]

@@ -38,6 +38,14 @@ class Settings:
     alpha: float = 0.05
     larger_student: dict[str, int] | None = None
     skip_runs: list[str] = field(default_factory=list)
+    chain_lengths: list[int] = field(default_factory=lambda: [3, 8])
+    gate_threshold: float = 0.9
+    gate_task: str = "lie_chain"
+    gate_budget_tokens: int | None = None
+    erasure: bool = True
+    erasure_tasks: dict[str, str] = field(default_factory=lambda: {"lie_chain": "step", "truth_lookup": "direct"})
+    erasure_problems_per_task: int = 100
+    erasure_eval_items_per_task: int = 50
 
     @classmethod
     def from_cfg(cls, cfg) -> "Settings":
@@ -49,6 +57,12 @@ class Settings:
     @property
     def tokens_per_step(self) -> int:
         return self.batch_size * self.seq_len_tokens
+
+    def chain_steps(self, tasks: list[str] | None = None) -> dict[str, list[int]]:
+        """Task -> [lo, hi] steps the training problems of each chain task are drawn from (its trained lengths)."""
+        from .symbolic import CHAIN_TASKS
+
+        return {t: list(self.chain_lengths) for t in (tasks or self.tasks) if t in CHAIN_TASKS}
 
     def curve_tasks(self) -> dict[str, list[int]]:
         """The curve's tasks that are also trained (a curve on an untrained task would say nothing)."""

@@ -12,6 +12,11 @@ only when the corrected p is below `alpha` AND every seed's accuracy difference 
 seed carries it). The paired t over the per-seed differences is reported beside it (with 3 seeds it has 2 degrees
 of freedom and little power; it is not the decision). `conclusion` writes the notebook's conclusion from these
 numbers alone.
+
+The validity gate (`validity_gate`), pre-registered and read before any comparison: the explanation student must
+reproduce the teacher's whole trace exactly on at least `gate_threshold` of the held-out chain problems at the
+shortest trained length (in distribution). A student that cannot execute the traces it was shown cannot test whether
+traces help; when the gate fails, `conclusion` says "underpowered: no conclusion" and names no winner.
 """
 from __future__ import annotations
 
@@ -21,9 +26,10 @@ import warnings
 import numpy as np
 import pandas as pd
 
-__all__ = ["summarize", "wide_table", "paired_tests", "curve_summary", "curve_tests", "cap_shares",
-           "trace_fidelity", "best_constant", "experiment_metrics", "summary_metrics", "conclusion", "plot_accuracy",
-           "plot_difficulty", "plot_curves", "PAIRS"]
+__all__ = ["validity_gate", "gate_metrics", "apply_gate", "pair_stats", "summarize", "wide_table", "paired_tests",
+           "curve_summary", "curve_tests", "cap_shares", "trace_fidelity", "best_constant",
+           "experiment_metrics", "summary_metrics", "conclusion", "plot_accuracy", "plot_difficulty",
+           "plot_curves", "PAIRS"]
 
 PAIRS = (("explanation", "answer_only"), ("progressive", "explanation"))
 
@@ -106,6 +112,13 @@ def _pair_stats(piv: pd.DataFrame, a: str, b: str) -> dict:
             "same_sign": bool((diffs > 0).all() or (diffs < 0).all()), "seeds": len(diffs)}
 
 
+def pair_stats(piv: pd.DataFrame, a: str, b: str, alpha: float) -> dict:
+    """McNemar (exact) and the per-seed sign rule on items paired across columns `a` and `b` of `piv` (indexed by
+    seed and item), with its verdict: the pre-registered test, for one comparison."""
+    row = _pair_stats(piv, a, b)
+    return {**row, "verdict": _verdict(row, alpha, a, b, p_key="p_mcnemar")}
+
+
 def _verdict(row: dict, alpha: float, a: str, b: str, p_key: str = "p_holm") -> str:
     if row[p_key] < alpha and (row["same_sign"] or row["seeds"] < 2):
         return f"{a} better" if row["diff_pp"] > 0 else f"{b} better"
@@ -139,9 +152,10 @@ def paired_tests(evals: pd.DataFrame, alpha: float = 0.05, pairs=PAIRS) -> pd.Da
     return out
 
 
-def curve_summary(evals: pd.DataFrame) -> pd.DataFrame:
+def curve_summary(evals: pd.DataFrame, trained: dict[str, list[int]] | None = None) -> pd.DataFrame:
     """Accuracy (%) against the number of steps, per control, task and variant, on the curve's held-out problems;
-    the BBH items of the same tasks, grouped by their own number of steps, come beside them (`set` = bbh)."""
+    the BBH items of the same tasks, grouped by their own number of steps, come beside them (`set` = bbh).
+    `trained` (task -> [lo, hi], the chain tasks' trained lengths) adds `in_training_range` (None for other tasks)."""
     ev = evals.assign(cap=evals["finish_reason"] == "length")
     curve_tasks = set(ev.loc[ev["set"] == "curve", "task"])
     ev = ev[ev["task"].isin(curve_tasks)]
@@ -158,7 +172,11 @@ def curve_summary(evals: pd.DataFrame) -> pd.DataFrame:
                "items_per_seed", "token_cap_pct"]
     if not rows:                  # no task with a difficulty curve among the tasks run
         return pd.DataFrame(columns=columns)
-    return pd.DataFrame(rows).sort_values(["set", "control", "task", "variant", "steps"], ascending=[False, True,
+    out = pd.DataFrame(rows)
+    if trained:
+        out["in_training_range"] = [trained[t][0] <= k <= trained[t][1] if t in trained else None
+                                    for t, k in zip(out["task"], out["steps"])]
+    return out.sort_values(["set", "control", "task", "variant", "steps"], ascending=[False, True,
                                                                                                      True, True, True])
 
 
@@ -210,6 +228,61 @@ def trace_fidelity(evals: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def validity_gate(evals: pd.DataFrame, threshold: float, task: str, length: int,
+                  budget_tokens: int | None = None) -> dict:
+    """The pre-registered validity gate: the share of whole traces the explanation student (same_epochs when run,
+    else the first control) reproduced exactly on the curve's `task` problems with `length` steps, pooled over
+    seeds, against `threshold`. Without such items (the task or length not run) it is read on every BBH item."""
+    ev = evals[evals["variant"] == "explanation"]
+    controls = list(dict.fromkeys(ev["control"]))
+    control = "same_epochs" if "same_epochs" in controls else controls[0] if controls else None
+    ev = ev[ev["control"] == control]
+    on = ev[(ev["set"] == "curve") & (ev["task"] == task) & (ev["steps"] == length)]
+    where = f"{task} curve problems with {length} steps (shortest trained length)"
+    if on.empty:
+        on, where = ev[ev["set"] == "bbh"], "every BBH item (the gate task's curve was not run)"
+    exact = on["trace_steps_right"] == on["trace_steps"]
+    fidelity = float(exact.mean()) if len(on) else 0.0
+    per_seed = exact.groupby(on["seed"]).mean() if len(on) else pd.Series(dtype=float)
+    return {"task": task, "length": int(length), "measured_on": where, "control": control,
+            "threshold_pct": round(100 * threshold, 1), "fidelity_pct": round(100 * fidelity, 1), "items": len(on),
+            "per_seed_pct": " / ".join(f"{100 * v:.1f}" for v in per_seed),
+            "passed": bool(len(on) and fidelity >= threshold), "budget_tokens": budget_tokens}
+
+
+def apply_gate(tests: pd.DataFrame, gate: dict) -> pd.DataFrame:
+    """The tests as read under the gate: when it failed, every verdict becomes "not read (validity gate failed)"
+    (the numbers stay, as a description), so no table names a winner."""
+    if gate["passed"] or tests.empty:
+        return tests
+    return tests.assign(verdict="not read (validity gate failed)")
+
+
+def gate_metrics(gate: dict, tokens: int | None = None) -> dict:
+    """The gate's metrics: threshold, measured fidelity, passed, and the trace run's tokens."""
+    m = {"experiment/gate/threshold_pct": gate["threshold_pct"], "experiment/gate/fidelity_pct": gate["fidelity_pct"],
+         "experiment/gate/passed": gate["passed"], "experiment/gate/items": gate["items"]}
+    if tokens is not None:
+        m["experiment/gate/explanation_tokens"] = int(tokens)
+    return m
+
+
+def _gate_lines(gate: dict, tokens: int | None) -> list[str]:
+    head = (f"**Validity gate (pre-registered, read first): {'passed' if gate['passed'] else 'failed'}.** The "
+            f"explanation student ({gate['control']}) reproduced the whole trace exactly on "
+            f"{gate['fidelity_pct']:.1f}% of {gate['items']} items ({gate['measured_on']}; per seed "
+            f"{gate['per_seed_pct'] or 'n/a'}); threshold "
+            f"{gate['threshold_pct']:.0f}%.")
+    if gate["passed"]:
+        return [head, ""]
+    spent = f"{tokens / 1e6:.2f}M tokens per trace run" if tokens else "this run's budget"
+    need = (f"about {gate['budget_tokens'] / 1e6:.1f}M tokens per trace run (measured in the pilots: "
+            f"params/demo_large.yaml)" if gate["budget_tokens"] else f"more than {spent} (not measured)")
+    return [head, "", f"**Underpowered: no conclusion.** The student cannot yet execute the traces it was shown at "
+                      f"{spent}, so this run cannot tell whether explanations help; no winner is reported (the "
+                      f"tables above are descriptive). A run that passes the gate needs {need}.", ""]
+
+
 def best_constant(evals: pd.DataFrame) -> pd.Series:
     """Per task, the accuracy (%) of always giving the most frequent target of the evaluated BBH items."""
     items = evals[evals["set"] == "bbh"].drop_duplicates(["task", "item"])
@@ -225,9 +298,20 @@ def _fmt_tasks(rows: pd.DataFrame) -> str:
 
 
 def conclusion(tests: pd.DataFrame, curve: pd.DataFrame, caps: pd.DataFrame, summary: pd.DataFrame,
-               constant: pd.Series, alpha: float, scale: str, fidelity: pd.DataFrame | None = None) -> str:
-    """The conclusion, written from the computed tests alone (Markdown). It may well be negative."""
+               constant: pd.Series, alpha: float, scale: str, fidelity: pd.DataFrame | None = None,
+               gate: dict | None = None, tokens: int | None = None) -> str:
+    """The conclusion, written from the computed tests alone (Markdown). It may well be negative. The validity
+    `gate` comes first; a failed gate gives "underpowered: no conclusion" and no winner."""
     lines = ["### Conclusion (generated from the tests above)", ""]
+    if gate is not None:
+        lines += _gate_lines(gate, tokens)
+        if not gate["passed"]:
+            cap = caps[caps["set"] == "bbh"]
+            lines.append("Generation ended: token cap reached by " + ", ".join(
+                f"{r.control}/{r.variant} {r.token_cap_pct:.1f}%" for r in cap.itertuples()) + " of BBH outputs.")
+            lines += ["", f"**Reading:** at this scale ({scale}) the pre-registered comparison is not read: the "
+                          f"validity gate failed (α = {alpha} would apply to H1-H4 once it passes)."]
+            return "\n".join(lines)
     names = {"same_epochs": "H1, same epochs (the paper's setting)", "same_tokens": "H2, same tokens (same compute)"}
     supported = {}
     order = sorted(dict.fromkeys(tests["control"]), key=lambda c: (c != "same_epochs", c != "same_tokens", c))

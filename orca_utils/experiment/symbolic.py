@@ -14,6 +14,10 @@ three, five and seven objects, and `navigate`. For each one this module holds
 `explain(task, text, style)` writes the response of each style (`answer` | `short` | `full`); every style ends
 with the same sentence, "So the answer is X.", so one extractor scores them all. The teacher that serves these
 responses through the OpenAI-compatible local server is `orca_utils.experiment.symbolic_teacher`.
+
+Two generated task families that are not BBH tasks are registered beside them (`CHAIN_TASKS`, from
+`experiment.chains`): `lie_chain` (web_of_lies with the number of people as a dial, 2 to 40) and `truth_lookup`
+(its direct-answer contrast). `ALL_TASKS` holds both groups; `TASKS` stays the nine BBH tasks.
 """
 from __future__ import annotations
 
@@ -21,23 +25,31 @@ import random
 import re
 from dataclasses import dataclass
 
-__all__ = ["TASKS", "TSO_TASKS", "ANSWER_KINDS", "ANSWER_LABELS", "STEP_UNITS", "STYLES", "Solution", "score",
-           "solve", "explain", "count_steps", "options_of", "generate_input", "generate_problems", "detect_task",
-           "answer_sentence"]
+from . import chains
+
+__all__ = ["TASKS", "CHAIN_TASKS", "ALL_TASKS", "BBH_SOURCE", "TSO_TASKS", "ANSWER_KINDS", "ANSWER_LABELS",
+           "STEP_UNITS", "STYLES", "Solution", "score", "solve", "explain", "count_steps", "options_of",
+           "generate_input", "generate_problems", "detect_task", "answer_sentence"]
 
 TSO_TASKS = ("tracking_shuffled_objects_three_objects", "tracking_shuffled_objects_five_objects",
              "tracking_shuffled_objects_seven_objects")
 TASKS = ("boolean_expressions", "multistep_arithmetic_two", "object_counting", "dyck_languages", "web_of_lies",
          *TSO_TASKS, "navigate")
+CHAIN_TASKS = chains.CHAIN_TASKS
+ALL_TASKS = (*TASKS, *CHAIN_TASKS)
+BBH_SOURCE = {**{t: t for t in TASKS}, **chains.BBH_SOURCE}     # whose real BBH items a task is evaluated on
 # How `orca_utils.evaluation.extract.score_prediction` reads each task's answer (kind, and labels for booleans).
 ANSWER_KINDS = {"boolean_expressions": "boolean", "multistep_arithmetic_two": "number",
                 "object_counting": "number", "dyck_languages": "brackets", "web_of_lies": "boolean",
-                **{t: "choice" for t in TSO_TASKS}, "navigate": "boolean"}
-ANSWER_LABELS: dict[str, tuple[str, str] | None] = {"web_of_lies": ("Yes", "No"), "navigate": ("Yes", "No")}
+                **{t: "choice" for t in TSO_TASKS}, "navigate": "boolean",
+                **{t: "boolean" for t in CHAIN_TASKS}}
+ANSWER_LABELS: dict[str, tuple[str, str] | None] = {"web_of_lies": ("Yes", "No"), "navigate": ("Yes", "No"),
+                                                    **{t: ("Yes", "No") for t in CHAIN_TASKS}}
 # What one reasoning step is, per task: `count_steps` counts them, `generate_input(..., steps=k)` sets them.
 STEP_UNITS = {"boolean_expressions": "operators", "multistep_arithmetic_two": "operators",
               "object_counting": "items", "dyck_languages": "symbols", "web_of_lies": "people",
-              **{t: "swaps" for t in TSO_TASKS}, "navigate": "instructions"}
+              **{t: "swaps" for t in TSO_TASKS}, "navigate": "instructions",
+              **{t: "people" for t in CHAIN_TASKS}}
 STYLES = ("answer", "short", "full")
 
 
@@ -548,26 +560,36 @@ def generate_navigate(rng: random.Random, steps: int | None = None) -> str:
 
 
 # ---------------------------------------------------------------- task dispatch
+def _chain_solver(solver):
+    def solve_chain(text: str) -> Solution:
+        return Solution(*solver(text))
+    return solve_chain
+
+
 _SOLVERS = {"boolean_expressions": solve_boolean_expressions,
             "multistep_arithmetic_two": solve_multistep_arithmetic_two,
             "object_counting": solve_object_counting, "dyck_languages": solve_dyck_languages,
             "web_of_lies": solve_web_of_lies, "navigate": solve_navigate,
-            **{t: (lambda text, n=n: _solve_tso(text, n)) for t, n in _TSO_COUNTS.items()}}
+            **{t: (lambda text, n=n: _solve_tso(text, n)) for t, n in _TSO_COUNTS.items()},
+            "lie_chain": _chain_solver(chains.solve_lie_chain),
+            "truth_lookup": _chain_solver(chains.solve_truth_lookup)}
 _GENERATORS = {"boolean_expressions": generate_boolean_expressions,
                "multistep_arithmetic_two": generate_multistep_arithmetic_two,
                "object_counting": generate_object_counting, "dyck_languages": generate_dyck_languages,
                "web_of_lies": generate_web_of_lies, "navigate": generate_navigate,
-               **{t: (lambda rng, steps=None, n=n: _generate_tso(rng, n, steps)) for t, n in _TSO_COUNTS.items()}}
-assert set(_SOLVERS) == set(_GENERATORS) == set(TASKS) == set(ANSWER_KINDS) == set(STEP_UNITS)
+               **{t: (lambda rng, steps=None, n=n: _generate_tso(rng, n, steps)) for t, n in _TSO_COUNTS.items()},
+               "lie_chain": chains.generate_lie_chain, "truth_lookup": chains.generate_truth_lookup}
+assert set(_SOLVERS) == set(_GENERATORS) == set(ALL_TASKS) == set(ANSWER_KINDS) == set(STEP_UNITS)
 
 
 def _check_task(task: str) -> None:
     if task not in _SOLVERS:
-        raise ValueError(f"unknown symbolic task {task!r}: expected one of {list(TASKS)}")
+        raise ValueError(f"unknown symbolic task {task!r}: expected one of {list(ALL_TASKS)}")
 
 
 def detect_task(text: str) -> str:
-    """Which task a problem belongs to, from its format alone."""
+    """Which task a problem belongs to, from its format alone (a `lie_chain` problem has web_of_lies' format and
+    is detected as web_of_lies: both tasks have the same solver and trace)."""
     text = text.strip()
     if text.startswith(_DYCK_PREFIX):
         return "dyck_languages"
@@ -579,6 +601,8 @@ def detect_task(text: str) -> str:
         return "web_of_lies"
     if text.startswith(_NAV_PREFIX):
         return "navigate"
+    if chains.LOOKUP_RE.match(text):
+        return "truth_lookup"
     for task, n in sorted(_TSO_COUNTS.items(), key=lambda kv: -kv[1]):
         if text.startswith(_join(list(_PEOPLE[:n])) + " are "):
             return task
@@ -606,6 +630,8 @@ def count_steps(task: str, text: str) -> int:
         return len(text[len(_DYCK_PREFIX):].split())
     if task == "web_of_lies":
         return len(_CLAIM.findall(text)) + 1
+    if task in CHAIN_TASKS:
+        return chains.count_people(task, text)
     if task == "navigate":
         return len(_nav_instructions(text)[1])
     return len(_SWAP.findall(text))
@@ -644,18 +670,27 @@ def generate_input(task: str, rng: random.Random, steps: int | None = None) -> s
 
 
 def generate_problems(task: str, n: int, seed: int | str, exclude: set[str] | frozenset[str] = frozenset(),
-                      max_tries_factor: int = 50, steps: int | None = None) -> list[str]:
+                      max_tries_factor: int = 50, steps: int | tuple[int, int] | None = None) -> list[str]:
     """`n` distinct fresh inputs of `task`, none equal (after whitespace normalisation) to anything in `exclude`;
-    `steps` fixes their number of steps (the difficulty curve's held-out problems)."""
+    `steps` fixes their number of steps (the difficulty curve's held-out problems), or `(lo, hi)` draws it uniformly
+    per problem (a chain task's training range)."""
     _check_task(task)
-    rng = random.Random(f"{task}:{seed}" if steps is None else f"{task}:{seed}:steps{steps}")
+    if isinstance(steps, (tuple, list)):
+        lo, hi = steps
+        if not 1 <= lo <= hi:
+            raise ValueError(f"{task}: steps range {steps} (expected 1 <= lo <= hi)")
+        rng = random.Random(f"{task}:{seed}:range{lo}-{hi}")
+        draw = lambda: _GENERATORS[task](rng, rng.randint(lo, hi))          # noqa: E731
+    else:
+        rng = random.Random(f"{task}:{seed}" if steps is None else f"{task}:{seed}:steps{steps}")
+        draw = lambda: _GENERATORS[task](rng, steps)                         # noqa: E731
     banned = {" ".join(x.split()) for x in exclude}
     seen: set[str] = set()
     out: list[str] = []
     for _ in range(n * max_tries_factor):
         if len(out) == n:
             break
-        text = _GENERATORS[task](rng, steps)
+        text = draw()
         key = " ".join(text.split())
         if key in banned or key in seen:
             continue
