@@ -159,7 +159,7 @@ def collect_sections(root: Path, report_dir: Path, reuse: tuple[Path, ...] = ())
 # between block siblings and on a table's caption (the legacy page-break-* names are its aliases, kept for browsers).
 # A wide table starts a landscape page (a forced break): the heading of a section that opens with one goes with it.
 _KEEP_CSS = """h1,h2,h3,h2+p.prov,h2+p.prov+p.prov,table.tab caption{break-after:avoid;page-break-after:avoid}
-figure{break-inside:avoid;page-break-inside:avoid}.wide-head{page:wide}"""
+figure,table.tab caption,p.prov{break-inside:avoid;page-break-inside:avoid}.wide-head{page:wide}"""
 _CSS = """@page{size:A4;margin:18mm 16mm 20mm;@bottom-center{content:counter(page);font:9pt Georgia,serif;color:#555}}
 @page wide{size:A4 landscape}
 body{font-family:Georgia,"DejaVu Serif",serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.4}
