@@ -67,10 +67,10 @@ def test_unhashed_fields_are_real_fields_and_change_no_hash(params_dir):
     (params_dir / "paths.yaml").write_text(
         "extends: smoke\ncommon:\n  output_dir: elsewhere\n  api_key_env: OTHER_KEY\n"
         "02_augmentation:\n  cache_file: other.sqlite\n  endpoint: {api_key_env: OTHER_KEY}\n"
-        "04_training:\n  data_cache_dir: /tmp/cache\n  report_to: [tensorboard]\n")
+        "04_training:\n  data_cache_dir: node_local/cache\n  report_to: [tensorboard]\n")
     (params_dir / "label.yaml").write_text("extends: smoke\n07_open_ended:\n  judge: {label: another judge}\n")
     smoke, paths = load_profile("smoke", params_dir=params_dir), load_profile("paths", params_dir=params_dir)
-    assert paths["04_training"].data_cache_dir == "/tmp/cache" and paths["02_augmentation"].cache_file != \
+    assert paths["04_training"].data_cache_dir == "node_local/cache" and paths["02_augmentation"].cache_file != \
         smoke["02_augmentation"].cache_file
     assert all(params_hash(smoke[nb]) == params_hash(paths[nb]) for nb in NOTEBOOK_SCHEMAS)
     label = load_profile("label", params_dir=params_dir)
