@@ -245,10 +245,12 @@ def load_notebook_config(notebook: str, profile: str, overrides=None, params_dir
 
 
 # Params that cannot change a number a notebook computes, left out of `params_hash` (at any depth of the params
-# models): the profile's name, where outputs and caches go, the name of the variable holding an API key, and where
-# training logs are mirrored. Labels (`base_model_label`, a teacher's or judge's `label`) stay in: they are written
-# into the tables that later notebooks read and show.
-UNHASHED_FIELDS = frozenset({"profile", "output_dir", "cache_file", "data_cache_dir", "api_key_env", "report_to"})
+# models): the profile's name, where outputs and caches go, the name of the variable holding an API key, where
+# training logs are mirrored, and how many processes run notebook 09's seeds side by side. Labels
+# (`base_model_label`, a teacher's or judge's `label`) stay in: they are written into the tables that later
+# notebooks read and show.
+UNHASHED_FIELDS = frozenset({"profile", "output_dir", "cache_file", "data_cache_dir", "api_key_env", "report_to",
+                             "workers"})
 
 
 def _hashed(value: Any, dumped: Any) -> Any:
@@ -266,8 +268,9 @@ def params_hash(cfg: BaseModel) -> str:
     Left out (`UNHASHED_FIELDS`, wherever they sit in the params models): `profile` (the profile's name: a profile
     that `extends:` another and changes nothing of a notebook hashes that notebook alike), `output_dir` (where
     outputs go), `cache_file` (the name of a notebook's request cache in its own folder), `data_cache_dir` (where
-    04 keeps its tokenized data), `api_key_env` (the name of the variable holding a key, never the key) and
-    `report_to` (where training logs are mirrored). Everything else counts, labels included.
+    04 keeps its tokenized data), `api_key_env` (the name of the variable holding a key, never the key),
+    `report_to` (where training logs are mirrored) and `workers` (09's seeds side by side). Everything else
+    counts, labels included.
     A notebook's outputs are keyed by `runs.notebook_hash`: this hash plus its upstream notebooks' keys.
     """
     dumped = _hashed(cfg, cfg.model_dump(mode="json"))

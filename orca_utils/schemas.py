@@ -673,6 +673,9 @@ class ExperimentParams(CommonParams):
         "system message asks for (step: solve step by step; direct: answer directly)")
     erasure_problems_per_task: int = Field(100, ge=1, description="training problems per erasure task")
     erasure_eval_items_per_task: int = Field(50, ge=1, description="held-out generated items per erasure task")
+    workers: int = Field(1, ge=1, le=64, description="seeds trained at once, one process and one torch thread "
+                         "each (the small student gains nothing from a second thread: 2 on a 2-core machine halves "
+                         "the wall time)")
 
     @field_validator("chain_lengths")
     @classmethod

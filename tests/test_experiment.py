@@ -354,3 +354,50 @@ def test_chain_params_say_what_is_wrong():
     with pytest.raises(Exception, match="erasure_tasks"):
         load_profile("smoke", overrides=f"{block}.erasure_tasks={{lie_chain: step, truth_lookup: sometimes}}")
     assert load_profile("smoke", overrides=f"{block}.chain_lengths=[4, 9]")[block].chain_lengths == [4, 9]
+
+
+def _seed_probe(seed: int, log, progress: bool, scale: int):
+    """For `map_seeds`: runs in a worker process (module level, so a spawned process can import it)."""
+    import os
+
+    import torch
+
+    if seed == 99:
+        raise ValueError(f"seed {seed}: bad seed")
+    log(f"seed {seed} ran")
+    return seed * scale, torch.get_num_threads(), os.getpid(), progress
+
+
+def test_map_seeds_runs_seeds_in_processes_and_keeps_their_order_and_errors():
+    import os
+
+    from orca_utils.experiment.parallel import map_seeds
+
+    lines = []
+    out = map_seeds(_seed_probe, [3, 1, 2], 2, lines.append, progress=True, scale=10)
+    assert [o[0] for o in out] == [30, 10, 20]                               # seed order, whatever finished first
+    assert {o[1] for o in out} == {1} and os.getpid() not in {o[2] for o in out}
+    assert not any(o[3] for o in out)                                       # no progress bars inside workers
+    assert sorted(ln for ln in lines if ln.endswith("ran")) == ["seed 1 ran", "seed 2 ran", "seed 3 ran"]
+    same = map_seeds(_seed_probe, [3, 1], 1, lines.append, progress=True, scale=10)
+    assert [o[0] for o in same] == [30, 10] and {o[2] for o in same} == {os.getpid()}
+    with pytest.raises(ValueError, match="seed 99: bad seed"):
+        map_seeds(_seed_probe, [0, 99], 2, lines.append, progress=False, scale=1)
+
+
+@pytest.mark.slow
+def test_seeds_side_by_side_give_the_same_runs_as_one_after_another(tmp_path):
+    """workers=2 trains each seed in its own process: the same students, predictions and steps as workers=1."""
+    kw = dict(tasks=["lie_chain"], seeds=[0, 1], controls=["same_epochs"], skip_runs=["same_epochs/progressive"],
+              chain_lengths=[3, 4], curve={"lie_chain": [3]}, curve_items_per_step=2, train_problems_per_task=12,
+              epochs=1.0, erasure=False)
+    one = E.run_experiment(_settings(**kw), None, True, tmp_path / "one", progress=False, log=lambda *_: None)
+    lines = []
+    two = E.run_experiment(_settings(**kw, workers=2), None, True, tmp_path / "two", progress=False,
+                           log=lines.append)
+    assert any("2 processes" in ln for ln in lines)
+    cols = ["seed", "control", "variant", "item", "prediction", "correct"]
+    pd.testing.assert_frame_equal(one["eval"][cols], two["eval"][cols])
+    assert one["runs"]["steps"].tolist() == two["runs"]["steps"].tolist()
+    assert sorted(p.name for p in (tmp_path / "two" / "runs").glob("teacher_cache_*")) == \
+        [f"teacher_cache_{S.TRACE_VERSION}_seed{k}.sqlite" for k in (0, 1)]

@@ -73,12 +73,12 @@ def test_web_of_lies_trace_follows_each_claim():
             "Jamey says Kandi lies. Ka says Jamey lies. Does Ka tell the truth?")      # a real BBH item: "No"
     sol = S.solve("web_of_lies", text)
     assert sol.answer == "No"
-    assert sol.steps == ["Vina tells the truth.",
-                         "Helene says Vina lies, but Vina tells the truth, so Helene lies.",
-                         "Kandi says Helene tells the truth, but Helene lies, so Kandi lies.",
-                         "Jamey says Kandi lies, and Kandi lies, so Jamey tells the truth.",
-                         "Ka says Jamey lies, but Jamey tells the truth, so Ka lies."]
-    assert sol.key_steps == ["Vina: truth. Helene: lies. Kandi: lies. Jamey: truth. Ka: lies."]
+    assert sol.steps == ["1: tells the truth.",                        # Vina
+                         "2: says lies, so lies.",                     # Helene says Vina lies
+                         "3: says tells the truth, so lies.",          # Kandi says Helene tells the truth
+                         "4: says lies, so tells the truth.",          # Jamey says Kandi lies
+                         "5: says lies, so lies."]                     # Ka says Jamey lies
+    assert sol.key_steps == ["1: truth. 2: lies. 3: lies. 4: truth. 5: lies."]
     assert S.score("web_of_lies", S.explain("web_of_lies", text, "answer"), "No")[0]
     assert not S.score("web_of_lies", "So the answer is Yes.", "No")[0]
 
@@ -90,8 +90,10 @@ def test_bad_input_names_the_problem():
         S.solve("word_sorting", "Sort the following words alphabetically: List: b a")
     with pytest.raises(ValueError, match="unknown object_counting item"):
         S.solve("object_counting", "I have a unicorn, and a cat. How many animals do I have?")
-    with pytest.raises(ValueError, match="who is not known yet"):
+    with pytest.raises(ValueError, match="not of the previous speaker Jim"):
         S.solve("web_of_lies", "Question: Jim lies. Sal says Ka lies. Does Sal tell the truth?")
+    with pytest.raises(ValueError, match="not the last speaker Sal"):
+        S.solve("lie_chain", "Question: Jim lies. Sal says Jim lies. Does Jim tell the truth?")
     with pytest.raises(ValueError, match="explanation style"):
         S.explain("boolean_expressions", "True is", "verbose")
 
@@ -255,15 +257,19 @@ def test_lie_chain_solver_on_the_real_bbh_web_of_lies_items_at_their_length():
 
 
 def test_chain_trace_steps_need_only_the_statement_and_the_previous_state():
+    """Line k names no one: it copies the k-th statement's claim and derives the state from line k-1's alone."""
+    import re
+
     p = S.generate_input("lie_chain", random.Random(5), steps=20)
     steps = S.solve("lie_chain", p).steps
-    for prev, line in zip(steps, steps[1:]):
-        speaker, _, rest = line.partition(" says ")
-        subject = rest.split(" ")[0]
-        assert f"{speaker} says {rest.split(',')[0]}." in p                  # the statement at hand, copied
-        previous_state = prev.rsplit("so ", 1)[-1] if "so " in prev else prev
-        assert previous_state.startswith(subject)                         # the state the previous line ended with
-        assert f"{subject} {previous_state[len(subject) + 1:].rstrip('.')}" in line
+    claims = re.findall(r"\w+ says \w+ (tells the truth|lies)\.", p)
+    assert steps[0] == f"1: {p.split('. ')[0].split(' ', 2)[2]}."            # the first person's own statement
+    assert not any(name in " ".join(steps) for name in re.findall(r"(\w+) says", p))
+    state = steps[0].split(": ", 1)[1].rstrip(".")
+    for k, (line, claim) in enumerate(zip(steps[1:], claims), 2):
+        derived = "tells the truth" if claim == state else "lies"         # truthful iff the claim matches
+        assert line == f"{k}: says {claim}, so {derived}."
+        state = derived
 
 
 def test_chain_training_range_and_truth_lookup():
@@ -285,15 +291,13 @@ def test_chain_training_range_and_truth_lookup():
         S.solve("truth_lookup", "Question: Bob says Amy lies. Does Bob tell the truth?")
 
 
-def test_task_tokenizer_keeps_chain_names_whole():
-    from orca_utils.experiment.chains import CHAIN_NAMES
-    from orca_utils.experiment.pipeline import build_task_tokenizer
+def test_chain_names_cover_the_bbh_items_so_the_real_check_is_in_distribution():
+    import re
 
-    rng = random.Random(0)
-    texts = []
-    for _ in range(300):
-        p = S.generate_input("lie_chain", rng, steps=rng.randint(3, 8))
-        texts += [p, S.explain("lie_chain", p, "full"), S.explain("lie_chain", p, "short")]
-    tok = build_task_tokenizer(texts, vocab_size=1024)
-    split = [n for n in CHAIN_NAMES if len(tok.tokenize(" " + n)) != 1 or len(tok.tokenize(n)) != 1]
-    assert not split, f"names split by the tokenizer: {split}"
+    from orca_utils.experiment.chains import BBH_NAMES, CHAIN_NAMES, NAMES
+
+    bbh_names = {n for e in _bbh("web_of_lies") for n in re.findall(r"(\w+) says", e["input"])}
+    assert bbh_names <= set(BBH_NAMES) <= set(NAMES) and set(CHAIN_NAMES) <= set(NAMES)
+    drawn = {n for p in S.generate_problems("lie_chain", 300, seed=2, steps=(3, 8))
+             for n in re.findall(r"(\w+) says", p)}
+    assert drawn & set(CHAIN_NAMES) and drawn & bbh_names                   # both sets are drawn

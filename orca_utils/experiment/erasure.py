@@ -22,10 +22,11 @@ from pathlib import Path
 import pandas as pd
 
 from .evaluate import ANSWER_MARKER, generate_answers
+from .parallel import map_seeds
 from .problems import collect_responses, load_bbh_items, make_problems
 from .settings import Settings
 from .student import build_task_tokenizer
-from .symbolic import generate_problems, score, solve
+from .symbolic import TRACE_VERSION, generate_problems, score, solve
 from .trainer import style_samples, train_run
 
 __all__ = ["STRATEGY_MESSAGES", "ARMS", "EVALUATIONS", "generic_message", "training_frame", "wrote_trace",
@@ -78,15 +79,60 @@ def make_eval_items(s: Settings, tasks: list[str], exclude: dict[str, set[str]])
     return pd.DataFrame(rows)
 
 
-def run_erasure(s: Settings, data_dir: str | None, offline: bool, out_dir: Path, progress: bool = True,
-                log=print) -> dict[str, pd.DataFrame]:
-    """Every seed: problems, the teacher's strategy responses, one tokenizer for both arms, the two students (the
-    same optimizer steps: `epochs` passes over the kept arm's packed sequences) and their evaluations. Returns
-    frames `eval` (one row per seed, arm, evaluation prompt and item), `runs` and `responses`."""
+def _erasure_seed(seed: int, s: Settings, problems: dict, strategy: dict[str, str], folder: Path,
+                  items: pd.DataFrame, progress: bool, log) -> tuple[list, list, pd.DataFrame]:
+    """One seed of `run_erasure`: (eval frames, run rows, the teacher's responses)."""
     import torch
 
     from ..packing import pack_paper
 
+    evals, runs = [], []
+    t0 = time.time()
+    responses = collect_responses(problems[seed], [], folder / f"teacher_cache_{TRACE_VERSION}_seed{seed}.sqlite", progress,
+                                  system_of_task=strategy)
+    frames = {arm: training_frame(responses, arm) for arm in ARMS}
+    both = pd.concat(frames.values())
+    tok = build_task_tokenizer(pd.concat([both["system"], both["user"], both["response"]]).drop_duplicates()
+                               .tolist(), s.tokenizer_vocab_size)
+    samples = style_samples(both, tok, s)
+    per_epoch = pack_paper(samples["kept"].lengths, s.seq_len_tokens, seed=0).n_sequences
+    steps = max(2, math.ceil(s.epochs * per_epoch / s.batch_size))
+    for arm in ARMS:
+        torch.set_num_threads(1)
+        random.seed(seed)
+        run = {"name": f"seed{seed}_erasure_{arm}{steps}", "stages": [(arm, steps)],
+               "epochs": [round(steps * s.batch_size / per_epoch, 3)], "epoch_slack": 0.0}
+        t1 = time.time()
+        model, _, info = train_run(run, samples, tok, s, seed, progress)
+        train_s = time.time() - t1
+        for arm_, prompt in EVALUATIONS:
+            if arm_ != arm:
+                continue
+            systems = [strategy[t] if prompt == "strategy" else generic_message() for t in items["task"]]
+            outs = generate_answers(model, tok, [[{"role": "system", "content": sy}, {"role": "user", "content": q}]
+                                                 for sy, q in zip(systems, items["input"])],
+                                    s.eval_max_new_tokens, s.eval_batch_size, s.stop_at_answer, progress)
+            ev = items.assign(seed=seed, arm=arm, prompt=prompt, prediction=[o["text"] for o in outs],
+                              finish_reason=[o["finish_reason"] for o in outs])
+            ev["correct"] = [score(t, o["text"], y, q)[0]
+                             for o, t, y, q in zip(outs, items["task"], items["target"], items["input"])]
+            ev["wrote_trace"] = ev["prediction"].map(wrote_trace)
+            ev["teacher_trace"] = ev["task"].map(lambda t: s.erasure_tasks[t] == "step")
+            ev["strategy_right"] = ev["wrote_trace"] == ev["teacher_trace"]
+            evals.append(ev)
+        runs.append({"seed": seed, "arm": arm, "steps": steps, "tokens": info["tokens"],
+                     "epochs": run["epochs"][0], "train_s": round(train_s, 1)})
+        log(f"seed {seed} erasure/{arm}: {steps} steps in {train_s:.1f}s")
+    log(f"seed {seed} erasure: {time.time() - t0:.1f}s")
+    return evals, runs, responses.assign(seed=seed)
+
+
+def run_erasure(s: Settings, data_dir: str | None, offline: bool, out_dir: Path, progress: bool = True,
+                log=print) -> dict[str, pd.DataFrame]:
+    """Every seed: problems, the teacher's strategy responses, one tokenizer for both arms, the two students (the
+    same optimizer steps: `epochs` passes over the kept arm's packed sequences) and their evaluations. Returns
+    frames `eval` (one row per seed, arm, evaluation prompt and item), `runs` and `responses`. Seeds run in
+    `workers` processes side by side (`parallel.map_seeds`)."""
     tasks = list(s.erasure_tasks)
     strategy = {t: STRATEGY_MESSAGES[s.erasure_tasks[t]] for t in tasks}
     folder = Path(out_dir) / "runs" / "erasure"
@@ -98,45 +144,11 @@ def run_erasure(s: Settings, data_dir: str | None, offline: bool, out_dir: Path,
                | {q for p in problems.values() for q in p.loc[p.task == t, "user"]} for t in tasks}
     items = make_eval_items(s, tasks, exclude)
     evals, runs, answers = [], [], []
-    for seed in s.seeds:
-        t0 = time.time()
-        responses = collect_responses(problems[seed], [], folder / "teacher_cache.sqlite", progress,
-                                      system_of_task=strategy)
-        frames = {arm: training_frame(responses, arm) for arm in ARMS}
-        both = pd.concat(frames.values())
-        tok = build_task_tokenizer(pd.concat([both["system"], both["user"], both["response"]]).drop_duplicates()
-                                   .tolist(), s.tokenizer_vocab_size)
-        samples = style_samples(both, tok, s)
-        per_epoch = pack_paper(samples["kept"].lengths, s.seq_len_tokens, seed=0).n_sequences
-        steps = max(2, math.ceil(s.epochs * per_epoch / s.batch_size))
-        answers.append(responses.assign(seed=seed))
-        for arm in ARMS:
-            torch.set_num_threads(1)
-            random.seed(seed)
-            run = {"name": f"seed{seed}_erasure_{arm}{steps}", "stages": [(arm, steps)],
-                   "epochs": [round(steps * s.batch_size / per_epoch, 3)], "epoch_slack": 0.0}
-            t1 = time.time()
-            model, _, info = train_run(run, samples, tok, s, seed, progress)
-            train_s = time.time() - t1
-            for arm_, prompt in EVALUATIONS:
-                if arm_ != arm:
-                    continue
-                systems = [strategy[t] if prompt == "strategy" else generic_message() for t in items["task"]]
-                outs = generate_answers(model, tok, [[{"role": "system", "content": sy}, {"role": "user", "content": q}]
-                                                     for sy, q in zip(systems, items["input"])],
-                                        s.eval_max_new_tokens, s.eval_batch_size, s.stop_at_answer, progress)
-                ev = items.assign(seed=seed, arm=arm, prompt=prompt, prediction=[o["text"] for o in outs],
-                                  finish_reason=[o["finish_reason"] for o in outs])
-                ev["correct"] = [score(t, o["text"], y, q)[0]
-                                 for o, t, y, q in zip(outs, items["task"], items["target"], items["input"])]
-                ev["wrote_trace"] = ev["prediction"].map(wrote_trace)
-                ev["teacher_trace"] = ev["task"].map(lambda t: s.erasure_tasks[t] == "step")
-                ev["strategy_right"] = ev["wrote_trace"] == ev["teacher_trace"]
-                evals.append(ev)
-            runs.append({"seed": seed, "arm": arm, "steps": steps, "tokens": info["tokens"],
-                         "epochs": run["epochs"][0], "train_s": round(train_s, 1)})
-            log(f"seed {seed} erasure/{arm}: {steps} steps in {train_s:.1f}s")
-        log(f"seed {seed} erasure: {time.time() - t0:.1f}s")
+    for ev, rw, responses in map_seeds(_erasure_seed, s.seeds, s.workers, log, s=s, problems=problems,
+                                       strategy=strategy, folder=folder, items=items, progress=progress):
+        evals += ev
+        runs += rw
+        answers.append(responses)
     return {"eval": pd.concat(evals, ignore_index=True), "runs": pd.DataFrame(runs),
             "responses": pd.concat(answers, ignore_index=True)}
 

@@ -52,10 +52,11 @@ from typing import Any
 import pandas as pd
 
 from .evaluate import ANSWER_MARKER, answer_line_done, evaluate_run, generate_answers, trace_fidelity
+from .parallel import map_seeds
 from .problems import collect_responses, load_bbh_items, make_curve_items, make_problems
 from .settings import CONTROLS, EVAL_STYLE, VARIANTS, Settings
 from .student import build_char_tokenizer, build_student, build_task_tokenizer, seed_tokenizer
-from .symbolic import ALL_TASKS
+from .symbolic import ALL_TASKS, TRACE_VERSION
 from .symbolic_teacher import TEACHER_LABEL
 from .trainer import eos_in_loss, plan_runs, style_samples, train_run
 
@@ -83,9 +84,9 @@ def _settings_key(s: Settings) -> str:
     """What makes a cached run reusable: everything but the seeds, the controls and runs chosen, and the test level.
     "problems" and "eval" version how problems are made and outputs scored: runs cached under an older rule are
     never reused."""
-    fields = {k: v for k, v in asdict(s).items() if k not in ("seeds", "controls", "skip_runs", "alpha")
+    fields = {k: v for k, v in asdict(s).items() if k not in ("seeds", "controls", "skip_runs", "alpha", "workers")
               and not k.startswith(("gate_", "erasure"))}
-    versions = {"problems": "exclude-all-bbh-items;steps-mix-max7;chains", "eval": "answer-line-stop;trace-fidelity"}
+    versions = {"problems": f"exclude-all-bbh-items;steps-mix-max7;chains;{TRACE_VERSION}", "eval": "answer-line-stop;trace-fidelity"}
     return json.dumps({**fields, **versions}, sort_keys=True)
 
 
@@ -99,7 +100,8 @@ def _prepare_seed(s: Settings, problems: pd.DataFrame, seed: int, runs_dir: Path
                   clock: dict, progress: bool, log) -> None:
     """The seed's teacher responses (through the local server), its tokenizer and tokenized samples, timed."""
     t1 = time.time()
-    responses = collect_responses(problems, ["answer", "short", "full"], runs_dir / "teacher_cache.sqlite", progress)
+    responses = collect_responses(problems, ["answer", "short", "full"], runs_dir / f"teacher_cache_{TRACE_VERSION}_seed{seed}.sqlite",
+                                  progress)
     responses.to_parquet(runs_dir / f"seed{seed}_responses.parquet")
     t2 = time.time()
     tokenizer = seed_tokenizer(s, responses, runs_dir / f"seed{seed}_tokenizer", key)
@@ -107,6 +109,67 @@ def _prepare_seed(s: Settings, problems: pd.DataFrame, seed: int, runs_dir: Path
     clock.update(teacher_s=round(t2 - t1, 1), tokenize_s=round(time.time() - t2, 1))
     log(f"seed {seed}: {len(responses)} teacher responses in {clock['teacher_s']}s, tokenizer and tokenization "
         f"in {clock['tokenize_s']}s")
+
+
+def _run_seed(seed: int, s: Settings, problems: dict, items: pd.DataFrame, runs_dir: Path, key: str,
+              progress: bool, log) -> tuple[list, list, list, dict]:
+    """One seed of `run_experiment`: its teacher responses, tokenizer and planned runs (finished runs reused).
+    Returns (eval frames, training curves, run rows, clock)."""
+    evals, curves, rows = [], [], []
+    plan_path = runs_dir / f"seed{seed}_plan.json"
+    cached = json.loads(plan_path.read_text()) if plan_path.exists() else {}
+    prepared: dict[str, Any] = {}
+    clock = {"seed": seed, "teacher_s": 0.0, "tokenize_s": 0.0}
+    if cached.get("settings") == key:
+        planned = cached["runs"]
+    else:
+        _prepare_seed(s, problems[seed], seed, runs_dir, key, prepared, clock, progress, log)
+        planned = plan_runs(s, prepared["samples"], seed)
+        plan_path.write_text(json.dumps({"settings": key, "runs": planned}, indent=1))
+    planned = [r for r in planned if _wanted(s, r)]
+    done: dict[str, tuple] = {}
+    for run in planned:
+        name = run["name"]
+        stem = runs_dir / name
+        meta = stem.with_suffix(".json")
+        if name not in done and meta.exists() and json.loads(meta.read_text()).get("settings") == key:
+            done[name] = (pd.read_parquet(runs_dir / f"{name}_eval.parquet"),
+                          pd.read_parquet(runs_dir / f"{name}_curve.parquet"),
+                          json.loads(meta.read_text())["info"])
+            log(f"seed {seed} {run['control']}/{run['variant']}: reused {meta.name}")
+        if name not in done:
+            if not prepared:
+                _prepare_seed(s, problems[seed], seed, runs_dir, key, prepared, clock, progress, log)
+            rs = s.with_student(run["size"]) if run["size"] else s
+            info_threads = _pick_threads()
+            t1 = time.time()
+            random.seed(seed)
+            model, curve_log, info = train_run(run, prepared["samples"], prepared["tokenizer"], rs, seed, progress)
+            train_s = time.time() - t1
+            info["train_s"] = round(train_s, 1)
+            t2 = time.time()
+            ev = evaluate_run(model, prepared["tokenizer"], run["variant"], items, rs, progress)
+            info.update(threads=info_threads, load_avg=round(os.getloadavg()[0], 2))
+            info.update(eval_s=round(time.time() - t2, 1), n_params=int(sum(p.numel() for p in model.parameters())),
+                        vocab_size=len(prepared["tokenizer"]),
+                        tokens_per_s=round(info["tokens"] / max(train_s, 1e-6)))
+            ev.to_parquet(runs_dir / f"{name}_eval.parquet")
+            curve_log.to_parquet(runs_dir / f"{name}_curve.parquet")
+            meta.write_text(json.dumps({"settings": key, "info": info}, indent=2))
+            done[name] = (ev, curve_log, info)
+            bbh_acc = ev.loc[ev["set"] == "bbh", "correct"].mean()
+            log(f"seed {seed} {run['control']}/{run['variant']}: BBH accuracy {bbh_acc:.3f}, token cap "
+                f"{(ev['finish_reason'] == 'length').mean():.1%} (train {info['train_s']}s for {info['steps']} "
+                f"steps, {info['tokens_per_s']} tokens/s; eval {info['eval_s']}s)")
+        else:
+            log(f"seed {seed} {run['control']}/{run['variant']}: same run as {name} (shared)")
+        ev, curve_log, info = done[name]
+        tags = {"seed": seed, "control": run["control"], "variant": run["variant"]}
+        evals.append(ev.assign(**tags))
+        curves.append(curve_log.assign(**tags))
+        rows.append({**tags, **{k: v for k, v in info.items() if k not in ("seed",)},
+                     "shared": sum(r["name"] == name for r in planned) > 1})
+    return evals, curves, rows, clock
 
 
 def run_experiment(s: Settings, data_dir: str | None, offline: bool, out_dir: Path, progress: bool = True,
@@ -138,58 +201,12 @@ def run_experiment(s: Settings, data_dir: str | None, offline: bool, out_dir: Pa
     runs_dir.mkdir(parents=True, exist_ok=True)
     key = _settings_key(s)
     evals, curves, rows, timing = [], [], [], []
-    for seed in s.seeds:
-        plan_path = runs_dir / f"seed{seed}_plan.json"
-        cached = json.loads(plan_path.read_text()) if plan_path.exists() else {}
-        prepared: dict[str, Any] = {}
-        clock = {"seed": seed, "teacher_s": 0.0, "tokenize_s": 0.0}
-        if cached.get("settings") == key:
-            planned = cached["runs"]
-        else:
-            _prepare_seed(s, problems[seed], seed, runs_dir, key, prepared, clock, progress, log)
-            planned = plan_runs(s, prepared["samples"], seed)
-            plan_path.write_text(json.dumps({"settings": key, "runs": planned}, indent=1))
-        planned = [r for r in planned if _wanted(s, r)]
-        done: dict[str, tuple] = {}
-        for run in planned:
-            name = run["name"]
-            stem = runs_dir / name
-            meta = stem.with_suffix(".json")
-            if name not in done and meta.exists() and json.loads(meta.read_text()).get("settings") == key:
-                done[name] = (pd.read_parquet(runs_dir / f"{name}_eval.parquet"),
-                              pd.read_parquet(runs_dir / f"{name}_curve.parquet"),
-                              json.loads(meta.read_text())["info"])
-                log(f"seed {seed} {run['control']}/{run['variant']}: reused {meta.name}")
-            if name not in done:
-                if not prepared:
-                    _prepare_seed(s, problems[seed], seed, runs_dir, key, prepared, clock, progress, log)
-                rs = s.with_student(run["size"]) if run["size"] else s
-                info_threads = _pick_threads()
-                t1 = time.time()
-                random.seed(seed)
-                model, curve_log, info = train_run(run, prepared["samples"], prepared["tokenizer"], rs, seed, progress)
-                info["train_s"] = round(time.time() - t1, 1)
-                t2 = time.time()
-                ev = evaluate_run(model, prepared["tokenizer"], run["variant"], items, rs, progress)
-                info.update(threads=info_threads, load_avg=round(os.getloadavg()[0], 2))
-                info.update(eval_s=round(time.time() - t2, 1), n_params=int(sum(p.numel() for p in model.parameters())),
-                            vocab_size=len(prepared["tokenizer"]), tokens_per_s=round(info["tokens"] / info["train_s"]))
-                ev.to_parquet(runs_dir / f"{name}_eval.parquet")
-                curve_log.to_parquet(runs_dir / f"{name}_curve.parquet")
-                meta.write_text(json.dumps({"settings": key, "info": info}, indent=2))
-                done[name] = (ev, curve_log, info)
-                bbh_acc = ev.loc[ev["set"] == "bbh", "correct"].mean()
-                log(f"seed {seed} {run['control']}/{run['variant']}: BBH accuracy {bbh_acc:.3f}, token cap "
-                    f"{(ev['finish_reason'] == 'length').mean():.1%} (train {info['train_s']}s for {info['steps']} "
-                    f"steps, {info['tokens_per_s']} tokens/s; eval {info['eval_s']}s)")
-            else:
-                log(f"seed {seed} {run['control']}/{run['variant']}: same run as {name} (shared)")
-            ev, curve_log, info = done[name]
-            tags = {"seed": seed, "control": run["control"], "variant": run["variant"]}
-            evals.append(ev.assign(**tags))
-            curves.append(curve_log.assign(**tags))
-            rows.append({**tags, **{k: v for k, v in info.items() if k not in ("seed",)},
-                         "shared": sum(r["name"] == name for r in planned) > 1})
+    for seed, (ev, cv, rw, clock) in zip(s.seeds, map_seeds(_run_seed, s.seeds, s.workers, log, s=s,
+                                                              problems=problems, items=items, runs_dir=runs_dir,
+                                                              key=key, progress=progress)):
+        evals += ev
+        curves += cv
+        rows += rw
         timing.append(clock)
     responses = pd.concat(pd.read_parquet(runs_dir / f"seed{seed}_responses.parquet") for seed in s.seeds)
     return {"eval": pd.concat(evals, ignore_index=True), "curves": pd.concat(curves, ignore_index=True),

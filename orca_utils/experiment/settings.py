@@ -46,6 +46,7 @@ class Settings:
     erasure_tasks: dict[str, str] = field(default_factory=lambda: {"lie_chain": "step", "truth_lookup": "direct"})
     erasure_problems_per_task: int = 100
     erasure_eval_items_per_task: int = 50
+    workers: int = 1
 
     @classmethod
     def from_cfg(cls, cfg) -> "Settings":

@@ -276,8 +276,8 @@ def _gate_lines(gate: dict, tokens: int | None) -> list[str]:
     if gate["passed"]:
         return [head, ""]
     spent = f"{tokens / 1e6:.2f}M tokens per trace run" if tokens else "this run's budget"
-    need = (f"about {gate['budget_tokens'] / 1e6:.1f}M tokens per trace run (measured in the pilots: "
-            f"params/demo_large.yaml)" if gate["budget_tokens"] else f"more than {spent} (not measured)")
+    need = (f"about {gate['budget_tokens'] / 1e6:.1f}M tokens per trace run (measured in the pilots, "
+            f"docs/09_explanation_vs_answer.md)" if gate["budget_tokens"] else f"more than {spent} (not measured)")
     return [head, "", f"**Underpowered: no conclusion.** The student cannot yet execute the traces it was shown at "
                       f"{spent}, so this run cannot tell whether explanations help; no winner is reported (the "
                       f"tables above are descriptive). A run that passes the gate needs {need}.", ""]

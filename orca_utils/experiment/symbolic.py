@@ -29,7 +29,11 @@ from . import chains
 
 __all__ = ["TASKS", "CHAIN_TASKS", "ALL_TASKS", "BBH_SOURCE", "TSO_TASKS", "ANSWER_KINDS", "ANSWER_LABELS",
            "STEP_UNITS", "STYLES", "Solution", "score", "solve", "explain", "count_steps", "options_of",
-           "generate_input", "generate_problems", "detect_task", "answer_sentence"]
+           "generate_input", "generate_problems", "detect_task", "answer_sentence", "TRACE_VERSION"]
+
+# Versions the teacher's traces: part of notebook 09's run key and of its teacher-cache file names, so that a
+# changed trace never reuses responses or students made with the old one. Bump it when a solver's steps change.
+TRACE_VERSION = "trace2"
 
 TSO_TASKS = ("tracking_shuffled_objects_three_objects", "tracking_shuffled_objects_five_objects",
              "tracking_shuffled_objects_seven_objects")
@@ -303,10 +307,7 @@ def generate_dyck_languages(rng: random.Random, steps: int | None = None) -> str
 # ---------------------------------------------------------------- web_of_lies
 # Every name of the BBH task's items (names are vocabulary, not test items; `generate_problems` still excludes
 # every BBH input). Each BBH item: one person's truthfulness, four "X says Y tells the truth/lies", a question.
-_NAMES = ("Alejandro Alexis Amberly Andree Antwan Audrie Bernita Christie Conception Crista Dallas Delbert Delfina "
-          "Elanor Fidel Fletcher Gwenn Helene Inga Jamey Jaymie Jerry Jim Ka Kandi Kristian Leda Lorine Maybelle "
-          "Michael Michaela Millicent Millie Osvaldo Phoebe Rashida Raymond Ryan Sal Shalonda Shaunda Shenna Sherrie "
-          "Sima Tamika Teressa Vernell Vina Willian Yoland").split()
+_NAMES = chains.BBH_NAMES
 _LIES = re.compile(r"^Question: (\w+) (tells the truth|lies)\. ((?:\w+ says \w+ (?:tells the truth|lies)\. )+)"
                    r"Does (\w+) tell the truth\?$")
 _CLAIM = re.compile(r"(\w+) says (\w+) (tells the truth|lies)\.")
@@ -317,24 +318,10 @@ def _verb(truthful: bool) -> str:
 
 
 def solve_web_of_lies(text: str) -> Solution:
-    match = _LIES.match(text.strip())
-    if not match:
+    """BBH's web_of_lies is `lie_chain` at 5 people: the same solver and trace (`chains.solve_lie_chain`)."""
+    if not _LIES.match(text.strip()):
         raise ValueError(f"not a web_of_lies problem: {text!r}")
-    first, verb, claims, asked = match.groups()
-    truth = {first: verb == "tells the truth"}
-    steps = [f"{first} {verb}."]
-    for speaker, subject, said in _CLAIM.findall(claims):
-        if subject not in truth:
-            raise ValueError(f"web_of_lies: {speaker} speaks of {subject}, who is not known yet, in {text!r}")
-        claim = said == "tells the truth"
-        truth[speaker] = claim == truth[subject]
-        link = "and" if claim == truth[subject] else "but"
-        steps.append(f"{speaker} says {subject} {said}, {link} {subject} {_verb(truth[subject])}, "
-                     f"so {speaker} {_verb(truth[speaker])}.")
-    if asked not in truth:
-        raise ValueError(f"web_of_lies: the question asks about {asked}, who says nothing, in {text!r}")
-    key = [" ".join(f"{name}: {'truth' if value else 'lies'}." for name, value in truth.items())]
-    return Solution("Yes" if truth[asked] else "No", steps, key)
+    return Solution(*chains.solve_lie_chain(text))
 
 
 def generate_web_of_lies(rng: random.Random, steps: int | None = None) -> str:

@@ -1,0 +1,47 @@
+"""Notebook 09's seeds side by side: one process per seed, one torch thread each.
+
+The students are tiny (a 2-layer, hidden-128 model): one torch thread trains them as fast as two (see
+`pipeline._pick_threads`), so on a 2-core machine one process leaves a core idle. `map_seeds` runs the seeds of an
+experiment in `workers` processes (spawned, so a Jupyter kernel's threads are never forked) and returns their
+results in seed order; each process writes only its own seed's files, so a run interrupted here resumes as a
+sequential one would. Log lines are collected in the worker and printed by the parent when the seed finishes; an
+error in a seed is raised in the parent with its own message.
+"""
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, Callable
+
+__all__ = ["map_seeds"]
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _call(fn: Callable, seed: int, kwargs: dict[str, Any]) -> tuple[Any, list[str]]:
+    lines: list[str] = []
+    return fn(seed, log=lines.append, **{**kwargs, "progress": False}), lines
+
+
+def map_seeds(fn: Callable, seeds: list[int], workers: int, log: Callable[[str], Any] = print,
+              **kwargs) -> list[Any]:
+    """`[fn(seed, log=log, **kwargs) for seed in seeds]`, with up to `workers` seeds at a time in their own
+    processes (`fn` must be a module-level function; `kwargs` must pickle and include `progress`)."""
+    if workers <= 1 or len(seeds) <= 1:
+        return [fn(seed, log=log, **kwargs) for seed in seeds]
+    n = min(workers, len(seeds))
+    log(f"{len(seeds)} seeds in {n} processes (one torch thread each); each seed's lines appear when it finishes")
+    results: dict[int, Any] = {}
+    with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_one_thread) as pool:
+        futures = {pool.submit(_call, fn, seed, kwargs): seed for seed in seeds}
+        for future in as_completed(futures):
+            result, lines = future.result()
+            for line in lines:
+                log(line)
+            results[futures[future]] = result
+    return [results[seed] for seed in seeds]
