@@ -155,12 +155,16 @@ class Run:
 
     def save_metrics(self, metrics: dict[str, Any], provenance: dict[str, str] | None = None,
                      sources: list[dict] | None = None) -> Path:
-        """Merge `metrics` (slash-path keys, e.g. `agieval/lsat_ar/accuracy`) into `metrics.json`. `sources` (or
-        the `.sources` of a `provenance.Provenance`, as `summary_metrics` returns it): the structured provenance,
-        {"role", "name", "kind"} per model, teacher, judge or data source, written as `metrics.json`'s `sources`
-        (replacing any saved before; checked by `contracts.check_sources`)."""
+        """Merge `metrics` (slash-path keys, e.g. `agieval/lsat_ar/accuracy`) into `metrics.json`, with what this
+        execution of the notebook saved before (a file left by an earlier execution is replaced, so a rerun in a
+        used folder never keeps keys the new run no longer writes). `sources` (or the `.sources` of a
+        `provenance.Provenance`, as `summary_metrics` returns it): the structured provenance, {"role", "name",
+        "kind"} per model, teacher, judge or data source, written as `metrics.json`'s `sources` (replacing any saved
+        before; checked by `contracts.check_sources`)."""
         target = self.path(METRICS_FILE)
         current = json.loads(target.read_text()) if target.exists() else {}
+        if current.get("run_started") != self.started:
+            current = {}
         current.setdefault("metrics", {}).update(metrics)
         if provenance:
             current.setdefault("provenance", {}).update(provenance)
@@ -168,7 +172,8 @@ class Run:
             sources = getattr(provenance, "sources", None)
         if sources is not None:
             current[SOURCES_FIELD] = check_sources(list(sources), target)
-        current.update(notebook=self.notebook, profile=self.cfg.profile, params_hash=self.params_hash)
+        current.update(notebook=self.notebook, profile=self.cfg.profile, params_hash=self.params_hash,
+                       run_started=self.started)
         target.write_text(json.dumps(current, indent=2, sort_keys=True, default=_json_default))
         self._write_info(status="ok")
         return target

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -48,7 +49,7 @@ from typing import Any
 from .config import load_profile, params_hash
 from .contracts import STAGE1_STUDENT_DIR, STUDENT_DIR, stage_result_file, train_file
 from .paths import PARAMS_DIR, REPO_ROOT
-from .runs import Run, profile_root, seed_everything
+from .runs import REUSE_ENV, Run, profile_root, seed_everything
 from .schemas import TrainingParams
 from .train_data import (TOKEN_STORE_DIR, PackedRowsCollator, RecordingCollator, open_prepared_stage,
                          pack_samples_into_rows, prepare_arrow_stage, read_stage_table, rows_to_dataset, split_heldout,
@@ -555,6 +556,17 @@ def prepare_stage(cfg: TrainingParams, run: Run, stage: int, upstream: Path | No
     return stats
 
 
+def launch_env_and_line(cfg: TrainingParams, run: Run, cmd: list[str]) -> tuple[dict[str, str], str]:
+    """The launch's environment and the command line logged before it, which reruns the stage by hand (it
+    resumes): a run reading upstream outputs from reused folders passes them on as ORCA_REUSE, in both."""
+    env = launch_env(cfg)
+    reused = ""
+    if run.reuse:
+        env[REUSE_ENV] = os.pathsep.join(str(r) for r in run.reuse)
+        reused = f"{REUSE_ENV}={shlex.quote(env[REUSE_ENV])} "
+    return env, "$ " + reused + " ".join(cmd)
+
+
 def launch_stage(cfg: TrainingParams, run: Run, stage: int, overrides: list[str] | None = None,
                  accelerate_args: list[str] | None = None, log=print) -> dict:
     """Run one stage under `accelerate launch` as a subprocess, streaming its log; return its result.
@@ -564,8 +576,8 @@ def launch_stage(cfg: TrainingParams, run: Run, stage: int, overrides: list[str]
     if _finished_stage(run, stage, _stage_stamp(cfg, run.upstream("02_augmentation"), stage)) is None:
         prepare_stage(cfg, run, stage, log=log)
     cmd = launch_command(cfg, run, stage, overrides, accelerate_args)
-    log("$ " + " ".join(cmd))
-    env = launch_env(cfg)
+    env, line = launch_env_and_line(cfg, run, cmd)
+    log(line)
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                           cwd=REPO_ROOT) as proc:
         tail: list[str] = []

@@ -537,3 +537,19 @@ def test_a_model_listed_without_a_shutdown_date_falls_back_to_the_registry(shape
     assert [type(f).__name__ for f in before] == ["Warn"] and "2026-12-11" in str(before[0])
     assert [type(f).__name__ for f in after] == ["Problem"] and "orca_utils/chat_api/registry.py" in str(after[0])
     assert model_findings("p", "gpt-6-luna", {"gpt-6-luna": None}, "the endpoint", dt.date(2026, 12, 20)) == []
+
+
+def test_serving_finds_the_tuned_student_in_a_reused_run_folder(tmp_path, monkeypatch):
+    """A run that reuses another's 04 (ORCA_REUSE, as `run --reuse` exports it) serves that folder's student."""
+    from orca_utils.preflight import check_serving
+
+    monkeypatch.setenv("ORCA_CACHE_DIR", str(tmp_path / "cache"))
+    student = tmp_path / "reused" / "04_training" / "student"
+    student.mkdir(parents=True)
+    (student / "config.json").write_text("{}")
+    cfgs = load_profile("rehearsal", overrides=["05_agieval.serve=vllm", f"common.output_dir={tmp_path / 'own'}"])
+    before = [str(f) for f in check_serving(cfgs, Options(hub_unreachable=True)) if "04_training's student" in str(f)]
+    assert before and not any(str(student) in line for line in before), before
+    monkeypatch.setenv("ORCA_REUSE", str(tmp_path / "reused"))
+    after = [str(f) for f in check_serving(cfgs, Options(hub_unreachable=True)) if "04_training's student" in str(f)]
+    assert after and any(str(student) in line for line in after), after

@@ -51,3 +51,16 @@ def test_paper_values_keep_their_status():
     assert format_paper_value(41.7, "verified") == "41.7"
     assert format_paper_value(41.66, "recalled") == "41.7 (unverified)"
     assert paper_block("agieval_zero_shot")["average"]["Orca-13B"]["value"] == 41.7
+
+
+def test_a_rerun_starts_its_metrics_afresh(tmp_path):
+    """Saves within one execution merge; a new execution in a used folder does not keep the old run's keys."""
+    _, first = setup_notebook("03_packing", "smoke", run_dir=str(tmp_path), quiet=True)
+    first.save_metrics({"old/only": 1, "both": 1})
+    first.save_metrics({"more": 2})
+    path = tmp_path / "03_packing" / "metrics.json"
+    assert json.loads(path.read_text())["metrics"] == {"old/only": 1, "both": 1, "more": 2}
+    _, again = setup_notebook("03_packing", "smoke", run_dir=str(tmp_path), quiet=True)
+    again.started = first.started + 1.0           # a later execution (two setups can share a clock tick)
+    again.save_metrics({"both": 3})
+    assert json.loads(path.read_text())["metrics"] == {"both": 3}

@@ -1,6 +1,8 @@
 """Training (notebook 04): masked loss, EOS kept trainable, packed-batch isolation, data contract errors."""
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 import torch
@@ -144,6 +146,21 @@ def test_paper_profile_launches_accelerate_with_its_config(tmp_path):
     assert cmd[cmd.index("--config_file") + 1].endswith("params/accelerate/fsdp_1node_8gpu.yaml")
     assert cmd[-6:] == ["--profile", "paper", "--stage", "2", "--run-dir", str(run.root)]
     assert cfg.max_len_tokens == 2048 and cfg.stage1.epochs == cfg.stage2.epochs == 4
+
+
+def test_a_launch_from_a_run_that_reuses_another_passes_the_folders_on(tmp_path, monkeypatch):
+    """The ranks and the logged rerun line both carry ORCA_REUSE, so a hand rerun reads 02 where the run did."""
+    from orca_utils.train import _run_for, launch_command, launch_env_and_line
+
+    monkeypatch.delenv("ORCA_REUSE", raising=False)
+    cfg, run = _run_for("paper", str(tmp_path / "own"), [])
+    env, line = launch_env_and_line(cfg, run, launch_command(cfg, run, 1))
+    assert "ORCA_REUSE" not in env and line.startswith("$ ") and "ORCA_REUSE" not in line
+    run.reuse = (tmp_path / "first run", tmp_path / "second")
+    env, line = launch_env_and_line(cfg, run, launch_command(cfg, run, 1))
+    joined = f"{tmp_path / 'first run'}{os.pathsep}{tmp_path / 'second'}"
+    assert env["ORCA_REUSE"] == joined
+    assert line.startswith(f"$ ORCA_REUSE='{joined}' ") and "--stage 1" in line
 
 
 def test_the_training_driver_gathers_both_stages_metrics_in_one_call():

@@ -11,12 +11,14 @@ __all__ = ["check_serving"]
 def _served_models(stem: str, cfg, cfgs: dict) -> list[tuple[str, str, str, bool]]:
     """(param, label, spec, produced_later) of every model a notebook with `serve` will serve: the untuned student
     (05/06 with eval_base_model, 07 with candidate: base), and notebook 04's student (05/06; 07 with candidate:
-    student), which 04 writes to outputs/<profile>/04_training/student."""
+    student), which 04 writes to outputs/<profile>/04_training/student, or which a reused run folder holds
+    (`ORCA_REUSE`, as the notebooks read it)."""
     from ..contracts import STUDENT_DIR
-    from ..runs import profile_root
+    from ..runs import profile_root, reuse_roots
 
     base = (f"{param_owner(cfgs, 'student_model', stem)}.student_model", cfg.base_model_label, cfg.student_model, False)
-    tuned_dir = profile_root(cfg) / "04_training" / STUDENT_DIR
+    candidates = [root / "04_training" / STUDENT_DIR for root in (profile_root(cfg), *reuse_roots())]
+    tuned_dir = next((d for d in candidates if (d / "config.json").exists()), candidates[0])
     tuned = (f"{stem}.serve", "04_training's student", str(tuned_dir), not (tuned_dir / "config.json").exists())
     if stem == "07_open_ended":
         return [base] if cfg.candidate == "base" else [tuned]
