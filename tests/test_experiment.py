@@ -391,13 +391,17 @@ def test_seeds_side_by_side_give_the_same_runs_as_one_after_another(tmp_path):
     kw = dict(tasks=["lie_chain"], seeds=[0, 1], controls=["same_epochs"], skip_runs=["same_epochs/progressive"],
               chain_lengths=[3, 4], curve={"lie_chain": [3]}, curve_items_per_step=2, train_problems_per_task=12,
               epochs=1.0, erasure=False)
-    one = E.run_experiment(_settings(**kw), None, True, tmp_path / "one", progress=False, log=lambda *_: None)
+    kw.update(erasure_problems_per_task=6, erasure_eval_items_per_task=3)
+    one = E.run_experiment(_settings(**kw), None, True, tmp_path / "one", progress=False, log=lambda *_: None,
+                           erasure=True)
     lines = []
     two = E.run_experiment(_settings(**kw, workers=2), None, True, tmp_path / "two", progress=False,
-                           log=lines.append)
-    assert any("2 processes" in ln for ln in lines)
+                           log=lines.append, erasure=True)
+    assert any("4 jobs in 2 processes" in ln for ln in lines)              # 2 seeds + the erasure arms' 2 seeds
     cols = ["seed", "control", "variant", "item", "prediction", "correct"]
     pd.testing.assert_frame_equal(one["eval"][cols], two["eval"][cols])
+    cols = ["seed", "arm", "prompt", "item", "prediction", "correct"]
+    pd.testing.assert_frame_equal(one["erasure"]["eval"][cols], two["erasure"]["eval"][cols])
     assert one["runs"]["steps"].tolist() == two["runs"]["steps"].tolist()
     assert sorted(p.name for p in (tmp_path / "two" / "runs").glob("teacher_cache_*")) == \
         [f"teacher_cache_{S.TRACE_VERSION}_seed{k}.sqlite" for k in (0, 1)]

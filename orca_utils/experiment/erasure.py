@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from .evaluate import ANSWER_MARKER, generate_answers
-from .parallel import map_seeds
+from .parallel import map_jobs
 from .problems import collect_responses, load_bbh_items, make_problems
 from .settings import Settings
 from .student import build_task_tokenizer
@@ -30,8 +30,8 @@ from .symbolic import TRACE_VERSION, generate_problems, score, solve
 from .trainer import style_samples, train_run
 
 __all__ = ["STRATEGY_MESSAGES", "ARMS", "EVALUATIONS", "generic_message", "training_frame", "wrote_trace",
-           "make_eval_items", "run_erasure", "erasure_table", "erasure_tests", "erasure_conclusion",
-           "erasure_metrics"]
+           "make_eval_items", "erasure_jobs", "collect_erasure", "run_erasure", "erasure_table", "erasure_tests",
+           "erasure_conclusion", "erasure_metrics"]
 
 STRATEGY_MESSAGES = {
     "step": "Solve it step by step: write every intermediate result on its own line, then give the answer.",
@@ -127,12 +127,10 @@ def _erasure_seed(seed: int, s: Settings, problems: dict, strategy: dict[str, st
     return evals, runs, responses.assign(seed=seed)
 
 
-def run_erasure(s: Settings, data_dir: str | None, offline: bool, out_dir: Path, progress: bool = True,
-                log=print) -> dict[str, pd.DataFrame]:
-    """Every seed: problems, the teacher's strategy responses, one tokenizer for both arms, the two students (the
-    same optimizer steps: `epochs` passes over the kept arm's packed sequences) and their evaluations. Returns
-    frames `eval` (one row per seed, arm, evaluation prompt and item), `runs` and `responses`. Seeds run in
-    `workers` processes side by side (`parallel.map_seeds`)."""
+def erasure_jobs(s: Settings, data_dir: str | None, offline: bool, out_dir: Path,
+                 progress: bool = True) -> list[tuple]:
+    """The ablation's per-seed jobs for `parallel.map_jobs` (problems and held-out items drawn here, once);
+    `collect_erasure` turns their results into `run_erasure`'s frames."""
     tasks = list(s.erasure_tasks)
     strategy = {t: STRATEGY_MESSAGES[s.erasure_tasks[t]] for t in tasks}
     folder = Path(out_dir) / "runs" / "erasure"
@@ -143,14 +141,29 @@ def run_erasure(s: Settings, data_dir: str | None, offline: bool, out_dir: Path,
     exclude = {t: set(load_bbh_items(data_dir, offline, t)["input"])
                | {q for p in problems.values() for q in p.loc[p.task == t, "user"]} for t in tasks}
     items = make_eval_items(s, tasks, exclude)
+    return [(_erasure_seed, seed, dict(s=s, problems={seed: problems[seed]}, strategy=strategy, folder=folder,
+                                       items=items, progress=progress)) for seed in s.seeds]
+
+
+def collect_erasure(results: list) -> dict[str, pd.DataFrame]:
+    """`run_erasure`'s frames from its jobs' results (in seed order)."""
     evals, runs, answers = [], [], []
-    for ev, rw, responses in map_seeds(_erasure_seed, s.seeds, s.workers, log, s=s, problems=problems,
-                                       strategy=strategy, folder=folder, items=items, progress=progress):
+    for ev, rw, responses in results:
         evals += ev
         runs += rw
         answers.append(responses)
     return {"eval": pd.concat(evals, ignore_index=True), "runs": pd.DataFrame(runs),
             "responses": pd.concat(answers, ignore_index=True)}
+
+
+def run_erasure(s: Settings, data_dir: str | None, offline: bool, out_dir: Path, progress: bool = True,
+                log=print) -> dict[str, pd.DataFrame]:
+    """Every seed: problems, the teacher's strategy responses, one tokenizer for both arms, the two students (the
+    same optimizer steps: `epochs` passes over the kept arm's packed sequences) and their evaluations. Returns
+    frames `eval` (one row per seed, arm, evaluation prompt and item), `runs` and `responses`. Seeds run in
+    `workers` processes side by side; `pipeline.run_experiment` runs these jobs in its own pool when
+    `erasure` is on (its result's "erasure")."""
+    return collect_erasure(map_jobs(erasure_jobs(s, data_dir, offline, out_dir, progress), s.workers, log))
 
 
 def erasure_table(evals: pd.DataFrame) -> pd.DataFrame:

@@ -52,7 +52,8 @@ from typing import Any
 import pandas as pd
 
 from .evaluate import ANSWER_MARKER, answer_line_done, evaluate_run, generate_answers, trace_fidelity
-from .parallel import map_seeds
+from .erasure import collect_erasure, erasure_jobs
+from .parallel import map_jobs
 from .problems import collect_responses, load_bbh_items, make_curve_items, make_problems
 from .settings import CONTROLS, EVAL_STYLE, VARIANTS, Settings
 from .student import build_char_tokenizer, build_student, build_task_tokenizer, seed_tokenizer
@@ -173,13 +174,15 @@ def _run_seed(seed: int, s: Settings, problems: dict, items: pd.DataFrame, runs_
 
 
 def run_experiment(s: Settings, data_dir: str | None, offline: bool, out_dir: Path, progress: bool = True,
-                   log=print) -> dict[str, pd.DataFrame]:
+                   log=print, erasure: bool = False) -> dict[str, Any]:
     """Every seed: problems, teacher responses, tokenizer, then every planned run (train, evaluate on the BBH items
     and the curve items, save under `runs/`; finished runs are reused). Returns frames `eval` (one row per item,
     seed, control and variant), `curves` (training loss), `runs` (per seed, control and variant), `timing`, `items`
     (the evaluation items: BBH and curve) and `responses` (the teacher's responses the students were trained on,
     every seed and style). `runs/` is this function's working folder (resumable parts): read the returned frames,
-    not its files."""
+    not its files. Seeds run in `workers` processes side by side (`parallel.map_jobs`); `erasure`: the
+    prompt-erasure ablation's seeds join the same pool (so no core waits for the last seed), and its frames come
+    back as "erasure" (what `erasure.run_erasure` returns)."""
     unknown = [t for t in {*s.tasks, *s.curve} if t not in ALL_TASKS]
     if unknown:
         raise ValueError(f"tasks {unknown}: the symbolic teacher covers only {list(ALL_TASKS)}")
@@ -200,17 +203,22 @@ def run_experiment(s: Settings, data_dir: str | None, offline: bool, out_dir: Pa
     runs_dir = Path(out_dir) / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     key = _settings_key(s)
+    jobs = [(_run_seed, seed, dict(s=s, problems={seed: problems[seed]}, items=items, runs_dir=runs_dir, key=key,
+                                   progress=progress)) for seed in s.seeds]
+    extra = erasure_jobs(s, data_dir, offline, out_dir, progress) if erasure else []
+    done = map_jobs(jobs + extra, s.workers, log)
     evals, curves, rows, timing = [], [], [], []
-    for seed, (ev, cv, rw, clock) in zip(s.seeds, map_seeds(_run_seed, s.seeds, s.workers, log, s=s,
-                                                              problems=problems, items=items, runs_dir=runs_dir,
-                                                              key=key, progress=progress)):
+    for ev, cv, rw, clock in done[:len(jobs)]:
         evals += ev
         curves += cv
         rows += rw
         timing.append(clock)
     responses = pd.concat(pd.read_parquet(runs_dir / f"seed{seed}_responses.parquet") for seed in s.seeds)
-    return {"eval": pd.concat(evals, ignore_index=True), "curves": pd.concat(curves, ignore_index=True),
-            "runs": pd.DataFrame(rows), "timing": pd.DataFrame(timing), "items": items, "responses": responses}
+    out = {"eval": pd.concat(evals, ignore_index=True), "curves": pd.concat(curves, ignore_index=True),
+           "runs": pd.DataFrame(rows), "timing": pd.DataFrame(timing), "items": items, "responses": responses}
+    if erasure:
+        out["erasure"] = collect_erasure(done[len(jobs):])
+    return out
 
 
 def check_invariants(results: dict[str, pd.DataFrame], s: Settings, data_dir: str | None, offline: bool) -> list[str]:
