@@ -325,6 +325,12 @@ def test_difficulty_table_marks_lengths_beyond_the_trained_range():
     marks = curve.drop_duplicates("steps").set_index("steps")["in_training_range"].to_dict()
     assert marks == {3: True, 5: True, 8: True, 12: False, 16: False}
     assert "in_training_range" not in X.curve_summary(pd.concat(rows))
+    # the figure marks where the trained range ends (and only when the curve runs past it)
+    fig = X.plot_difficulty(curve, S.STEP_UNITS)
+    assert "longest trained: 8" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    inside = X.curve_summary(pd.concat(rows[:3]), {"lie_chain": [3, 8]})
+    assert not any("longest trained" in t.get_text()
+                   for t in X.plot_difficulty(inside, S.STEP_UNITS).axes[0].get_legend().get_texts())
 
 
 def test_erasure_runs_both_arms_end_to_end(tmp_path):

@@ -410,7 +410,8 @@ def plot_accuracy(summary: pd.DataFrame):
 
 def plot_difficulty(curve: pd.DataFrame, units: dict[str, str]):
     """Accuracy against steps per curve task: lines for the held-out problems (solid: same_epochs, dashed:
-    same_tokens), hollow markers for the real BBH items of the same task at their own numbers of steps."""
+    same_tokens), hollow markers for the real BBH items of the same task at their own numbers of steps, and a
+    dotted line at the longest trained length when the curve runs past it (`in_training_range`)."""
     import matplotlib.pyplot as plt
 
     from .. import figure_style
@@ -438,6 +439,11 @@ def plot_difficulty(curve: pd.DataFrame, units: dict[str, str]):
         ax.set_title(task.replace("_", " "), fontsize=8)
         ax.set_xlabel(f"number of {units.get(task, 'steps')}", fontsize=8)
         ax.set_ylim(0, 100)
+        points = curve[(curve["task"] == task) & (curve["set"] == "curve")]
+        if "in_training_range" in points and (~points["in_training_range"].astype(bool)).any():
+            edge = points.loc[points["in_training_range"].astype(bool), "steps"].max()
+            if pd.notna(edge):                  # where length generalisation starts
+                ax.axvline(edge, color="0.5", lw=0.8, ls=":", label=f"longest trained: {edge:g}")
     axes[0][0].set_ylabel("accuracy (%); hollow: real BBH items (same epochs)", fontsize=8)
     axes[0][-1].legend(fontsize=6)
     fig.tight_layout()
