@@ -88,8 +88,8 @@ def _erasure_seed(seed: int, s: Settings, problems: dict, strategy: dict[str, st
 
     evals, runs = [], []
     t0 = time.time()
-    responses = collect_responses(problems[seed], [], folder / f"teacher_cache_{TRACE_VERSION}_seed{seed}.sqlite", progress,
-                                  system_of_task=strategy)
+    responses = collect_responses(problems[seed], [], folder / f"teacher_cache_{TRACE_VERSION}_seed{seed}.sqlite",
+                                  progress, system_of_task=strategy)
     frames = {arm: training_frame(responses, arm) for arm in ARMS}
     both = pd.concat(frames.values())
     tok = build_task_tokenizer(pd.concat([both["system"], both["user"], both["response"]]).drop_duplicates()

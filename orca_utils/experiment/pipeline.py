@@ -87,7 +87,8 @@ def _settings_key(s: Settings) -> str:
     never reused."""
     fields = {k: v for k, v in asdict(s).items() if k not in ("seeds", "controls", "skip_runs", "alpha", "workers")
               and not k.startswith(("gate_", "erasure"))}
-    versions = {"problems": f"exclude-all-bbh-items;steps-mix-max7;chains;{TRACE_VERSION}", "eval": "answer-line-stop;trace-fidelity"}
+    versions = {"problems": f"exclude-all-bbh-items;steps-mix-max7;chains;{TRACE_VERSION}",
+                "eval": "answer-line-stop;trace-fidelity"}
     return json.dumps({**fields, **versions}, sort_keys=True)
 
 
@@ -101,8 +102,8 @@ def _prepare_seed(s: Settings, problems: pd.DataFrame, seed: int, runs_dir: Path
                   clock: dict, progress: bool, log) -> None:
     """The seed's teacher responses (through the local server), its tokenizer and tokenized samples, timed."""
     t1 = time.time()
-    responses = collect_responses(problems, ["answer", "short", "full"], runs_dir / f"teacher_cache_{TRACE_VERSION}_seed{seed}.sqlite",
-                                  progress)
+    cache = runs_dir / f"teacher_cache_{TRACE_VERSION}_seed{seed}.sqlite"
+    responses = collect_responses(problems, ["answer", "short", "full"], cache, progress)
     responses.to_parquet(runs_dir / f"seed{seed}_responses.parquet")
     t2 = time.time()
     tokenizer = seed_tokenizer(s, responses, runs_dir / f"seed{seed}_tokenizer", key)
