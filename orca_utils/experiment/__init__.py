@@ -8,6 +8,7 @@
   (`Settings`, variants, controls), `student.py` (tokenizers, the small student), `problems.py` (BBH items,
   generated problems, the teacher's responses), `trainer.py` (both controls' plans, the training loop) and
   `evaluate.py` (generation with the answer-line stop, scoring on BBH items and the difficulty curve);
+- `parallel.py`: seeds (and the erasure arms' seeds) side by side, one spawned process and one torch thread each;
 - `stats.py`: tables, paired tests, the difficulty curve's summary, the validity gate, figures and the generated
   conclusion; `erasure.py`: the prompt-erasure ablation (strategy system message kept vs erased);
 - `explanation_vs_answer.py`: the notebook's driver, the one module it imports, gathering what it calls from the
