@@ -49,9 +49,9 @@ CHAIN_NAMES = ("Alice Bob Carol Dave Eve Frank Grace Henry Ivan Jack Kate Laura 
                "Anna Ben Chris Dan Emma Fred Gary Helen Jane Karl Lisa Mike Nora Pete Ruth Steve Tina Will Amy Joe "
                "Kim").split()
 BBH_NAMES = ("Alejandro Alexis Amberly Andree Antwan Audrie Bernita Christie Conception Crista Dallas Delbert Delfina "
-          "Elanor Fidel Fletcher Gwenn Helene Inga Jamey Jaymie Jerry Jim Ka Kandi Kristian Leda Lorine Maybelle "
-          "Michael Michaela Millicent Millie Osvaldo Phoebe Rashida Raymond Ryan Sal Shalonda Shaunda Shenna Sherrie "
-          "Sima Tamika Teressa Vernell Vina Willian Yoland").split()
+             "Elanor Fidel Fletcher Gwenn Helene Inga Jamey Jaymie Jerry Jim Ka Kandi Kristian Leda Lorine Maybelle "
+             "Michael Michaela Millicent Millie Osvaldo Phoebe Rashida Raymond Ryan Sal Shalonda Shaunda Shenna "
+             "Sherrie Sima Tamika Teressa Vernell Vina Willian Yoland").split()
 NAMES = tuple(dict.fromkeys(CHAIN_NAMES + BBH_NAMES))
 MAX_PEOPLE = 40
 LIES_RE = re.compile(r"^Question: (\w+) (tells the truth|lies)\. ((?:\w+ says \w+ (?:tells the truth|lies)\. )+)"

@@ -1,11 +1,12 @@
 """Notebook 09's seeds side by side: one process per seed, one torch thread each.
 
 The students are tiny (a 2-layer, hidden-128 model): one torch thread trains them as fast as two (see
-`pipeline._pick_threads`), so on a 2-core machine one process leaves a core idle. `map_seeds` runs the seeds of an
-experiment in `workers` processes (spawned, so a Jupyter kernel's threads are never forked) and returns their
-results in seed order; each process writes only its own seed's files, so a run interrupted here resumes as a
-sequential one would. Log lines are collected in the worker and printed by the parent when the seed finishes; an
-error in a seed is raised in the parent with its own message.
+`pipeline._pick_threads`), so on a 2-core machine one process leaves a core idle. `map_jobs` runs jobs (one seed
+of the experiment, or of the erasure arms, each) in `workers` processes (spawned, so a Jupyter kernel's threads are
+never forked) and returns their results in job order (`map_seeds`: one function over seeds); each process writes
+only its own seed's files, so a run interrupted here resumes as a sequential one would. Log lines are collected in
+the worker and printed by the parent when the job finishes; an error in a job is raised in the parent with its own
+message.
 """
 from __future__ import annotations
 

@@ -308,13 +308,10 @@ def generate_dyck_languages(rng: random.Random, steps: int | None = None) -> str
 # Every name of the BBH task's items (names are vocabulary, not test items; `generate_problems` still excludes
 # every BBH input). Each BBH item: one person's truthfulness, four "X says Y tells the truth/lies", a question.
 _NAMES = chains.BBH_NAMES
-_LIES = re.compile(r"^Question: (\w+) (tells the truth|lies)\. ((?:\w+ says \w+ (?:tells the truth|lies)\. )+)"
-                   r"Does (\w+) tell the truth\?$")
-_CLAIM = re.compile(r"(\w+) says (\w+) (tells the truth|lies)\.")
+_LIES = chains.LIES_RE                  # the same format as lie_chain
 
 
-def _verb(truthful: bool) -> str:
-    return "tells the truth" if truthful else "lies"
+_verb = chains.verb
 
 
 def solve_web_of_lies(text: str) -> Solution:
@@ -616,7 +613,7 @@ def count_steps(task: str, text: str) -> int:
     if task == "dyck_languages":
         return len(text[len(_DYCK_PREFIX):].split())
     if task == "web_of_lies":
-        return len(_CLAIM.findall(text)) + 1
+        return chains.count_people("lie_chain", text)
     if task in CHAIN_TASKS:
         return chains.count_people(task, text)
     if task == "navigate":
